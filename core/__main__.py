@@ -1,0 +1,113 @@
+"""``python -m core <verb>``: the headless face of every step (DESIGN §3).
+
+Exit codes: 0 success, 2 bad input (a message on stderr saying what is wrong and how to fix it),
+1 internal error. Each verb's work lives in the module named in ``VERBS``; this file only parses.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from core.errors import UserError
+
+# verb -> (module, function, one-line help). The function takes the parsed args and returns an exit code.
+VERBS = {
+    "analyze": ("core.data.cli", "analyze_command", "detect the format, normalise, print the quality report"),
+    "prepare": ("core.data.cli", "prepare_command", "write a dataset into the workspace; prints its id"),
+    "estimate": ("core.strategy", "estimate_command", "trainable parameters, memory and time per epoch for a config"),
+    "train": ("core.training.cli", "train_command", "run training in this process (works under torchrun)"),
+    "eval": ("core.evaluation.cli", "eval_command", "metrics, error analysis, robustness, performance of a run"),
+    "chat": ("core.chat", "chat_command", "one answer (--prompt) or an interactive chat with a run"),
+    "export": ("core.peft.cli", "export_command", "export a run as our adapter, a PEFT LoRA or a merged model"),
+    "bench": ("bench.cli", "bench_command", "print the benchmark tables of bench/"),
+    "hello": ("core.cli_misc", "hello_command", "load a base model and ask it one question (smoke check)"),
+}
+
+
+def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
+    fmt_help = "alpaca|qa|prompt_completion|messages|sharegpt|classification|text (auto-detected by default)"
+    p = sub["analyze"]
+    p.add_argument("data", help="a file: CSV, TSV, JSON, JSONL, Parquet, XLSX or TXT")
+    p.add_argument("--format", help=fmt_help)
+    p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN",
+                   help="explicit column mapping, e.g. --map question=text --map answer=intent")
+    p.add_argument("--model", default=None, help="tokenizer for token lengths (default: the default model)")
+    p.add_argument("--max-seq-len", type=int, default=512)
+    p.add_argument("--json", action="store_true")
+    p = sub["prepare"]
+    p.add_argument("data")
+    p.add_argument("--format", help=fmt_help)
+    p.add_argument("--map", action="append", default=[], metavar="FIELD=COLUMN")
+    p.add_argument("--dedupe", action="store_true", help="drop exact and near duplicates")
+    p.add_argument("--clean", action="store_true", help="normalise whitespace, strip control characters and HTML")
+    p.add_argument("--mask-pii", action="store_true", help="replace e-mails, phones, cards and ids by placeholders")
+    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--name", help="dataset id (default: from the file name)")
+    p.add_argument("--json", action="store_true")
+    p = sub["estimate"]
+    p.add_argument("--config", required=True, help="a run config, YAML or JSON")
+    p.add_argument("--json", action="store_true")
+    p = sub["train"]
+    p.add_argument("--config", help="a run config, YAML or JSON")
+    p.add_argument("--resume", metavar="RUN_ID", help="continue this run from its last checkpoint")
+    p.add_argument("--run-id", help="use this id for a new run (the app passes it)")
+    p = sub["eval"]
+    p.add_argument("run_id")
+    p.add_argument("--data", help="test data file (default: the run's test split)")
+    p.add_argument("--limit", type=int, help="evaluate at most N examples")
+    p.add_argument("--json", action="store_true")
+    p = sub["chat"]
+    p.add_argument("run_id")
+    p.add_argument("--prompt")
+    p.add_argument("--base", action="store_true", help="answer with the base model instead of the tuned one")
+    p = sub["export"]
+    p.add_argument("run_id")
+    p.add_argument("--format", required=True, choices=["adapter", "peft", "merged"])
+    p.add_argument("--out", required=True)
+    p = sub["bench"]
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("names", nargs="*", help="which benchmarks (default: all)")
+    p = sub["hello"]
+    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--prompt", default="What is the capital of France?")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argparse tree of all verbs."""
+    parser = argparse.ArgumentParser(prog="python -m core", description="Assistant Factory, headless.")
+    subs = parser.add_subparsers(dest="verb", metavar="VERB")
+    sub = {verb: subs.add_parser(verb, help=help_, description=help_) for verb, (_, _, help_) in VERBS.items()}
+    _add_verb_arguments(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse, dispatch, map errors to exit codes."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not args.verb:
+        parser.print_help()
+        return 2
+    module_name, func_name, _ = VERBS[args.verb]
+    try:
+        func = getattr(importlib.import_module(module_name), func_name)
+    except (ImportError, AttributeError):
+        print(f"error: the '{args.verb}' verb is not built yet in this version.", file=sys.stderr)
+        return 2
+    try:
+        return int(func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception:  # noqa: BLE001 - last resort: a traceback for the developer, exit 1
+        traceback.print_exc()
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
