@@ -1,0 +1,35 @@
+"""``python -m core bench [--quick] [NAME ...]``: run the benchmarks of bench/ and print their tables."""
+from __future__ import annotations
+
+import importlib
+import sys
+import time
+
+from core.errors import UserError
+
+# name -> module with main(quick: bool); each prints its own table.
+BENCHES = {
+    "data": "bench.data_bench",
+    "estimate": "bench.estimate_bench",
+    "throughput": "bench.throughput",
+    "methods": "bench.methods",
+}
+
+
+def bench_command(args) -> int:
+    """Run the named benchmarks (all by default), one after another."""
+    names = args.names or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        raise UserError(f"Unknown benchmark(s) {unknown}; choose from {list(BENCHES)}.")
+    for name in names:
+        try:
+            module = importlib.import_module(BENCHES[name])
+        except ImportError as exc:
+            print(f"== {name}: not available ({exc})", file=sys.stderr)
+            continue
+        print(f"\n== {name} ==", flush=True)
+        t0 = time.time()
+        module.main(quick=args.quick)
+        print(f"({name} took {time.time() - t0:.0f} s)", flush=True)
+    return 0

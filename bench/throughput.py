@@ -1,0 +1,187 @@
+"""Training throughput: our LoRA / Adapter / Prefix against HF peft's LoRA and prefix tuning (issue 9).
+
+Every (implementation, method) trains in a fresh subprocess (honest peak RSS) on the same default model,
+the same Bitext customer-support examples rendered with the chat template (30–160 tokens, batch 8, AdamW),
+and the same number of steps; the runs alternate ours/peft so machine noise hits both alike.
+peft's side is the plain loop a user would write: pad to the batch's longest, ``model(**batch, labels=...)``.
+Ours is what our trainer does by default: packed rows, logits only where there are labels, sdpa attention.
+
+    python -m core bench throughput            # full table
+    python bench/throughput.py --quick         # a smoke run of a few steps
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+BITEXT = ROOT / ".." / "shared" / "data" / "bitext_customer_support" / "v1_short_responses" / \
+    "Bitext_Sample_Customer_Support_Training_Dataset.csv"
+SYSTEM = "You are a friendly customer-support assistant."
+CASES = [("peft", "lora"), ("ours", "lora"), ("peft", "prefix"), ("ours", "prefix"), ("ours", "adapter")]
+LR = {"lora": 2e-4, "prefix": 1e-2, "adapter": 1e-3}
+
+
+def examples(tok, n: int, seed: int = 0) -> list[dict]:
+    """n chat examples of 30–160 tokens from Bitext, encoded with labels on the answer only, in a fixed order."""
+    import random
+
+    import pandas as pd
+
+    from core.data.loader import SmartDataLoader
+
+    frame = pd.read_csv(BITEXT)
+    rows = list(zip(frame["instruction"], frame["response"]))
+    random.Random(seed).shuffle(rows)
+    loader = SmartDataLoader(tok, system_prompt=SYSTEM, max_seq_len=512)
+    out = []
+    for q, a in rows:
+        ex = loader.encode({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+        if 30 <= len(ex["input_ids"]) <= 160:
+            out.append(ex)
+        if len(out) == n:
+            return out
+    raise RuntimeError("not enough examples")
+
+
+def padded_batch(batch: list[dict], pad_id: int) -> dict:
+    """peft side: right-pad to the batch's longest (what a plain HF loop does)."""
+    import torch
+
+    width = max(len(e["input_ids"]) for e in batch)
+    ids = torch.full((len(batch), width), pad_id)
+    labels = torch.full((len(batch), width), -100)
+    mask = torch.zeros((len(batch), width), dtype=torch.long)
+    for i, e in enumerate(batch):
+        n = len(e["input_ids"])
+        ids[i, :n], labels[i, :n], mask[i, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def peft_model(model, method: str):
+    """HF peft's LoRA (r=8, q_proj+v_proj) or prefix tuning (20 virtual tokens)."""
+    from peft import LoraConfig, PrefixTuningConfig, TaskType, get_peft_model
+
+    if method == "lora":
+        cfg = LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules=["q_proj", "v_proj"],
+                         task_type=TaskType.CAUSAL_LM)
+    elif method == "prefix":
+        cfg = PrefixTuningConfig(num_virtual_tokens=20, task_type=TaskType.CAUSAL_LM)
+    else:
+        raise ValueError(f"peft has no {method} case in this benchmark")
+    return get_peft_model(model, cfg)
+
+
+def our_model(model, method: str):
+    """Our engine, same settings."""
+    from core.peft import AdapterConfig, LoRAConfig, PrefixConfig, apply_peft
+
+    cfg = {"lora": LoRAConfig(r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "v_proj")),
+           "prefix": PrefixConfig(num_virtual_tokens=20, projection_dim=0),
+           "adapter": AdapterConfig(bottleneck=64)}[method]
+    return apply_peft(model, cfg)
+
+
+def worker(spec: dict) -> dict:
+    """Train one case for spec['steps'] steps; return tokens/s, peak RSS and the loss curve."""
+    import torch
+
+    from core.models import load_model
+
+    torch.set_num_threads(int(spec.get("threads", os.cpu_count() or 1)))
+    torch.manual_seed(0)
+    model, tok = load_model("smollm2-135m-instruct")
+    impl, method, steps, bsz = spec["impl"], spec["method"], spec["steps"], spec["batch"]
+    data = examples(tok, steps * bsz)
+    model = peft_model(model, method) if impl == "peft" else our_model(model, method)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=LR[method], weight_decay=0.0)
+    losses, real_tokens, t_train = [], 0, 0.0
+    for step in range(steps + 1):  # step 0 is a warm-up, not timed
+        chunk = data[(step % steps) * bsz:(step % steps + 1) * bsz]
+        t0 = time.perf_counter()
+        if impl == "peft":
+            batch = padded_batch(chunk, tok.pad_token_id)
+            loss = model(**batch).loss
+        else:
+            loss = _our_loss(model, tok, chunk, method)
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step > 0:
+            t_train += time.perf_counter() - t0
+            real_tokens += sum(len(e["input_ids"]) for e in chunk)
+            losses.append(float(loss))
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"impl": impl, "method": method, "steps": steps, "tokens_per_s": real_tokens / t_train,
+            "peak_rss_mb": rss_mb, "final_loss": sum(losses[-3:]) / len(losses[-3:]), "losses": losses}
+
+
+def _our_loss(model, tok, chunk: list[dict], method: str):
+    """Our trainer's default path: the loader's batches (packed unless prefix) and the fast loss."""
+    from core.data.loader import SmartDataLoader
+    from core.training.loss import causal_lm_loss
+
+    loader = SmartDataLoader(tok, system_prompt=SYSTEM, max_seq_len=2048)
+    packing = method != "prefix"
+    (batch,) = list(loader.batches(chunk, batch_size=len(chunk), packing=packing, shuffle=False))
+    loss_sum, n = causal_lm_loss(model, batch)
+    return loss_sum / n
+
+
+def run_case(impl: str, method: str, steps: int, batch: int) -> dict:
+    """One case in a fresh interpreter."""
+    spec = json.dumps({"impl": impl, "method": method, "steps": steps, "batch": batch})
+    proc = subprocess.run([sys.executable, __file__, "--worker", spec], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{impl}/{method} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def table(results: list[dict]) -> str:
+    """The printed table: per case tokens/s, peak RSS, final loss, and ours/peft ratios."""
+    peft = {r["method"]: r for r in results if r["impl"] == "peft"}
+    lines = [f"{'impl':<5} {'method':<8} {'tokens/s':>9} {'peak RSS MB':>12} {'final loss':>11} "
+             f"{'speed x':>8} {'RSS x':>6} {'loss diff':>9}"]
+    for r in results:
+        ref = peft.get(r["method"]) if r["impl"] == "ours" else None
+        ratio = f"{r['tokens_per_s'] / ref['tokens_per_s']:.2f}" if ref else "-"
+        rss = f"{r['peak_rss_mb'] / ref['peak_rss_mb']:.2f}" if ref else "-"
+        dloss = f"{(r['final_loss'] - ref['final_loss']) / ref['final_loss']:+.1%}" if ref else "-"
+        lines.append(f"{r['impl']:<5} {r['method']:<8} {r['tokens_per_s']:9.1f} {r['peak_rss_mb']:12.0f} "
+                     f"{r['final_loss']:11.4f} {ratio:>8} {rss:>6} {dloss:>9}")
+    return "\n".join(lines)
+
+
+def main(quick: bool = False, steps: int | None = None, batch: int = 8) -> list[dict]:
+    """Run every case (alternating ours/peft) and print the table."""
+    steps = steps or (3 if quick else 12)
+    results = []
+    for impl, method in CASES:
+        print(f"… {impl} {method} ({steps} steps, batch {batch})", file=sys.stderr, flush=True)
+        results.append(run_case(impl, method, steps, batch))
+    print(f"Training throughput on {os.cpu_count()} CPU cores, SmolLM2-135M-Instruct float32, batch {batch}, "
+          f"{steps} timed steps (Bitext, 30–160 tokens):")
+    print(table(results))
+    return results
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--steps", type=int)
+    parser.add_argument("--batch", type=int, default=8)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+    else:
+        main(args.quick, args.steps, args.batch)
