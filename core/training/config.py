@@ -1,0 +1,270 @@
+"""The run config of DESIGN §3 as dataclasses: load from YAML/JSON or a dict, validate everything at once, save as JSON.
+
+Every problem found (unknown keys, wrong types, out-of-range values, a bad method section) is collected and raised
+as one :class:`~core.errors.UserError`, so a user fixes the whole file in one go instead of one error per run.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+from core.errors import UserError
+
+METHODS = ("lora", "adapter", "prefix", "full", "freeze")
+SCHEDULERS = ("cosine", "linear", "constant")
+SECTION_KEYS = ("lora", "adapter", "prefix", "full", "freeze")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def _close(name: str, choices) -> str:
+    match = difflib.get_close_matches(name, list(choices), n=1)
+    return f" (did you mean '{match[0]}'?)" if match else ""
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_num(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+@dataclass
+class TrainSection:
+    """The ``train:`` section: optimisation, schedule, checkpointing and evaluation knobs."""
+
+    epochs: float = 3
+    max_steps: Optional[int] = None          # overrides epochs when set
+    batch_size: int = 8                      # per device (global = batch_size x world size x grad_accum)
+    grad_accum: int = 1
+    lr: Optional[float] = None               # None: the method's recommended rate (core.training.optim)
+    scheduler: str = "cosine"
+    warmup_ratio: float = 0.05
+    weight_decay: float = 0.0
+    max_seq_len: int = 512
+    packing: bool = True                     # ignored (off) for prefix tuning
+    eval_every: int = 50
+    save_every: int = 100
+    seed: int = 42
+    early_stopping_patience: Optional[int] = None  # evals without improvement before stopping
+    # Extensions beyond DESIGN §3 (all optional, safe defaults):
+    max_grad_norm: Optional[float] = 1.0     # gradient clipping; None/0 disables
+    keep_checkpoints: int = 2                # keep the last k checkpoints
+    max_train_examples: Optional[int] = None  # use only the first N training conversations
+    max_eval_examples: Optional[int] = 200   # validation examples per eval (bounded so evals stay cheap on CPU)
+    eval_batch_size: Optional[int] = None    # default: batch_size
+    nonfinite_patience: int = 5              # consecutive non-finite steps before the run fails
+    min_lr_ratio: float = 0.1                # cosine/linear decay floor as a fraction of lr (nanoGPT uses 0.1)
+    device: str = "auto"                     # auto | cpu | cuda
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise UserError(_format_problems(problems))
+
+    def problems(self) -> list[str]:
+        """Every problem in this section, as user-facing sentences."""
+        p: list[str] = []
+        if not _is_num(self.epochs) or self.epochs <= 0:
+            p.append(f"train.epochs must be a positive number, got {self.epochs!r}.")
+        for name in ("batch_size", "grad_accum", "max_seq_len", "eval_every", "save_every", "keep_checkpoints",
+                     "nonfinite_patience"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                p.append(f"train.{name} must be a whole number >= 1, got {v!r}.")
+        for name in ("max_steps", "early_stopping_patience", "max_train_examples", "max_eval_examples",
+                     "eval_batch_size"):
+            v = getattr(self, name)
+            if v is not None and (not _is_int(v) or v < 1):
+                p.append(f"train.{name} must be null or a whole number >= 1, got {v!r}.")
+        if self.lr is not None and (not _is_num(self.lr) or not 0 < self.lr < 1):
+            p.append(f"train.lr must be null (recommended rate) or a number between 0 and 1 such as 2e-4, got {self.lr!r}.")
+        if self.scheduler not in SCHEDULERS:
+            p.append(f"train.scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}"
+                     f"{_close(str(self.scheduler), SCHEDULERS)}.")
+        if not _is_num(self.warmup_ratio) or not 0 <= self.warmup_ratio < 1:
+            p.append(f"train.warmup_ratio must be a number in [0, 1), e.g. 0.05, got {self.warmup_ratio!r}.")
+        if not _is_num(self.weight_decay) or self.weight_decay < 0:
+            p.append(f"train.weight_decay must be a number >= 0, got {self.weight_decay!r}.")
+        if not isinstance(self.packing, bool):
+            p.append(f"train.packing must be true or false, got {self.packing!r}.")
+        if not _is_int(self.seed):
+            p.append(f"train.seed must be a whole number, got {self.seed!r}.")
+        if self.max_grad_norm is not None and (not _is_num(self.max_grad_norm) or self.max_grad_norm < 0):
+            p.append(f"train.max_grad_norm must be null or a number >= 0, got {self.max_grad_norm!r}.")
+        if not _is_num(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
+            p.append(f"train.min_lr_ratio must be a number in [0, 1], got {self.min_lr_ratio!r}.")
+        if self.device not in DEVICES:
+            p.append(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}.")
+        return p
+
+
+@dataclass
+class TrainingConfig:
+    """A whole run config (DESIGN §3). Build with :meth:`from_dict` / :meth:`from_file`; invalid input raises UserError."""
+
+    data: str = ""
+    model: str = "smollm2-135m-instruct"
+    system_prompt: Optional[str] = None
+    method: str = "lora"
+    name: Optional[str] = None               # optional human label, used as the run id prefix
+    lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.05,
+                                                "target_modules": ["q_proj", "v_proj"]})
+    adapter: dict = field(default_factory=lambda: {"bottleneck": 64, "nonlinearity": "gelu",
+                                                   "placement": ["attn", "mlp"]})
+    prefix: dict = field(default_factory=lambda: {"num_virtual_tokens": 20, "projection_dim": 512})
+    full: dict = field(default_factory=dict)
+    freeze: dict = field(default_factory=lambda: {"trainable_layers": 2})
+    train: TrainSection = field(default_factory=TrainSection)
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise UserError(_format_problems(problems))
+
+    # ------------------------------------------------------------ validation
+    def problems(self) -> list[str]:
+        """Every problem in the config (empty when valid)."""
+        p: list[str] = []
+        if not isinstance(self.data, str) or not self.data.strip():
+            p.append("data is missing: give a dataset id, a dataset folder or a data file, "
+                     "e.g. `data: workspace/datasets/support-faq`.")
+        if not isinstance(self.model, str) or not self.model.strip():
+            p.append("model must be a model name or folder, e.g. `model: smollm2-135m-instruct`.")
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            p.append(f"system_prompt must be text or null, got {type(self.system_prompt).__name__}.")
+        if self.name is not None and not isinstance(self.name, str):
+            p.append(f"name must be text or null, got {self.name!r}.")
+        if self.method not in METHODS:
+            p.append(f"method must be one of {', '.join(METHODS)}, got {self.method!r}{_close(str(self.method), METHODS)}.")
+        for key in SECTION_KEYS:
+            if not isinstance(getattr(self, key), dict):
+                p.append(f"{key}: must be a mapping such as {{r: 8}}, got {getattr(self, key)!r}.")
+        if isinstance(self.train, TrainSection):
+            p.extend(self.train.problems())
+        if self.method in METHODS and isinstance(self.method_params, dict):
+            p.extend(_method_section_problems(self.method, self.method_params))
+        return p
+
+    # ------------------------------------------------------------ accessors
+    @property
+    def method_params(self) -> dict:
+        """The section of the chosen method (``lora:`` for lora, ...)."""
+        return getattr(self, self.method, {}) if self.method in METHODS else {}
+
+    def peft_config(self):
+        """The core.peft config object of the chosen method."""
+        from core.peft import config_from_dict
+
+        return config_from_dict(self.method, dict(self.method_params))
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (round-trips through :meth:`from_dict`)."""
+        return asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the full config as JSON atomically (the run folder's config.json)."""
+        from core.runs import atomic_write_json
+
+        atomic_write_json(path, self.to_dict())
+
+    # ------------------------------------------------------------ construction
+    @classmethod
+    def from_dict(cls, d: Any) -> "TrainingConfig":
+        """Validate a dict (e.g. parsed YAML); every problem is listed in one UserError."""
+        if not isinstance(d, dict):
+            raise UserError(f"A run config must be a mapping (key: value lines), got {type(d).__name__}.")
+        problems: list[str] = []
+        top = {f.name for f in fields(cls)}
+        kwargs: dict[str, Any] = {}
+        for key, value in d.items():
+            if key not in top:
+                problems.append(f"unknown key '{key}'{_close(str(key), top)}; allowed: {', '.join(sorted(top))}.")
+            elif key == "train":
+                kwargs["train"] = value
+            else:
+                kwargs[key] = value
+        for key in SECTION_KEYS:  # a section given as null means "defaults"
+            if key in kwargs and kwargs[key] is None:
+                del kwargs[key]
+        train_raw = kwargs.pop("train", None) or {}
+        train = TrainSection()
+        if not isinstance(train_raw, dict):
+            problems.append(f"train: must be a mapping such as {{epochs: 3, batch_size: 8}}, got {train_raw!r}.")
+        else:
+            train_names = {f.name for f in fields(TrainSection)}
+            good = {}
+            for key, value in train_raw.items():
+                if key not in train_names:
+                    problems.append(f"unknown key 'train.{key}'{_close(str(key), train_names)}.")
+                else:
+                    good[key] = value
+            train = _unchecked(TrainSection, good)
+        # Defaults first, user values on top, so partial sections keep the other defaults.
+        base = _unchecked(cls, {})
+        for key in SECTION_KEYS:
+            if isinstance(kwargs.get(key), dict):
+                merged = dict(getattr(base, key))
+                merged.update(kwargs[key])
+                kwargs[key] = merged
+        for key, value in kwargs.items():
+            setattr(base, key, value)
+        base.train = train
+        problems.extend(base.problems())
+        if problems:
+            raise UserError(_format_problems(problems))
+        return base
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "TrainingConfig":
+        """Load a YAML or JSON run config file."""
+        path = Path(path)
+        if not path.is_file():
+            raise UserError(f"The config file {str(path)!r} does not exist; check the path given to --config.")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() == ".json":
+                data = json.loads(text)
+            else:
+                import yaml
+
+                data = yaml.safe_load(text)
+        except Exception as exc:  # noqa: BLE001 - any parse error becomes one actionable message
+            raise UserError(f"{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}. "
+                            "Fix the syntax (indentation, quotes, colons) and try again.") from exc
+        if data is None:
+            raise UserError(f"{path} is empty; it needs at least `data: <dataset or file>`.")
+        return cls.from_dict(data)
+
+
+def _unchecked(cls, values: dict):
+    """An instance with defaults then ``values``, skipping __post_init__ so problems can be collected first."""
+    obj = object.__new__(cls)
+    for f in fields(cls):
+        default = f.default_factory() if callable(f.default_factory) else f.default  # type: ignore[misc]
+        setattr(obj, f.name, values.get(f.name, default))
+    return obj
+
+
+def _method_section_problems(method: str, params: dict) -> list[str]:
+    """Ask core.peft to build the method config; its complaint becomes one of our problems."""
+    try:
+        from core.peft import config_from_dict
+    except ImportError:  # the PEFT package is not available: leave section validation to apply time
+        return []
+    try:
+        config_from_dict(method, dict(params))
+    except (UserError, ValueError, TypeError) as exc:
+        # core.peft lists its problems as "- item" lines under a heading: keep one line per problem.
+        items = [ln.strip()[2:] for ln in str(exc).splitlines() if ln.strip().startswith("- ")]
+        return [f"{method}: {item}" for item in items] or [f"{method}: {exc}"]
+    return []
+
+
+def _format_problems(problems: list[str]) -> str:
+    n = len(problems)
+    head = f"The run config has {n} problem{'s' if n > 1 else ''}:"
+    return head + "".join(f"\n  - {p}" for p in problems)

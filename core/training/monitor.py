@@ -1,0 +1,162 @@
+"""What the UI reads about a run: ``metrics.jsonl`` (appended line by line) and ``status.json`` (atomic, with heartbeat).
+
+Formats (DESIGN §2)::
+
+    metrics.jsonl  {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "eta_s", "peak_mem_mb"}
+                   {"step", "epoch", "eval_loss", "eval_ppl"}
+                   {"step", "epoch", "skipped": true, "reason"}      a non-finite step that was not applied
+    status.json    {"state", "pid", "step", "total_steps", "heartbeat", "error", ...}
+
+Only the main process (rank 0) writes; other ranks get a monitor with ``enabled=False``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import resource
+import threading
+import time
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from core.runs import append_jsonl, atomic_write_json, read_json, read_jsonl, atomic_write_text
+
+HEARTBEAT_S = 2.0
+FINAL_STATES = ("stopped", "failed", "completed")
+
+
+def peak_memory_mb(device: Optional[torch.device] = None) -> float:
+    """Peak memory of this process: CUDA allocator peak on a GPU, peak resident set size on CPU."""
+    if device is not None and device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+class TrainingMetrics:
+    """Running throughput and ETA: tokens/s counts real (non-pad) tokens; ETA from this session's step rate."""
+
+    def __init__(self, total_steps: int, start_step: int = 0, elapsed_before: float = 0.0):
+        self.total_steps, self.start_step = total_steps, start_step
+        self.elapsed_before = elapsed_before  # time spent before a resume, so elapsed_s keeps growing
+        self.t0 = time.perf_counter()
+        self.last_t = self.t0
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds of training so far, across resumes."""
+        return self.elapsed_before + time.perf_counter() - self.t0
+
+    def record(self, step: int, epoch: float, loss: float, lr: float, grad_norm: float, tokens: int,
+               device: Optional[torch.device] = None) -> dict:
+        """One metrics line for optimizer step ``step`` (1-based), ``tokens`` real tokens processed in it."""
+        now = time.perf_counter()
+        dt, self.last_t = max(now - self.last_t, 1e-9), now
+        done = step - self.start_step
+        rate = (now - self.t0) / max(done, 1)
+        return {"step": step, "epoch": round(epoch, 4), "loss": loss, "lr": lr, "grad_norm": grad_norm,
+                "tokens_per_s": round(tokens / dt, 1), "elapsed_s": round(self.elapsed, 3),
+                "eta_s": round(rate * max(self.total_steps - step, 0), 1),
+                "peak_mem_mb": round(peak_memory_mb(device), 1)}
+
+    def mark(self) -> None:
+        """Restart the per-step clock (after an eval or a checkpoint, so they do not count as step time)."""
+        self.last_t = time.perf_counter()
+
+
+class TrainingMonitor:
+    """Writes metrics lines and keeps ``status.json`` fresh from a heartbeat thread."""
+
+    def __init__(self, run_dir: str | Path, enabled: bool = True, heartbeat_s: float = HEARTBEAT_S):
+        self.run_dir = Path(run_dir)
+        self.enabled = enabled
+        self.heartbeat_s = heartbeat_s
+        self.metrics_path = self.run_dir / "metrics.jsonl"
+        self.status_path = self.run_dir / "status.json"
+        self._status: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Optional[threading.Thread] = None
+
+    # ------------------------------------------------------------ status
+    def update(self, **fields: Any) -> None:
+        """Merge ``fields`` into the status and write it now."""
+        if not self.enabled:
+            return
+        with self._lock:
+            self._status.update(fields)
+            self._write_locked()
+
+    def _write_locked(self) -> None:
+        status = dict(self._status)
+        status["pid"] = os.getpid()
+        status["heartbeat"] = time.time()
+        if status.get("state") == "running":
+            # core.runs.stop() marks "stopping" from another process; do not overwrite it before we react.
+            on_disk = read_json(self.status_path, {}) or {}
+            if on_disk.get("state") == "stopping" and on_disk.get("pid") == os.getpid():
+                status["state"] = "stopping"
+        atomic_write_json(self.status_path, status)
+
+    def start_heartbeat(self) -> None:
+        """Refresh status.json every ``heartbeat_s`` seconds on a daemon thread."""
+        if not self.enabled or self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._beat, name="status-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(self.heartbeat_s):
+            with self._lock:
+                try:
+                    self._write_locked()
+                except OSError:  # a full disk must not kill training; the next beat retries
+                    pass
+
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat thread (before writing the final state)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def finish(self, state: str, error: Optional[str] = None, **fields: Any) -> None:
+        """Write a final state (completed/stopped/failed) and stop the heartbeat."""
+        self.stop_heartbeat()
+        self.update(state=state, error=error, **fields)
+
+    # ------------------------------------------------------------ metrics
+    def log(self, record: dict) -> None:
+        """Append one metrics line."""
+        if self.enabled:
+            append_jsonl(self.metrics_path, _finite(record))
+
+    def log_eval(self, step: int, epoch: float, eval_loss: float) -> dict:
+        """Append an eval line with loss and perplexity."""
+        ppl = math.exp(eval_loss) if eval_loss < 50 else float("inf")
+        record = {"step": step, "epoch": round(epoch, 4), "eval_loss": eval_loss, "eval_ppl": ppl}
+        self.log(record)
+        return record
+
+    def truncate_after(self, step: int) -> None:
+        """Drop metrics lines past ``step`` (written by a process killed after its last checkpoint)."""
+        if not self.enabled or not self.metrics_path.exists():
+            return
+        import json
+
+        keep = [r for r in read_jsonl(self.metrics_path) if r.get("step", 0) <= step]
+        atomic_write_text(self.metrics_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in keep))
+
+
+def _finite(record: dict) -> dict:
+    """JSON has no NaN/Infinity: write non-finite floats as null plus a readable string."""
+    out = {}
+    for k, v in record.items():
+        if isinstance(v, float) and not math.isfinite(v):
+            out[k] = None
+            out[f"{k}_str"] = str(v)
+        else:
+            out[k] = v
+    return out
