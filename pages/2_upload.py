@@ -1,0 +1,115 @@
+"""Step 2 · Upload: a file in any supported format, or a built-in sample; a preview; column mapping when unsure."""
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.errors import UserError
+from ui import t, update_project
+from ui.common import engine, header, next_step, not_available, show_error
+from ui.uploads import FORMATS, SAMPLES, UPLOAD_TYPES, format_fields, save_sample, save_upload
+
+project = header("upload")
+limit_mb = st.get_option("server.maxUploadSize")
+
+tab_sample, tab_file = st.tabs([t("upload.tab_sample"), t("upload.tab_file")])
+with tab_sample:
+    sample = st.radio(t("upload.sample_pick"), list(SAMPLES), format_func=lambda s: t(f"sample.{s}"),
+                      key="sample_pick")
+    st.caption(t(f"sample.{sample}.desc"))
+    if st.button(t("upload.sample_use"), type="primary", key="sample_use"):
+        path = save_sample(sample)
+        project = update_project(upload={"path": str(path), "display_name": SAMPLES[sample], "format": None,
+                                         "mapping": None}, analyzed=None)
+        st.toast(t("upload.ready", name=SAMPLES[sample]), icon="✅")
+with tab_file:
+    st.caption(t("upload.limit", mb=limit_mb, types=", ".join(UPLOAD_TYPES)))
+    file = st.file_uploader(t("upload.file"), type=list(UPLOAD_TYPES), key="uploader")
+    if file is not None and st.session_state.get("uploaded_id") != file.file_id:
+        try:
+            path = save_upload(file.name, file.getvalue())
+        except UserError as exc:
+            show_error(exc)
+        else:
+            st.session_state["uploaded_id"] = file.file_id
+            project = update_project(upload={"path": str(path), "display_name": file.name, "format": None,
+                                             "mapping": None}, analyzed=None)
+            st.toast(t("upload.ready", name=file.name), icon="✅")
+
+upload = project.get("upload")
+if not upload or not Path(upload["path"]).exists():
+    st.info(t("upload.nothing"), icon="📄")
+    st.stop()
+
+st.divider()
+st.subheader(t("upload.current", name=upload["display_name"]))
+read_table = engine("core.data.io", "read_table")
+load_conversations = engine("core.data", "load_conversations")
+if read_table is None:
+    not_available(t("upload.engine_reader"))
+    st.stop()
+with st.spinner(t("upload.reading")):
+    try:
+        table = read_table(upload["path"])
+    except UserError as exc:  # the engine says what is wrong and where
+        show_error(exc)
+        st.stop()
+c1, c2, c3 = st.columns(3)
+c1.metric(t("upload.rows"), f"{len(table.records):,}")
+c2.metric(t("upload.columns"), len(table.columns))
+c3.metric(t("upload.file_type"), table.file_type.lstrip(".").upper())
+for note in table.notes:
+    st.caption(f"ℹ️ {note}")
+st.dataframe(pd.DataFrame([{k: str(v)[:300] for k, v in r.items()} for r in table.records[:50]]),
+             use_container_width=True, height=260)
+
+st.subheader(t("upload.format_title"))
+fmt_options = ["auto", *FORMATS]
+current_fmt = upload.get("format") or "auto"
+fmt = st.selectbox(t("upload.format"), fmt_options, index=fmt_options.index(current_fmt),
+                   format_func=lambda f: t(f"format.{f}"), key="fmt_select")
+mapping = upload.get("mapping") or None
+if fmt != current_fmt:
+    upload = {**upload, "format": None if fmt == "auto" else fmt, "mapping": None}
+    project = update_project(upload=upload, analyzed=None)
+    mapping = None
+
+if load_conversations is None:
+    not_available(t("upload.engine_normalise"))
+    st.stop()
+problem = None
+with st.spinner(t("upload.detecting")):
+    try:
+        convs, info = load_conversations(upload["path"], format=upload.get("format"), mapping=mapping)
+    except UserError as exc:
+        problem, convs, info = exc, [], {}
+if problem is None:
+    st.success(t("upload.detected", format=t(f"format.{info.get('format', '?')}"), rows=len(convs)), icon="✅")
+    with st.expander(t("upload.as_conversations"), expanded=True):
+        for conv in convs[:3]:
+            with st.container(border=True):
+                for msg in conv["messages"]:
+                    role = msg["role"]
+                    st.markdown(f"**{t(f'role.{role}')}:** {msg['content'][:400]}")
+else:
+    show_error(problem)
+
+# Column mapping: offered when detection failed, and on request when it is unsure.
+if problem is not None or st.toggle(t("upload.mapping_toggle"), key="map_toggle"):
+    st.markdown(t("upload.mapping_intro"))
+    map_fmt = upload.get("format") or st.selectbox(t("upload.mapping_format"), FORMATS[:4] + ("text",),
+                                                   format_func=lambda f: t(f"format.{f}"), key="map_fmt")
+    fields = format_fields(map_fmt)
+    cols = ["—", *table.columns]
+    chosen = {}
+    for field_name in fields:
+        prev = (mapping or {}).get(field_name)
+        chosen[field_name] = st.selectbox(t("upload.mapping_field", field=field_name), cols, key=f"map_{field_name}",
+                                          index=cols.index(prev) if prev in cols else 0)
+    if st.button(t("upload.mapping_apply"), key="map_apply"):
+        new_map = {k: v for k, v in chosen.items() if v != "—"}
+        project = update_project(upload={**upload, "format": map_fmt, "mapping": new_map}, analyzed=None)
+        st.rerun()
+
+if problem is None:
+    next_step("upload")

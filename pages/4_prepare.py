@@ -1,0 +1,67 @@
+"""Step 4 · Prepare: clean, deduplicate, mask personal data, split; the result is saved as a dataset version."""
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from core.runs import dataset_dir, read_json, slugify
+from ui import t, update_project
+from ui.common import engine, header, need, next_step, not_available
+from ui.prepare_view import split_counts
+
+project = header("prepare")
+upload = project.get("upload")
+if not need(bool(upload) and Path(upload["path"]).exists(), "prepare.need_upload", "upload"):
+    st.stop()
+prepare_dataset = engine("core.data", "prepare_dataset")
+
+st.caption(t("prepare.source", name=upload["display_name"]))
+with st.form("prepare"):
+    c1, c2, c3 = st.columns(3)
+    clean = c1.checkbox(t("prepare.clean"), value=True, help=t("prepare.clean_help"))
+    dedupe = c2.checkbox(t("prepare.dedupe"), value=True, help=t("prepare.dedupe_help"))
+    mask_pii = c3.checkbox(t("prepare.mask_pii"), value=False, help=t("prepare.mask_pii_help"))
+    c1, c2, c3 = st.columns(3)
+    train_pct = c1.slider(t("prepare.train_pct"), 50, 98, 80, step=1)
+    val_pct = c2.slider(t("prepare.val_pct"), 1, 25, 10, step=1)
+    seed = c3.number_input(t("prepare.seed"), min_value=0, max_value=2**31 - 1, value=42)
+    default_name = slugify(Path(upload["display_name"]).stem, "dataset")
+    name = st.text_input(t("prepare.name"), value="", placeholder=default_name, help=t("prepare.name_help"))
+    submitted = st.form_submit_button(t("prepare.run"), type="primary", disabled=prepare_dataset is None)
+
+if prepare_dataset is None:
+    not_available(t("prepare.engine"))
+elif submitted:
+    test_pct = 100 - train_pct - val_pct
+    if test_pct < 0:
+        st.error(t("prepare.bad_split"), icon="⚠️")
+    else:
+        with st.status(t("prepare.running"), expanded=False) as status:
+            dataset_id = prepare_dataset(upload["path"], format=upload.get("format"), mapping=upload.get("mapping"),
+                                         dedupe=dedupe, clean=clean, mask_pii=mask_pii,
+                                         split=(train_pct / 100, val_pct / 100, test_pct / 100), seed=int(seed),
+                                         name=name.strip() or None)
+            status.update(label=t("prepare.done", id=dataset_id), state="complete")
+        project = update_project(active_dataset=dataset_id)
+        st.session_state["sidebar_dataset"] = dataset_id
+
+active = project.get("active_dataset")
+if active and dataset_dir(active).exists():
+    folder = dataset_dir(active)
+    meta = read_json(folder / "meta.json", {}) or {}
+    st.subheader(t("prepare.result", id=active))
+    counts = split_counts(folder)
+    cols = st.columns(4)
+    cols[0].metric(t("prepare.rows_in"), f"{meta.get('rows_in', meta.get('input_rows', '—'))}")
+    for col, split in zip(cols[1:], ("train", "val", "test")):
+        col.metric(t(f"prepare.split.{split}"), f"{counts.get(split, 0):,}")
+    ops = meta.get("operations") or meta.get("steps") or meta.get("report")
+    if isinstance(ops, list) and ops:
+        st.markdown(t("prepare.ops"))
+        st.dataframe(pd.DataFrame(ops), use_container_width=True, hide_index=True)
+    elif isinstance(ops, dict) and ops:
+        st.dataframe(pd.DataFrame([{"step": k, **(v if isinstance(v, dict) else {"value": v})}
+                                   for k, v in ops.items()]), use_container_width=True, hide_index=True)
+    with st.expander(t("prepare.meta")):
+        st.json(meta, expanded=False)
+    next_step("prepare")

@@ -1,0 +1,25 @@
+"""Home: what the 8-step line does, which base model is active and whether it is loaded, a hello check."""
+import streamlit as st
+
+from ui import load_project, t
+from ui.common import STEP_ICONS, STEP_PAGES
+from ui.models import model_panel
+from ui.project import STEPS, step_done
+
+project = load_project()
+st.title(t("home.title"))
+st.markdown(t("home.tagline"))
+
+done = step_done(project)
+cols = st.columns(4)
+for i, step in enumerate(STEPS):
+    with cols[i % 4].container(border=True):
+        mark = "✅" if done[step] else STEP_ICONS[step]
+        st.markdown(f"**{mark} {i + 1}. {t(f'step.{step}')}**")
+        st.caption(t(f"home.step.{step}"))
+        st.page_link(STEP_PAGES[step], label=t("home.open"), icon="➡️")
+
+st.markdown(t("home.how"))
+st.divider()
+st.subheader(t("home.model_title"))
+model_panel(project["base_model"], project.get("system_prompt") or None, key="home")

@@ -1,0 +1,65 @@
+"""Where uploads and built-in samples go: ``<workspace>/uploads/<safe name>``; the user's file name is never a path."""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from core.errors import UserError
+from core.runs import atomic_write_bytes, slugify, workspace_home
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets" / "samples"
+SAMPLES = {"support_en": "support_faq_en.csv", "support_zh": "support_faq_zh.jsonl",
+           "routing": "intent_routing.csv"}
+UPLOAD_TYPES = ("csv", "tsv", "json", "jsonl", "parquet", "xlsx", "txt")
+FORMATS = ("qa", "alpaca", "prompt_completion", "classification", "messages", "sharegpt", "text")
+# Mapping fields per format (FIELD=COLUMN, as `python -m core analyze --map`).
+FORMAT_FIELDS = {"qa": ("question", "answer"), "alpaca": ("instruction", "input", "output"),
+                 "prompt_completion": ("prompt", "completion"), "classification": ("text", "label"),
+                 "text": ("text",), "messages": ("messages",), "sharegpt": ("conversations",)}
+
+
+def format_fields(fmt: str) -> tuple[str, ...]:
+    """Required then optional mapping fields of a format (from the engine's schema when available)."""
+    try:
+        from core.data.schema import OPTIONAL, REQUIRED
+    except ImportError:
+        return FORMAT_FIELDS.get(fmt, ())
+    return tuple(REQUIRED.get(fmt, ())) + tuple(OPTIONAL.get(fmt, ()))
+
+
+def uploads_dir() -> Path:
+    """``<workspace>/uploads``."""
+    path = workspace_home() / "uploads"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def safe_name(original: str, data: bytes) -> str:
+    """A file name built from the upload's name (slugified) plus a content hash; the extension is whitelisted."""
+    suffix = Path(original).suffix.lower().lstrip(".")
+    if suffix not in UPLOAD_TYPES:
+        raise UserError(f"Files of type '.{suffix}' are not supported; save the data as "
+                        f"{', '.join(UPLOAD_TYPES).upper()}.")
+    stem = slugify(Path(original).stem, fallback="upload")
+    return f"{stem}-{hashlib.sha256(data).hexdigest()[:8]}.{suffix}"
+
+
+def save_upload(original_name: str, data: bytes) -> Path:
+    """Write uploaded bytes under a sanitised name (through core.data when it offers a saver)."""
+    try:
+        from core.data import save_upload as engine_save  # type: ignore[attr-defined]
+    except ImportError:
+        engine_save = None
+    if engine_save is not None:
+        return Path(engine_save(original_name, data))
+    if not data:
+        raise UserError(f"{original_name!r} is empty (0 bytes); upload a file with at least one example.")
+    path = uploads_dir() / safe_name(original_name, data)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def save_sample(key: str) -> Path:
+    """Copy a built-in sample into the workspace's uploads (so the raw file there is ours to keep)."""
+    name = SAMPLES[key]
+    return save_upload(name, (ASSETS / name).read_bytes())
