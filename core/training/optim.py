@@ -119,7 +119,7 @@ class SmartOptimizer:
             name = self.param_names[idx]
             for key, value in state.items():
                 if torch.is_tensor(value):
-                    tensors[f"{name}::{key}"] = value.detach().to("cpu").contiguous()
+                    tensors[f"{name}::{key}"] = value.detach().to("cpu").clone().contiguous()
                 else:
                     scalars.setdefault(name, {})[key] = value
         groups = [{k: (list(v) if isinstance(v, tuple) else v) for k, v in g.items() if k != "params"}
