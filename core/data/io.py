@@ -1,0 +1,355 @@
+"""Read whatever a user uploads into a table of records, or refuse it with a message saying what and where.
+
+Supported files: CSV, TSV, JSON, JSONL, Parquet, XLSX and TXT. Text files are decoded as UTF-8 (with or
+without BOM), UTF-16 (BOM or the NUL-byte pattern) or GBK (when it decodes and looks like Chinese); any other
+encoding is refused with the encoding it most likely is. Every refusal is a ``UserError``.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import UserError
+
+TEXT_EXTS = {".csv", ".tsv", ".json", ".jsonl", ".txt"}
+BINARY_EXTS = {".parquet", ".xlsx"}
+ALIASES = {".ndjson": ".jsonl", ".tab": ".tsv", ".text": ".txt", ".md": ".txt", ".pq": ".parquet"}
+DEFAULT_MAX_MB = 200.0
+# Magic numbers of common binary files, to refuse e.g. a PDF renamed to .csv with a precise message.
+MAGIC = {b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive (or an Excel/Word file)", b"\x89PNG": "a PNG image",
+         b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"PAR1": "a Parquet file", b"\x1f\x8b": "a gzip archive",
+         b"\xd0\xcf\x11\xe0": "an old Office (.xls/.doc) file", b"SQLite format 3": "an SQLite database",
+         b"\x7fELF": "a program (ELF binary)"}
+_CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\u3400-\u4dbf\uff00-\uffef]")
+
+
+@dataclass
+class Table:
+    """A file read into records (one dict per row) plus what we learned about it."""
+
+    records: list[dict[str, Any]]
+    columns: list[str]
+    file_type: str
+    encoding: str | None = None
+    notes: list[str] = field(default_factory=list)
+    source: str = ""
+
+
+def max_upload_mb() -> float:
+    """The size limit in MB: ``$ASSISTANT_FACTORY_MAX_UPLOAD_MB`` or 200."""
+    raw = os.environ.get("ASSISTANT_FACTORY_MAX_UPLOAD_MB", "")
+    try:
+        return float(raw) if raw.strip() else DEFAULT_MAX_MB
+    except ValueError:
+        raise UserError(f"ASSISTANT_FACTORY_MAX_UPLOAD_MB={raw!r} is not a number; set it to a size in MB, "
+                        "e.g. 200.") from None
+
+
+def file_kind(path: Path) -> str:
+    """The normalised extension (``.csv`` …) or a UserError listing the supported ones."""
+    ext = ALIASES.get(path.suffix.lower(), path.suffix.lower())
+    if ext not in TEXT_EXTS | BINARY_EXTS:
+        raise UserError(f"{path.name}: files of type {path.suffix or '(no extension)'!r} are not supported. "
+                        "Save the data as CSV, TSV, JSON, JSONL, Parquet, XLSX or TXT.")
+    return ext
+
+
+def check_file(path: str | os.PathLike) -> Path:
+    """Existence, regular file, non-empty and within the size limit."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UserError(f"{path} does not exist; check the path (relative paths start from {Path.cwd()}).")
+    if not path.is_file():
+        raise UserError(f"{path} is a folder, not a file; give one data file inside it.")
+    size = path.stat().st_size
+    if size == 0:
+        raise UserError(f"{path.name} is empty (0 bytes); upload a file with at least one example.")
+    limit = max_upload_mb()
+    if size > limit * 1024 * 1024:
+        raise UserError(f"{path.name} is {size / 1024 / 1024:.1f} MB, over the {limit:g} MB limit. Split it into "
+                        "smaller files, or raise the limit with ASSISTANT_FACTORY_MAX_UPLOAD_MB.")
+    return path
+
+
+# ---------------------------------------------------------------- encodings
+def _utf16_by_nul_pattern(head: bytes) -> str | None:
+    """UTF-16 without BOM: mostly-ASCII text has a NUL in every other byte."""
+    sample = head[: 4096 - (len(head[:4096]) % 2)]
+    if len(sample) < 4:
+        return None
+    even, odd = sample[0::2], sample[1::2]
+    n = len(even)
+    if odd.count(0) > 0.4 * n and even.count(0) < 0.05 * n:
+        return "utf-16-le"
+    if even.count(0) > 0.4 * n and odd.count(0) < 0.05 * n:
+        return "utf-16-be"
+    return None
+
+
+def _binary_reason(data: bytes) -> str | None:
+    """Why ``data`` is not text (a known magic number or NUL bytes), or None."""
+    for magic, what in MAGIC.items():
+        if data.startswith(magic):
+            return what
+    if b"\x00" in data[:8192]:
+        return "binary data (it contains NUL bytes)"
+    return None
+
+
+def _guess_encoding(data: bytes) -> str:
+    """A best guess for a non-UTF-8, non-GBK text, for the refusal message."""
+    for enc, pattern, label in (("shift_jis", r"[\u3040-\u30ff]", "Shift_JIS (Japanese)"),
+                                ("euc-kr", r"[\uac00-\ud7af]", "EUC-KR (Korean)"),
+                                ("cp1251", r"[\u0400-\u04ff]{3}", "Windows-1251 (Cyrillic)")):
+        try:
+            text = data.decode(enc)
+        except UnicodeDecodeError:
+            continue
+        if len(re.findall(pattern, text)) > 0.3 * sum(ch > "\x7f" for ch in text):
+            return label
+    try:
+        data.decode("big5")
+        return "Big5 (traditional Chinese)"
+    except UnicodeDecodeError:
+        pass
+    return "Windows-1252 / Latin-1 (Western European)"
+
+
+def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
+    """Decode text bytes; returns (text, encoding) or raises UserError naming the likely encoding."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        return _strict(data[3:], "utf-8", name), "utf-8-sig"
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return _strict(data, "utf-16", name), "utf-16"
+    utf16 = _utf16_by_nul_pattern(data)
+    if utf16:
+        return _strict(data, utf16, name), utf16
+    reason = _binary_reason(data)
+    if reason:
+        raise UserError(f"{name} looks like {reason}, not text. Export the data as CSV, JSON, JSONL or TXT "
+                        "(or give the file its real extension, e.g. .xlsx or .parquet).")
+    try:
+        return data.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as exc:
+        utf8_error = exc
+    try:
+        text = data.decode("gbk")
+        non_ascii = [ch for ch in text if ch > "\x7f"]
+        # GBK decodes many random byte strings; accept it only when the non-ASCII part is mostly Chinese.
+        if non_ascii and len(_CJK.findall("".join(non_ascii))) >= 0.9 * len(non_ascii):
+            return text, "gbk"
+    except UnicodeDecodeError:
+        pass
+    line = data[: utf8_error.start].count(b"\n") + 1
+    guess = _guess_encoding(data)
+    raise UserError(f"{name} is not UTF-8 (first bad byte on line {line}); it looks like {guess}. Re-save it as "
+                    "UTF-8 (in Excel: 'CSV UTF-8'; or `iconv -f <encoding> -t UTF-8 in > out`). "
+                    "UTF-8, UTF-16 and GBK are read directly.")
+
+
+def _strict(data: bytes, encoding: str, name: str) -> str:
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{name} starts like {encoding} but has an invalid byte at offset {exc.start}; "
+                        "re-save it as UTF-8.") from None
+
+
+# ---------------------------------------------------------------- readers
+def read_table(path: str | os.PathLike) -> Table:
+    """Read any supported file into a Table, or raise UserError saying what is wrong and where."""
+    path = check_file(path)
+    kind = file_kind(path)
+    if kind in BINARY_EXTS:
+        table = _read_binary(path, kind)
+    else:
+        text, encoding = decode_bytes(path.read_bytes(), path.name)
+        if not text.strip():
+            raise UserError(f"{path.name} has no content (only whitespace); upload a file with at least one example.")
+        reader = {".csv": _read_csv, ".tsv": _read_csv, ".json": _read_json, ".jsonl": _read_jsonl,
+                  ".txt": _read_txt}[kind]
+        table = reader(text, path.name, kind)
+        table.encoding = encoding
+        if encoding not in ("utf-8", "utf-8-sig"):
+            table.notes.append(f"decoded as {encoding}")
+    if not table.records:
+        raise UserError(f"{path.name} has a header or structure but no data rows; add at least one example.")
+    table.source = str(path)
+    return table
+
+
+def _columns(records: list[dict]) -> list[str]:
+    """Union of keys in order of first appearance."""
+    seen: dict[str, None] = {}
+    for rec in records:
+        for key in rec:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def _read_csv(text: str, name: str, kind: str) -> Table:
+    delimiter = "\t" if kind == ".tsv" else ","
+    first = text.split("\n", 1)[0]
+    if kind == ".csv" and first.count(",") == 0:
+        delimiter = ";" if ";" in first else ("\t" if "\t" in first else ",")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+    try:
+        header = next(reader)
+    except csv.Error as exc:
+        raise UserError(f"{name}, line 1: the header row is malformed ({exc}).") from None
+    header = [h.strip() for h in header]
+    if not any(header):
+        raise UserError(f"{name}: the first line (the header) is empty; put column names on line 1, e.g. text,label.")
+    dupes = sorted({h for h in header if header.count(h) > 1 and h})
+    if dupes:
+        raise UserError(f"{name}: the header repeats the column name(s) {', '.join(dupes)}; give each column a "
+                        "unique name.")
+    records = []
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            raise UserError(f"{name}, line {start}: malformed row ({exc}). Check the quotes on that line: a field "
+                            "with a comma, quote or newline must be wrapped in double quotes, and quotes inside "
+                            'it doubled ("").') from None
+        if not row or not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(header):
+            raise UserError(f"{name}, line {start}: {len(row)} fields but the header has {len(header)} "
+                            f"({delimiter!r}-separated). A field that contains {delimiter!r} must be wrapped in "
+                            "double quotes.")
+        row = row + [""] * (len(header) - len(row))  # short rows: missing values, reported by the analyzer
+        records.append({h: v for h, v in zip(header, row) if h})
+    return Table(records, [h for h in header if h], kind.lstrip("."))
+
+
+def _json_error(name: str, exc: json.JSONDecodeError, line_offset: int = 0) -> UserError:
+    return UserError(f"{name}, line {exc.lineno + line_offset}, column {exc.colno}: invalid JSON ({exc.msg}). "
+                     "Fix that line (a missing comma, quote or bracket is the usual cause).")
+
+
+def _read_json(text: str, name: str, kind: str) -> Table:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        if text.lstrip().startswith("{") and "\n{" in text.strip():
+            return _read_jsonl(text, name, ".jsonl")  # JSON Lines saved as .json
+        raise _json_error(name, exc) from None
+    notes: list[str] = []
+    if isinstance(obj, dict):
+        obj, notes = _unwrap_json_dict(obj, name)
+    if not isinstance(obj, list):
+        raise UserError(f"{name}: expected a JSON list of records (objects), found a {type(obj).__name__}.")
+    records = []
+    for i, item in enumerate(obj):
+        if isinstance(item, dict):
+            records.append(item)
+        elif isinstance(item, str):
+            records.append({"text": item})
+        else:
+            raise UserError(f"{name}: item {i} of the list is a {type(item).__name__}, not an object with named "
+                            'fields; use records like {"question": ..., "answer": ...}.')
+    return Table(records, _columns(records), "json", notes=notes)
+
+
+def _is_pair_list(value: Any) -> bool:
+    return (isinstance(value, list) and bool(value)
+            and all(isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p) for p in value[:50]))
+
+
+def _unwrap_json_dict(obj: dict, name: str) -> tuple[Any, list[str]]:
+    """Dict layouts: {split: [[text, label], ...]} (CLINC150), {"data": [...]}, or one record."""
+    pair_splits = {k: v for k, v in obj.items() if _is_pair_list(v)}
+    if pair_splits and len(pair_splits) == len(obj):
+        records = [{"text": a, "label": b, "split": k} for k, v in pair_splits.items() for a, b in v]
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in pair_splits.items())
+        return records, [f"JSON of splits with [text, label] pairs ({sizes}) read as columns text, label, split"]
+    lists = {k: v for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v[:50])}
+    if len(lists) == 1:
+        key = next(iter(lists))
+        return lists[key], [f"records read from the {key!r} key"]
+    if len(lists) > 1:
+        records = [dict(r, split=k) for k, v in lists.items() for r in v]
+        return records, [f"records of keys {', '.join(lists)} read with a 'split' column"]
+    return [obj], []
+
+
+def _read_jsonl(text: str, name: str, kind: str) -> Table:
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{name}, line {lineno}: invalid JSON ({exc.msg}, column {exc.colno}). Each line must be "
+                            "one complete JSON object; fix or delete that line.") from None
+        if not isinstance(item, dict):
+            raise UserError(f"{name}, line {lineno}: a {type(item).__name__}, not a JSON object; each line must be "
+                            'an object like {"question": ..., "answer": ...}.')
+        records.append(item)
+    return Table(records, _columns(records), "jsonl")
+
+
+def _read_txt(text: str, name: str, kind: str) -> Table:
+    """Plain text: documents separated by blank lines, or one per line when there are no blank lines."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    if re.search(r"\n[ \t]*\n", text.strip()):
+        docs = [d.strip() for d in re.split(r"\n[ \t]*\n", text) if d.strip()]
+        note = "documents separated by blank lines"
+    else:
+        docs = [d.strip() for d in text.split("\n") if d.strip()]
+        note = "one document per line"
+    return Table([{"text": d} for d in docs], ["text"], "txt", notes=[note])
+
+
+def _clean_cell(value: Any) -> Any:
+    """pandas cells to plain Python: NaN -> None, numpy scalars/arrays -> Python values."""
+    if value is None:
+        return None
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "tolist"):
+        return _clean_cell(value.tolist())
+    if isinstance(value, list):
+        return [_clean_cell(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clean_cell(v) for k, v in value.items()}
+    return value
+
+
+def _read_binary(path: Path, kind: str) -> Table:
+    head = path.read_bytes()[:8]
+    expected = b"PAR1" if kind == ".parquet" else b"PK\x03\x04"
+    if not head.startswith(expected):
+        what = _binary_reason(head) or "text"
+        raise UserError(f"{path.name} is not a real {kind[1:].upper()} file (it looks like {what}). Give it its real "
+                        "extension, or export it again from the program that made it.")
+    import pandas as pd
+
+    notes: list[str] = []
+    try:
+        if kind == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            sheets = pd.read_excel(path, sheet_name=None, dtype=object)
+            name, frame = next(iter(sheets.items()))
+            if len(sheets) > 1:
+                notes.append(f"read the first sheet {name!r} of {len(sheets)}; others ignored")
+    except Exception as exc:  # noqa: BLE001 - any parser failure is a corrupt upload
+        raise UserError(f"{path.name} could not be read as {kind[1:].upper()} ({type(exc).__name__}: {exc}). "
+                        "Export it again, or save it as CSV.") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    records = [{k: _clean_cell(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    records = [r for r in records if any(v not in (None, "") for v in r.values())]
+    return Table(records, list(frame.columns), kind[1:], notes=notes)

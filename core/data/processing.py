@@ -1,0 +1,171 @@
+"""AdvancedDataProcessor: clean, deduplicate, filter, mask personal data and split - each step reports its counts.
+
+Every step takes and returns a list of conversations (never modifying its input) and appends
+``{"op", "before", "after", ...}`` to ``self.operations``. Splits are reproducible for a given seed and
+stratified by ``meta.label`` when the data has labels.
+"""
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from typing import Callable, Sequence
+
+from core.errors import UserError
+
+from .minhash import near_duplicate_groups
+from .pii import mask_pii
+from .quality import TokenCounter, is_text_doc
+from .text import clean_text, norm_key
+
+SPLITS = ("train", "val", "test")
+
+
+def parse_split(value: str | Sequence[float]) -> tuple[float, float, float]:
+    """'0.8,0.1,0.1' or a 3-sequence -> fractions that sum to 1, or UserError."""
+    try:
+        parts = [float(x) for x in (value.split(",") if isinstance(value, str) else value)]
+    except (TypeError, ValueError):
+        raise UserError(f"--split {value!r} is not three numbers; write it like 0.8,0.1,0.1.") from None
+    problems = []
+    if len(parts) != 3:
+        problems.append(f"it has {len(parts)} numbers instead of 3 (train,val,test)")
+    if any(p < 0 or math.isnan(p) for p in parts):
+        problems.append("fractions must not be negative")
+    if len(parts) == 3 and abs(sum(parts) - 1) > 1e-6:
+        problems.append(f"they sum to {sum(parts):g}, not 1")
+    if parts and parts[0] <= 0:
+        problems.append("the train fraction must be above 0")
+    if problems:
+        raise UserError(f"--split {value!r}: " + "; ".join(problems) + ". Example: 0.8,0.1,0.1.")
+    return tuple(parts)  # type: ignore[return-value]
+
+
+class AdvancedDataProcessor:
+    """The fixing half of data engineering; ``operations`` records before/after counts of every step."""
+
+    def __init__(self, seed: int = 42):
+        self.seed = seed
+        self.operations: list[dict] = []
+
+    def _log(self, op: str, before: int, after: int, **extra) -> None:
+        self.operations.append({"op": op, "before": before, "after": after, "removed": before - after, **extra})
+
+    @staticmethod
+    def _map_contents(convs: list[dict], fn: Callable[[str], str]) -> tuple[list[dict], int]:
+        out, changed = [], 0
+        for c in convs:
+            new = {**c, "messages": [{**m, "content": fn(m["content"])} for m in c["messages"]]}
+            changed += new["messages"] != c["messages"]
+            out.append(new)
+        return out, changed
+
+    def drop_empty(self, convs: list[dict]) -> list[dict]:
+        """Drop conversations with no non-empty assistant turn; drop empty turns inside the rest."""
+        out = []
+        for c in convs:
+            msgs = [m for m in c["messages"] if m["content"].strip()]
+            if any(m["role"] == "assistant" for m in msgs) and (is_text_doc(c) or any(m["role"] == "user" for m in msgs)):
+                out.append({**c, "messages": msgs})
+        self._log("drop_empty", len(convs), len(out))
+        return out
+
+    def clean(self, convs: list[dict]) -> list[dict]:
+        """Strip HTML, control characters and chat markers, normalise whitespace; drop rows left without answer."""
+        out, changed = self._map_contents(convs, clean_text)
+        kept = [c for c in out if any(m["role"] == "assistant" and m["content"] for m in c["messages"])]
+        self._log("clean", len(convs), len(kept), changed=changed)
+        return kept
+
+    def dedupe(self, convs: list[dict], near: bool = True, threshold: float = 0.8) -> list[dict]:
+        """Drop exact duplicates (normalised text) and, with ``near``, MinHash near-duplicates; keeps first copies."""
+        keys = ["\x1f".join(norm_key(m["content"]) for m in c["messages"]) for c in convs]
+        seen: dict[str, int] = {}
+        for i, k in enumerate(keys):
+            seen.setdefault(k, i)
+        keep = sorted(seen.values())
+        exact_removed = len(convs) - len(keep)
+        near_removed = 0
+        if near and len(keep) > 1:
+            groups = near_duplicate_groups([keys[i] for i in keep], threshold)
+            drop = {keep[j] for g in groups for j in g[1:]}
+            near_removed = len(drop)
+            keep = [i for i in keep if i not in drop]
+        out = [convs[i] for i in keep]
+        self._log("dedupe", len(convs), len(out), exact=exact_removed, near=near_removed)
+        return out
+
+    def filter_length(self, convs: list[dict], min_tokens: int = 1, max_tokens: int | None = None,
+                      tokenizer=None) -> list[dict]:
+        """Keep conversations whose templated token length is within [min_tokens, max_tokens]."""
+        lengths = TokenCounter(tokenizer).lengths(convs)
+        out = [c for c, n in zip(convs, lengths.tolist())
+               if n >= min_tokens and (max_tokens is None or n <= max_tokens)]
+        self._log("filter_length", len(convs), len(out), min_tokens=min_tokens, max_tokens=max_tokens)
+        return out
+
+    def mask_pii(self, convs: list[dict]) -> list[dict]:
+        """Replace e-mails, phones, cards and national ids by placeholders."""
+        total = 0
+
+        def fn(text: str) -> str:
+            nonlocal total
+            masked, n = mask_pii(text)
+            total += n
+            return masked
+
+        out, changed = self._map_contents(convs, fn)
+        self._log("mask_pii", len(convs), len(out), changed=changed, replacements=total)
+        return out
+
+    def split(self, convs: list[dict], fractions: Sequence[float] = (0.8, 0.1, 0.1),
+              stratify: bool = True) -> dict[str, list[dict]]:
+        """Seeded train/val/test split, stratified by ``meta.label`` when every row has one."""
+        fractions = parse_split(fractions)
+        rng = random.Random(self.seed)
+        labels = [c.get("meta", {}).get("label") for c in convs]
+        stratified = stratify and all(lab is not None for lab in labels) and len(set(labels)) > 1
+        groups: dict = defaultdict(list)
+        for i, lab in enumerate(labels):
+            groups[lab if stratified else None].append(i)
+        parts: dict[str, list[int]] = {s: [] for s in SPLITS}
+        for key in sorted(groups, key=str):
+            idx = groups[key]
+            rng.shuffle(idx)
+            n_val, n_test = self._sizes(len(idx), fractions)
+            parts["val"] += idx[:n_val]
+            parts["test"] += idx[n_val:n_val + n_test]
+            parts["train"] += idx[n_val + n_test:]
+        out = {}
+        for name in SPLITS:
+            rng.shuffle(parts[name])
+            out[name] = [convs[i] for i in parts[name]]
+        self._log("split", len(convs), sum(len(v) for v in out.values()), stratified=stratified,
+                  **{name: len(v) for name, v in out.items()})
+        return out
+
+    @staticmethod
+    def _sizes(n: int, fractions: Sequence[float]) -> tuple[int, int]:
+        """(val, test) sizes for a group of n; a small group keeps at least one training example."""
+        n_val, n_test = round(n * fractions[1]), round(n * fractions[2])
+        while n_val + n_test >= n and n > 0 and (n_val or n_test):
+            if n_test >= n_val and n_test:
+                n_test -= 1
+            else:
+                n_val -= 1
+        return n_val, n_test
+
+    def run(self, convs: list[dict], *, clean: bool = False, dedupe: bool = False, mask_pii: bool = False,
+            split: Sequence[float] | str = (0.8, 0.1, 0.1)) -> dict[str, list[dict]]:
+        """The prepare pipeline: [clean] -> drop empty -> [mask PII] -> [dedupe] -> split."""
+        if clean:
+            convs = self.clean(convs)
+        convs = self.drop_empty(convs)
+        if mask_pii:
+            convs = self.mask_pii(convs)
+        if dedupe:
+            convs = self.dedupe(convs)
+        if not convs:
+            raise UserError("No usable rows are left after processing (every row lacked an answer or was removed); "
+                            "check the file and the column mapping.")
+        return self.split(convs, split)

@@ -1,0 +1,327 @@
+"""DataQualityAnalyzer: measure a dataset and explain every point it loses.
+
+The report (a JSON-able dict) has ``score`` (0-100), ``deductions`` (each with ``check``, ``cause``, ``points``,
+``count``, ``rows`` - the affected source rows, at most ``max_listed`` of them - and ``fix``) and ``checks`` with
+the figures of every check: empty fields, exact and near duplicates, conflicting answers, token lengths,
+language mix, personal data, label balance, answer diversity, formatting.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from typing import Any
+
+import numpy as np
+
+from .minhash import near_duplicate_groups
+from .pii import find_pii
+from .text import formatting_issues, norm_key, script_of
+
+DEFAULT = "default"  # sentinel: the default model's tokenizer
+MIN_ROWS = 100
+
+
+def row_id(conv: dict, index: int) -> Any:
+    """The id a report uses for a conversation: its 1-based source row."""
+    return conv.get("meta", {}).get("row", index + 1)
+
+
+def is_text_doc(conv: dict) -> bool:
+    """A plain-text document (one assistant turn, no prompt)."""
+    msgs = conv["messages"]
+    return len(msgs) == 1 and msgs[0]["role"] == "assistant"
+
+
+def prompt_and_answer(conv: dict) -> tuple[str, str]:
+    """(everything before the last assistant turn, the last assistant turn)."""
+    msgs = conv["messages"]
+    last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+    if last is None:
+        return "\n".join(m["content"] for m in msgs), ""
+    return "\n".join(m["content"] for m in msgs[:last]), msgs[last]["content"]
+
+
+def resolve_tokenizer(tokenizer: Any):
+    """DEFAULT -> the default model's tokenizer; a name -> that model's; None -> None (approximate counts)."""
+    if tokenizer is None or tokenizer == "approx":
+        return None
+    if isinstance(tokenizer, str):
+        from core.models import DEFAULT_MODEL, load_tokenizer
+
+        return load_tokenizer(DEFAULT_MODEL if tokenizer == DEFAULT else tokenizer)
+    return tokenizer
+
+
+class TokenCounter:
+    """Token lengths of conversations as the chat template renders them (template overhead measured once)."""
+
+    def __init__(self, tokenizer=None):
+        self.tok = tokenizer
+        self.base, self.per_msg = self._overhead()
+
+    def count_texts(self, texts: list[str]) -> np.ndarray:
+        """Tokens per text: the tokenizer's, or ~4 characters per token (1.5 tokens per non-ASCII character)."""
+        if self.tok is None:
+            return np.fromiter((math.ceil(sum(1 for c in t if c < "\x80") / 4 + 1.5 * sum(1 for c in t if c >= "\x80"))
+                                for t in texts), dtype=np.int64, count=len(texts))
+        if not texts:
+            return np.zeros(0, dtype=np.int64)
+        ids = self.tok(texts, add_special_tokens=False)["input_ids"]
+        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+
+    def _overhead(self) -> tuple[int, int]:
+        if self.tok is None or not getattr(self.tok, "chat_template", None):
+            return 0, 4
+        two = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]
+        try:
+            n2 = len(self.tok.apply_chat_template(two, tokenize=True, return_dict=True)["input_ids"])
+            n4 = len(self.tok.apply_chat_template(two * 2, tokenize=True, return_dict=True)["input_ids"])
+        except Exception:  # noqa: BLE001 - a template that refuses a toy chat: fall back to a guess
+            return 0, 4
+        content = int(self.count_texts(["a", "b"]).sum())
+        per_msg = max(0, (n4 - n2 - content) // 2)
+        return max(0, n2 - content - 2 * per_msg), per_msg
+
+    def lengths(self, convs: list[dict]) -> np.ndarray:
+        """Estimated templated length of every conversation."""
+        flat = [m["content"] for c in convs for m in c["messages"]]
+        counts = self.count_texts(flat)
+        sizes = np.fromiter((len(c["messages"]) for c in convs), dtype=np.int64, count=len(convs))
+        sums = np.add.reduceat(counts, np.concatenate([[0], np.cumsum(sizes)[:-1]])) if len(flat) else sizes * 0
+        sums = np.where(sizes > 0, sums, 0)
+        docs = np.fromiter((is_text_doc(c) for c in convs), dtype=bool, count=len(convs))
+        return np.where(docs, sums + 1, sums + self.base + self.per_msg * sizes)
+
+
+class DataQualityAnalyzer:
+    """Runs every quality check on normalised conversations and scores the dataset 0-100."""
+
+    def __init__(self, tokenizer: Any = DEFAULT, max_seq_len: int = 512, near_dup_threshold: float = 0.8,
+                 rare_label_min: int = 5, max_listed: int = 50):
+        self.tokenizer = resolve_tokenizer(tokenizer)
+        self.max_seq_len = max_seq_len
+        self.near_dup_threshold = near_dup_threshold
+        self.rare_label_min = rare_label_min
+        self.max_listed = max_listed
+
+    # ------------------------------------------------------------ entry point
+    def analyze(self, convs: list[dict], info: dict | None = None) -> dict:
+        """The quality report of a list of conversations (see the module docstring)."""
+        self._deductions: list[dict] = []
+        info = info or {}
+        self._ids = [row_id(c, i) for i, c in enumerate(convs)]
+        fmt = info.get("format")
+        checks = {
+            "size": self._size(convs),
+            "empty": self._empty(convs),
+            "duplicates": self._duplicates(convs),
+            "conflicts": self._conflicts(convs, fmt),
+            "lengths": self._lengths(convs),
+            "languages": self._languages(convs),
+            "pii": self._pii(convs),
+            "labels": self._labels(convs),
+            "diversity": self._diversity(convs, fmt),
+            "formatting": self._formatting(convs),
+        }
+        lost = sum(d["points"] for d in self._deductions)
+        return {"rows": len(convs), "format": fmt, "num_labels": checks["labels"].get("num_labels", 0),
+                "score": max(0, 100 - lost), "deductions": sorted(self._deductions, key=lambda d: -d["points"]),
+                "checks": checks, "tokenizer": self._tok_name(), "max_seq_len": self.max_seq_len}
+
+    def _tok_name(self) -> str:
+        if self.tokenizer is None:
+            return "approximate (4 characters per token)"
+        return str(getattr(self.tokenizer, "name_or_path", "") or type(self.tokenizer).__name__)
+
+    def _deduct(self, check: str, cause: str, points: float, indices: list[int], fix: str) -> None:
+        points = int(round(points))
+        if points <= 0 or not indices:
+            return
+        rows = [self._ids[i] for i in indices[: self.max_listed]]
+        self._deductions.append({"check": check, "cause": cause, "points": points, "count": len(indices),
+                                 "rows": rows, "fix": fix})
+
+    @staticmethod
+    def _points(share: float, weight: float, cap: float, floor: float = 1) -> float:
+        return min(cap, max(floor, share * weight))
+
+    # ------------------------------------------------------------ checks
+    def _size(self, convs: list[dict]) -> dict:
+        n = len(convs)
+        if 0 < n < MIN_ROWS:
+            self._deductions.append({"check": "size", "cause": f"only {n} examples", "points": 10 if n < 20 else 5,
+                                     "count": n, "rows": [],
+                                     "fix": f"Collect more examples: at least {MIN_ROWS}, a few hundred for "
+                                            "open-ended answers."})
+        return {"rows": n}
+
+    def _empty(self, convs: list[dict]) -> dict:
+        empty, no_answer, trailing_user = [], [], []
+        for i, c in enumerate(convs):
+            msgs = c["messages"]
+            if any(not m["content"].strip() for m in msgs):
+                empty.append(i)
+            if not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
+                no_answer.append(i)
+            elif msgs and msgs[-1]["role"] == "user":
+                trailing_user.append(i)
+        n = max(1, len(convs))
+        self._deduct("empty", f"{len(empty)} rows with an empty question, answer or turn",
+                     self._points(len(empty) / n, 100, 20, 2), empty,
+                     "Fill in or delete these rows; `prepare` drops rows without an answer automatically.")
+        self._deduct("empty", f"{len(trailing_user)} conversations end with a user turn that gets no answer",
+                     self._points(len(trailing_user) / n, 20, 3), trailing_user,
+                     "End each conversation with the assistant's reply; the trailing user turn is not learned.")
+        return {"empty_fields": len(empty), "no_answer": len(no_answer), "ends_with_user": len(trailing_user)}
+
+    def _duplicates(self, convs: list[dict]) -> dict:
+        keys = ["\x1f".join(norm_key(m["content"]) for m in c["messages"]) for c in convs]
+        first: dict[str, int] = {}
+        exact = []
+        for i, k in enumerate(keys):
+            if k in first:
+                exact.append(i)
+            else:
+                first[k] = i
+        uniques = list(first.values())
+        groups = near_duplicate_groups([keys[i] for i in uniques], self.near_dup_threshold)
+        near = sorted(uniques[j] for g in groups for j in g[1:])
+        n = max(1, len(convs))
+        self._deduct("duplicates", f"{len(exact)} exact duplicate rows (same text after normalising case, "
+                     "spacing and punctuation)", self._points(len(exact) / n, 50, 15, 2), exact,
+                     "Remove them with `prepare --dedupe` (keeps the first copy).")
+        self._deduct("near_duplicates", f"{len(near)} near-duplicate rows (>= {self.near_dup_threshold:.0%} "
+                     "similar to another row)", self._points(len(near) / n, 30, 10), near,
+                     "Remove them with `prepare --dedupe`, or vary them if they are meant as paraphrases.")
+        examples = [[self._ids[uniques[j]] for j in g[:5]] for g in groups[:5]]
+        return {"exact": len(exact), "exact_rate": round(len(exact) / n, 4), "near": len(near),
+                "near_rate": round(len(near) / n, 4), "near_groups": len(groups), "near_examples": examples}
+
+    def _conflicts(self, convs: list[dict], fmt: str | None) -> dict:
+        answers: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+        for i, c in enumerate(convs):
+            if is_text_doc(c):
+                continue
+            prompt, answer = prompt_and_answer(c)
+            if prompt.strip() and answer.strip():
+                answers[norm_key(prompt)][norm_key(answer)].append(i)
+        conflicting = [grp for grp in answers.values() if len(grp) > 1]
+        rows = sorted(i for grp in conflicting for idx in grp.values() for i in idx)
+        n = max(1, len(convs))
+        weight, cap = (100, 20) if fmt == "classification" else (30, 10)
+        what = "labels" if fmt == "classification" else "answers"
+        self._deduct("conflicts", f"{len(conflicting)} questions appear with different {what} ({len(rows)} rows)",
+                     self._points(len(rows) / n, weight, cap, 2), rows,
+                     f"Decide the right {what[:-1]} for each such question and keep only that one.")
+        return {"questions": len(conflicting), "rows": len(rows)}
+
+    def _lengths(self, convs: list[dict]) -> dict:
+        lengths = TokenCounter(self.tokenizer).lengths(convs)
+        if not len(lengths):
+            return {}
+        over = np.nonzero(lengths > self.max_seq_len)[0].tolist()
+        pct = {f"p{p}": int(np.percentile(lengths, p)) for p in (50, 90, 95, 99)}
+        hist, edges = np.histogram(lengths, bins=min(20, max(1, len(set(lengths.tolist())))))
+        self._deduct("lengths", f"{len(over)} rows are longer than max_seq_len={self.max_seq_len} tokens and "
+                     "would be truncated", self._points(len(over) / len(lengths), 100, 15, 2), over,
+                     f"Raise max_seq_len (p99 is {pct['p99']} tokens) or shorten/split these rows.")
+        return {"tokenizer": self._tok_name(), "min": int(lengths.min()), "max": int(lengths.max()),
+                "mean": round(float(lengths.mean()), 1), **pct, "over_max": len(over),
+                "truncated_share": round(len(over) / len(lengths), 4), "total_tokens": int(lengths.sum()),
+                "histogram": {"counts": hist.tolist(), "edges": [round(float(e), 1) for e in edges]}}
+
+    def _languages(self, convs: list[dict]) -> dict:
+        scripts = [script_of(" ".join(m["content"] for m in c["messages"])) for c in convs]
+        counts = Counter(scripts)
+        n = max(1, len(convs))
+        shares = {k: round(counts.get(k, 0) / n, 4) for k in ("en", "zh", "other", "none")}
+        main = max(("en", "zh", "other"), key=lambda k: counts.get(k, 0))
+        minority = [i for i, s in enumerate(scripts) if s not in (main, "none")]
+        if 0 < len(minority) / n < 0.2:
+            self._deduct("languages", f"{len(minority)} rows are in another language/script than the main one "
+                         f"({main})", 3, minority,
+                         "Check these rows are intended; a small language minority is learned poorly. "
+                         "Translate them or collect more of that language.")
+        return {"main": main, "shares": shares, "counts": dict(counts)}
+
+    def _pii(self, convs: list[dict]) -> dict:
+        kinds: dict[str, list[int]] = defaultdict(list)
+        for i, c in enumerate(convs):
+            found: Counter = Counter()
+            for m in c["messages"]:
+                found.update(find_pii(m["content"]))
+            for kind in found:
+                kinds[kind].append(i)
+        rows = sorted({i for idx in kinds.values() for i in idx})
+        self._deduct("pii", f"personal data in {len(rows)} rows (" +
+                     ", ".join(f"{k}: {len(v)}" for k, v in sorted(kinds.items())) + ")",
+                     self._points(len(rows) / max(1, len(convs)), 100, 15, 3), rows,
+                     "Mask it with `prepare --mask-pii` (replaces it by [EMAIL], [PHONE], [CARD], [ID]).")
+        return {"rows": len(rows), "by_kind": {k: len(v) for k, v in sorted(kinds.items())}}
+
+    def _labels(self, convs: list[dict]) -> dict:
+        labels = [c.get("meta", {}).get("label") for c in convs]
+        if not any(lab is not None for lab in labels):
+            return {"num_labels": 0}
+        counts = Counter(lab for lab in labels if lab is not None)
+        ordered = dict(counts.most_common())
+        median = float(np.median(list(counts.values())))
+        rare = sorted(lab for lab, k in counts.items() if k < max(self.rare_label_min, 0.2 * median))
+        ratio = round(max(counts.values()) / min(counts.values()), 2)
+        rare_rows = [i for i, lab in enumerate(labels) if lab in set(rare)]
+        self._deduct("labels", f"{len(rare)} rare labels: {', '.join(rare[:10])}" + (" …" if len(rare) > 10 else ""),
+                     min(10, 2 + len(rare)), rare_rows,
+                     f"Collect at least {max(self.rare_label_min, int(0.2 * median) + 1)} examples for each rare "
+                     "label, or merge/drop them.")
+        if ratio > 10:
+            big = max(counts, key=counts.get)
+            self._deduct("labels", f"labels are imbalanced: the largest ({big}) has {ratio}x the smallest", 5,
+                         [i for i, lab in enumerate(labels) if lab == big],
+                         "Subsample the large labels or add examples to the small ones.")
+        variants: dict[str, set] = defaultdict(set)
+        for lab in counts:
+            variants[norm_key(lab.replace("_", " "))].add(lab)
+        clashes = [sorted(v) for v in variants.values() if len(v) > 1]
+        if clashes:
+            clash_set = {lab for v in clashes for lab in v}
+            self._deduct("labels", f"labels spelled several ways: {clashes[:5]}", 5,
+                         [i for i, lab in enumerate(labels) if lab in clash_set],
+                         "Use one spelling per label (same case, spacing and separators).")
+        missing = [i for i, lab in enumerate(labels) if lab is None]
+        return {"num_labels": len(counts), "counts": ordered, "min": min(counts.values()), "max": max(counts.values()),
+                "imbalance_ratio": ratio, "rare": rare, "variants": clashes, "missing": len(missing)}
+
+    def _diversity(self, convs: list[dict], fmt: str | None) -> dict:
+        answers = [norm_key(prompt_and_answer(c)[1]) for c in convs if not is_text_doc(c)]
+        if not answers:
+            return {}
+        counts = Counter(answers)
+        top, top_n = counts.most_common(1)[0]
+        distinct = round(len(counts) / len(answers), 4)
+        top_share = round(top_n / len(answers), 4)
+        words = [w for a in answers[:5000] for w in a.split()]
+        ttr = round(len(set(words)) / max(1, len(words)), 4)
+        if fmt != "classification" and len(answers) >= 20 and (distinct < 0.1 or top_share > 0.2):
+            idx = [i for i, c in enumerate(convs) if not is_text_doc(c) and
+                   counts[norm_key(prompt_and_answer(c)[1])] > 1]
+            self._deduct("diversity", f"low answer diversity: {len(counts)} distinct answers for {len(answers)} "
+                         f"rows; the most common covers {top_share:.0%}", self._points(1 - distinct, 10, 10, 3), idx,
+                         "The model will learn to repeat a few fixed replies: add varied answers, or treat the task "
+                         "as classification if the answers really are fixed.")
+        return {"distinct_answers": len(counts), "distinct_ratio": distinct, "top_answer_share": top_share,
+                "type_token_ratio": ttr}
+
+    def _formatting(self, convs: list[dict]) -> dict:
+        kinds: dict[str, list[int]] = defaultdict(list)
+        for i, c in enumerate(convs):
+            found = set()
+            for m in c["messages"]:
+                found.update(formatting_issues(m["content"]))
+            for k in found:
+                kinds[k].append(i)
+        rows = sorted({i for v in kinds.values() for i in v})
+        self._deduct("formatting", f"{len(rows)} rows with " +
+                     ", ".join(f"{k} ({len(v)})" for k, v in sorted(kinds.items())) + " noise",
+                     self._points(len(rows) / max(1, len(convs)), 20, 5), rows,
+                     "Clean them with `prepare --clean` (strips HTML and control characters, normalises spacing).")
+        return {k: len(v) for k, v in sorted(kinds.items())}

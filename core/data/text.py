@@ -1,0 +1,61 @@
+"""Small text helpers shared by the analyzer and the processor: keys for duplicates, scripts, cleaning."""
+from __future__ import annotations
+
+import html
+import re
+import unicodedata
+
+_PUNCT = re.compile(r"[^\w\s]+", re.UNICODE)
+_SPACE = re.compile(r"\s+")
+HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
+HTML_ENTITY = re.compile(r"&(?:[A-Za-z]{2,8}|#\d{2,6}|#x[0-9A-Fa-f]{2,6});")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200e\u200f\ufeff]")
+MESSY_SPACE = re.compile(r"\r|[ \t]{3,}|\n{3,}|^\s|\s$")
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
+LETTER_OTHER = re.compile(r"[^\W\d_A-Za-z\u00c0-\u024f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# ChatML-style special markers that must not survive inside content (they would break the template)
+_CHAT_MARKERS = re.compile(r"<\|(?:im_start|im_end|endoftext)\|>")
+
+
+def norm_key(text: str) -> str:
+    """A comparison key: NFKC, lower case, punctuation removed, whitespace collapsed."""
+    text = unicodedata.normalize("NFKC", text).lower()
+    return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
+
+
+def script_of(text: str) -> str:
+    """The dominant script of a text: 'zh' (Han), 'en' (Latin), 'other' (any other letters) or 'none'."""
+    han = len(HAN.findall(text))
+    latin = len(LATIN.findall(text))
+    other = len(LETTER_OTHER.findall(text))
+    # one Han character carries about as much as a short Latin word, so weight it
+    scores = {"zh": han * 3, "en": latin, "other": other}
+    best = max(scores, key=scores.get)
+    return best if scores[best] > 0 else "none"
+
+
+def formatting_issues(text: str) -> list[str]:
+    """Which of html / control / whitespace problems a text has."""
+    issues = []
+    if HTML_TAG.search(text) or HTML_ENTITY.search(text):
+        issues.append("html")
+    if CONTROL.search(text):
+        issues.append("control")
+    if MESSY_SPACE.search(text):
+        issues.append("whitespace")
+    return issues
+
+
+def clean_text(text: str) -> str:
+    """Strip HTML tags and entities, control characters and chat markers; normalise whitespace (keeps newlines)."""
+    text = unicodedata.normalize("NFC", text)
+    if "<" in text or "&" in text:
+        text = HTML_TAG.sub(" ", text)
+        text = html.unescape(text)
+    text = CONTROL.sub("", _CHAT_MARKERS.sub("", text))
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = re.sub(r"[ \t\u00a0]+", " ", text)
+    text = re.sub(r" *\n *", "\n", text)
+    text = re.sub(r"\n{3,}", "\n\n", text)
+    return text.strip()
