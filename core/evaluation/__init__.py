@@ -1,0 +1,186 @@
+"""Evaluation of a run (DESIGN §2–§3): is the tuned model better than the base, where does it fail, how fragile and
+how fast is it. ``evaluate_run`` writes ``runs/<id>/eval/report.json`` and ``report.html``.
+
+Order of work (one model object in memory): the base model is scored first, then the run's adapter is loaded onto
+it (tuned, unmerged), then a LoRA is merged into it for the merged speed measurement.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+from core.errors import UserError
+from core.evaluation.errors import ErrorAnalyzer
+from core.evaluation.generation import Decoding
+from core.evaluation.metrics import MultiMetricEvaluator, compare, conversation_label, is_classification
+from core.evaluation.performance import PerformanceTester
+from core.evaluation.prompts import answer_ids
+from core.evaluation.report import write_report
+from core.evaluation.robustness import RobustnessTester
+from core.evaluation.textmetrics import match_label, token_f1
+from core.runs import dataset_dir, read_json, read_jsonl, run_dir
+
+ProgressFn = Callable[[float, str], None]
+VAL_LIMIT = 200          # validation-loss examples (enough for a stable mean, bounded time)
+ROBUSTNESS_LIMIT = 100   # prompts per perturbation
+PERF_PROMPTS = 5
+
+__all__ = ["evaluate_run", "MultiMetricEvaluator", "ErrorAnalyzer", "RobustnessTester", "PerformanceTester",
+           "write_report"]
+
+
+def _dataset_folder(data: str) -> Optional[Path]:
+    """The dataset folder ``data`` names (an id or a folder path), or None for a plain file."""
+    path = Path(data).expanduser()
+    if path.is_dir():
+        return path
+    try:
+        folder = dataset_dir(data)
+    except UserError:
+        return None
+    return folder if folder.is_dir() else None
+
+
+def _load_test(cfg: dict, data: Optional[str]) -> tuple[list, list, str]:
+    """(test conversations, validation conversations, description of the source)."""
+    from core.data import load_conversations, load_split
+
+    run_data = cfg.get("data")
+    try:
+        val = load_split(run_data, "val") if run_data else []
+    except UserError:
+        val = []
+    if data is None:
+        if not run_data:
+            raise UserError("The run's config has no `data`; pass test data with --data FILE.")
+        return load_split(run_data, "test"), val, f"{run_data} (test split)"
+    if _dataset_folder(data) is not None:
+        return load_split(data, "test"), val, f"{data} (test split)"
+    if not Path(data).expanduser().is_file():
+        raise UserError(f"The test data {data!r} is neither a file nor a dataset; give a CSV/JSON/JSONL/… file "
+                        "or a dataset id from workspace/datasets/.")
+    convs, _info = load_conversations(data)
+    return convs, val, f"{data} (all rows)"
+
+
+def _task_of(convs: list) -> str:
+    if is_classification(convs):
+        return "classification"
+    if convs and all(any(m.get("role") == "assistant" for m in c.get("messages", [])) for c in convs):
+        return "chat"
+    return "text"
+
+
+def _check_same_task(train: list, test: list, source: str) -> None:
+    run_task, test_task = _task_of(train), _task_of(test)
+    if not test:
+        raise UserError(f"The test data {source} has no examples; prepare a dataset with a test split "
+                        "(--split 0.8,0.1,0.1) or pass --data FILE.")
+    if train and run_task != test_task:
+        raise UserError(f"The test data {source} looks like {test_task} data but the run was trained on "
+                        f"{run_task} data. Give test data in the run's format (e.g. the same columns as the "
+                        "training file), or evaluate the run that matches this data.")
+
+
+def _max_new_tokens(tok, labels: Optional[list]) -> int:
+    if labels:  # the longest label plus its end token, with a little room to show off-label chatter
+        return min(64, max(len(answer_ids(tok, [{"role": "user", "content": "?"}], lab)) for lab in labels) + 4)
+    return 128
+
+
+def _robustness(evaluator: MultiMetricEvaluator, model, test_result: dict, limit: int, seed: int,
+                progress: ProgressFn) -> dict:
+    examples = test_result["examples"][:limit]
+    msgs = [e["messages"] for e in examples]
+    refs = [e["reference"] for e in examples]
+    if evaluator.labels:
+        def score_fn(answers, references):
+            return sum(match_label(a, evaluator.labels) == r for a, r in zip(answers, references)) / len(answers)
+        metric = "accuracy"
+    else:
+        def score_fn(answers, references):
+            return sum(map(token_f1, answers, references)) / len(answers)
+        metric = "token_f1"
+
+    def answer_fn(prompts):
+        return [a.text for a in evaluator.generate(model, prompts)]
+
+    return RobustnessTester(seed=seed).run(msgs, refs, [e["answer"] for e in examples], answer_fn, score_fn,
+                                           metric, progress)
+
+
+def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] = None,
+                 progress: Optional[ProgressFn] = None, robustness: bool = True, performance: bool = True,
+                 label_scoring: Optional[bool] = None) -> dict:
+    """Evaluate base vs tuned for a run and write ``runs/<id>/eval/report.{json,html}``; returns the report.
+
+    ``label_scoring=None`` turns label scoring on for classification data; ``limit`` caps the test examples.
+    """
+    from core.chat import adapter_dir, load_base_model, load_run_config
+    from core.data import load_split
+    from core.peft import load_adapter, merge_lora
+
+    progress = progress or (lambda f, m: None)
+    t_start = time.perf_counter()
+    cfg = load_run_config(run_id)
+    adapter = adapter_dir(run_id)
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}.")
+    progress(0.0, "loading data")
+    test, val, source = _load_test(cfg, data)
+    try:
+        train = load_split(cfg["data"], "train") if cfg.get("data") else []
+    except UserError:
+        train = []
+    _check_same_task(train, test, source)
+    test = test[:limit] if limit else test
+    val = val[:min(limit or VAL_LIMIT, VAL_LIMIT)]
+    labels = None
+    if is_classification(test):
+        labels = sorted({conversation_label(c) for c in train + test} - {None})
+
+    progress(0.02, "loading the base model")
+    model, tok, _ = load_base_model(run_id)
+    decoding = Decoding(max_new_tokens=_max_new_tokens(tok, labels), batch_size=8)
+    evaluator = MultiMetricEvaluator(tok, cfg.get("system_prompt"), decoding, labels, label_scoring,
+                                     max_seq_len=int((cfg.get("train") or {}).get("max_seq_len") or 512))
+    span = lambda a, b: (lambda f, m: progress(a + (b - a) * f, m))  # noqa: E731 - phase → overall progress
+    base = evaluator.evaluate_model(model, test, val, span(0.03, 0.35), "base")
+    perf_msgs = [e["messages"] for e in base["examples"][:PERF_PROMPTS]]
+    perf_tester = PerformanceTester(tok, perf_msgs, max_new_tokens=min(32, decoding.max_new_tokens))
+    speed = [perf_tester.measure(model, "base")] if performance else []
+
+    progress(0.45, "loading the adapter")
+    model = load_adapter(model, adapter)
+    model.eval()
+    tuned = evaluator.evaluate_model(model, test, val, span(0.46, 0.75), "tuned")
+    rob = (_robustness(evaluator, model, tuned, ROBUSTNESS_LIMIT, int((cfg.get("train") or {}).get("seed") or 0),
+                       span(0.75, 0.92)) if robustness else None)
+    if performance:
+        progress(0.92, "speed: tuned")
+        speed.append(perf_tester.measure(model, "tuned (unmerged)"))
+        if (cfg.get("method") or "lora") == "lora":
+            model = merge_lora(model)
+            speed.append(perf_tester.measure(model, "tuned (merged LoRA)"))
+
+    folder = _dataset_folder(cfg["data"]) if cfg.get("data") else None
+    report = {
+        "run_id": run_id, "model": cfg.get("model"), "method": cfg.get("method"),
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": source, "n_test": len(test), "n_val": len(val), "limit": limit,
+        "task": "classification" if labels else _task_of(test), "labels": labels,
+        "decoding": decoding.to_dict(), "system_prompt": cfg.get("system_prompt"),
+        "base": base, "tuned": tuned, "comparison": compare(base, tuned),
+        "errors": {"base": ErrorAnalyzer(base["examples"], labels).analyze(),
+                   "tuned": ErrorAnalyzer(tuned["examples"], labels).analyze()},
+        "robustness": rob, "performance": speed,
+        "data_quality": read_json(folder / "quality.json") if folder else None,
+        "training_curves": list(read_jsonl(run_dir(run_id) / "metrics.jsonl")),
+    }
+    report["seconds"] = time.perf_counter() - t_start
+    progress(0.98, "writing the report")
+    write_report(report, run_dir(run_id) / "eval")
+    progress(1.0, "done")
+    return report

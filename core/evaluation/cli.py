@@ -1,0 +1,49 @@
+"""``python -m core eval RUN_ID [--data FILE] [--limit N] [--json]``: progress on stderr, a summary (or JSON) on stdout."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from core.runs import run_dir
+
+
+def _progress():
+    state = {"last": -1.0, "t0": time.time()}
+
+    def report(frac: float, msg: str) -> None:
+        # Print at most every 2 % so long evaluations show life without flooding the log.
+        if frac - state["last"] >= 0.02 or frac >= 1.0:
+            state["last"] = frac
+            print(f"[{frac:4.0%} {time.time() - state['t0']:6.0f}s] {msg}", file=sys.stderr, flush=True)
+    return report
+
+
+def summary_lines(report: dict) -> list[str]:
+    """The human summary printed after an evaluation."""
+    lines = [f"run {report['run_id']}: {report['n_test']} test examples from {report['data']}",
+             f"{'metric':28} {'base':>10} {'tuned':>10} {'delta':>10}"]
+    for r in report["comparison"]:
+        lines.append(f"{r['metric']:28} {r['base']:10.4g} {r['tuned']:10.4g} {r['delta']:+10.4g}")
+    for p in report.get("performance") or []:
+        lines.append(f"speed {p['name']:22} p50 {p['latency_p50_s']:.3f}s  TTFT p50 {p['ttft_p50_s']:.3f}s  "
+                     f"{p['tokens_per_s']:.1f} tok/s  batch {p['batch_tokens_per_s']:.1f} tok/s  "
+                     f"peak {p['peak_rss_mb']:.0f} MB")
+    folder = run_dir(report["run_id"]) / "eval"
+    lines.append(f"report: {folder / 'report.html'} (and report.json); took {report['seconds']:.0f} s")
+    return lines
+
+
+def eval_command(args) -> int:
+    """Evaluate a run; exit 2 (via UserError) for a missing run/adapter or test data of another format."""
+    from core.evaluation import evaluate_run
+
+    report = evaluate_run(args.run_id, data=args.data, limit=args.limit, progress=_progress())
+    if args.json:
+        slim = {k: v for k, v in report.items() if k not in ("base", "tuned")}
+        slim["base"] = {k: v for k, v in report["base"].items() if k != "examples"}
+        slim["tuned"] = {k: v for k, v in report["tuned"].items() if k != "examples"}
+        print(json.dumps(slim, ensure_ascii=False, default=str))
+    else:
+        print("\n".join(summary_lines(report)))
+    return 0

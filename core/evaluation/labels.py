@@ -1,0 +1,194 @@
+"""Label scoring: rank every known label by the model's log-likelihood of it as the assistant answer.
+
+Scoring K labels naively costs K forward passes over prompt + label. We do one forward per batch of prompts:
+the labels' token sequences (each ending with the turn's end token) are merged into a prefix TRIE, and the trie's
+nodes are appended after the (left-padded) prompt. A custom 4-D attention mask lets each trie node see the whole
+prompt and only its own ancestors; its position id is prompt length + depth. So every label is scored exactly as if
+it followed the prompt alone, shared label prefixes ("card_…") are computed once, and only the logits of the
+positions that predict a label token go through the LM head (``logits_to_keep``).
+
+The "batched" mode (prompt + each label as a right-padded batch, plain 2-D masks) is the fallback for models whose
+forward rewrites the attention mask (prefix tuning) and the reference the trie mode is tested against.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from core.evaluation.prompts import answer_ids
+
+ProgressFn = Callable[[float, str], None]
+
+
+@dataclass
+class LabelTrie:
+    """The labels' token sequences merged by common prefix."""
+
+    tokens: list[int] = field(default_factory=list)      # token of each node
+    parents: list[int] = field(default_factory=list)     # parent node index, -1 for children of the prompt
+    depths: list[int] = field(default_factory=list)
+    paths: list[list[int]] = field(default_factory=list)  # node indices of each label, root to leaf
+
+    @classmethod
+    def build(cls, sequences: Sequence[Sequence[int]]) -> "LabelTrie":
+        """Merge token sequences into a trie (identical prefixes share nodes)."""
+        trie, children = cls(), {}
+        for seq in sequences:
+            node, path = -1, []
+            for depth, tok in enumerate(seq):
+                key = (node, tok)
+                if key not in children:
+                    children[key] = len(trie.tokens)
+                    trie.tokens.append(int(tok))
+                    trie.parents.append(node)
+                    trie.depths.append(depth)
+                node = children[key]
+                path.append(node)
+            trie.paths.append(path)
+        return trie
+
+    def ancestor_matrix(self) -> torch.Tensor:
+        """(M, M) bool: [i, j] is True when node j is node i or one of its ancestors."""
+        m = len(self.tokens)
+        anc = torch.zeros(m, m, dtype=torch.bool)
+        for i in range(m):
+            j = i
+            while j >= 0:
+                anc[i, j] = True
+                j = self.parents[j]
+        return anc
+
+
+class LabelScorer:
+    """Log-likelihood of each label as the assistant's answer, for many prompts."""
+
+    def __init__(self, model, tok, labels: Sequence[str], mode: str = "auto", prompts_per_batch: int = 4,
+                 labels_per_batch: int = 64, normalize: str = "sum"):
+        if mode not in ("auto", "trie", "batched"):
+            raise ValueError(f"mode must be auto, trie or batched, not {mode!r}")
+        if normalize not in ("sum", "mean"):
+            raise ValueError(f"normalize must be sum or mean, not {normalize!r}")
+        self.model, self.tok, self.labels = model, tok, list(labels)
+        self.mode = _auto_mode(model) if mode == "auto" else mode
+        self.prompts_per_batch, self.labels_per_batch, self.normalize = prompts_per_batch, labels_per_batch, normalize
+        self._label_ids: dict[str, list[list[int]]] = {}
+
+    def label_ids(self, prompt_messages: list[dict]) -> list[list[int]]:
+        """Token ids of each label as an assistant turn (with its end token); cached per system prompt."""
+        key = str([m for m in prompt_messages if m.get("role") == "system"])
+        if key not in self._label_ids:
+            probe = [m for m in prompt_messages if m.get("role") == "system"] + [{"role": "user", "content": "?"}]
+            self._label_ids[key] = [answer_ids(self.tok, probe, lab) for lab in self.labels]
+        return self._label_ids[key]
+
+    @torch.no_grad()
+    def score(self, prompts: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]],
+              progress: Optional[ProgressFn] = None) -> torch.Tensor:
+        """(N prompts, K labels) summed (or mean) log-probabilities of each label's tokens after each prompt."""
+        out = []
+        step = self.prompts_per_batch if self.mode == "trie" else 1
+        for start in range(0, len(prompts), step):
+            chunk = prompts[start:start + step]
+            fn = self._score_trie if self.mode == "trie" else self._score_batched
+            out.append(fn(chunk, label_ids))
+            if progress:
+                progress(min(1.0, (start + len(chunk)) / len(prompts)), "label scoring")
+        scores = torch.cat(out) if out else torch.zeros(0, len(label_ids))
+        if self.normalize == "mean":
+            scores = scores / torch.tensor([len(s) for s in label_ids], dtype=scores.dtype)
+        return scores
+
+    def predict(self, prompts: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]],
+                progress: Optional[ProgressFn] = None) -> tuple[list[str], torch.Tensor]:
+        """The best-scoring label for each prompt, and the score matrix."""
+        scores = self.score(prompts, label_ids, progress)
+        return [self.labels[i] for i in scores.argmax(dim=1).tolist()], scores
+
+    # ------------------------------------------------------------ trie mode
+    def _score_trie(self, prompts: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        trie = LabelTrie.build(label_ids)
+        anc = trie.ancestor_matrix()
+        b, p_max, m = len(prompts), max(len(p) for p in prompts), len(trie.tokens)
+        length = p_max + m
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        input_ids = torch.full((b, length), pad, dtype=torch.long)
+        position_ids = torch.zeros((b, length), dtype=torch.long)
+        allowed = torch.zeros((b, length, length), dtype=torch.bool)
+        depths = torch.tensor(trie.depths, dtype=torch.long)
+        causal = torch.ones(p_max, p_max, dtype=torch.bool).tril()
+        for r, prompt in enumerate(prompts):
+            n_pad = p_max - len(prompt)
+            input_ids[r, n_pad:p_max] = torch.tensor(prompt, dtype=torch.long)
+            input_ids[r, p_max:] = torch.tensor(trie.tokens, dtype=torch.long)
+            position_ids[r, n_pad:p_max] = torch.arange(len(prompt))
+            position_ids[r, p_max:] = len(prompt) + depths
+            allowed[r, :p_max, :p_max] = causal
+            allowed[r, :, :n_pad] = False                 # nobody sees the left padding …
+            allowed[r, p_max:, n_pad:p_max] = True        # trie nodes see the whole prompt
+            allowed[r, p_max:, p_max:] = anc              # … and their own ancestors
+            idx = torch.arange(n_pad)
+            allowed[r, idx, idx] = True                   # … padding rows see themselves (no all-masked row: NaN)
+        mask = torch.zeros((b, 1, length, length), dtype=dtype)
+        mask.masked_fill_(~allowed.unsqueeze(1), torch.finfo(dtype).min)
+        # Positions whose logits predict a node: the last prompt token (for root children) and each non-leaf node.
+        parents = torch.tensor(trie.parents, dtype=torch.long)
+        pred_pos = torch.where(parents < 0, torch.full_like(parents, p_max - 1), p_max + parents)
+        keep = torch.unique(pred_pos)
+        out = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
+                         position_ids=position_ids.to(device), logits_to_keep=keep.to(device), use_cache=False)
+        logp = torch.log_softmax(out.logits.float(), dim=-1).cpu()   # (B, len(keep), V)
+        row_of = torch.searchsorted(keep, pred_pos)                 # which kept row predicts each node
+        node_logp = logp[:, row_of, torch.tensor(trie.tokens)]     # (B, M)
+        path = torch.zeros(len(trie.paths), m)
+        for k, nodes in enumerate(trie.paths):
+            path[k, nodes] = 1.0
+        return node_logp.double() @ path.double().T                 # (B, K)
+
+    # ------------------------------------------------------------ batched mode (fallback and reference)
+    def _score_batched(self, prompts: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        rows = []
+        for prompt in prompts:
+            scores = []
+            for start in range(0, len(label_ids), self.labels_per_batch):
+                scores.append(sequence_logprobs(self.model, self.tok, prompt,
+                                                label_ids[start:start + self.labels_per_batch]))
+            rows.append(torch.cat(scores))
+        return torch.stack(rows)
+
+
+def _auto_mode(model) -> str:
+    """'trie' unless the model's forward rewrites attention masks (prefix tuning), then 'batched'."""
+    try:
+        from core.peft import get_peft_config
+
+        cfg = get_peft_config(model)
+        if cfg is not None and getattr(cfg, "method", None) == "prefix":
+            return "batched"
+    except Exception:  # noqa: BLE001 - no PEFT applied or the engine is absent: plain model
+        pass
+    return "trie"
+
+
+@torch.no_grad()
+def sequence_logprobs(model, tok, prompt: Sequence[int], continuations: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Summed log-probability of each continuation after ``prompt``: one right-padded batch, 2-D attention mask."""
+    device = next(model.parameters()).device
+    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    seqs = [list(prompt) + list(c) for c in continuations]
+    length = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), length), pad, dtype=torch.long)
+    att = torch.zeros((len(seqs), length), dtype=torch.long)
+    for r, s in enumerate(seqs):
+        ids[r, :len(s)] = torch.tensor(s)
+        att[r, :len(s)] = 1
+    logits = model(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False).logits.float().cpu()
+    logp = torch.log_softmax(logits[:, :-1], dim=-1)
+    out = []
+    for r, c in enumerate(continuations):
+        pos = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(c))
+        out.append(logp[r, pos, torch.tensor(list(c))].double().sum())
+    return torch.stack(out)
