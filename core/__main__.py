@@ -46,6 +46,9 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--name", help="dataset id (default: from the file name)")
+    p.add_argument("--model", default=None, help="tokenizer for the quality report (default: the default model; "
+                   "'approx' = fast estimate)")
+    p.add_argument("--max-seq-len", type=int, default=512)
     p.add_argument("--json", action="store_true")
     p = sub["estimate"]
     p.add_argument("--config", required=True, help="a run config, YAML or JSON")

@@ -66,8 +66,15 @@ class TokenCounter:
                                 for t in texts), dtype=np.int64, count=len(texts))
         if not texts:
             return np.zeros(0, dtype=np.int64)
-        ids = self.tok(texts, add_special_tokens=False)["input_ids"]
-        return np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        unique = list(dict.fromkeys(texts))  # labels and stock answers repeat: tokenise each once
+        backend = getattr(self.tok, "backend_tokenizer", None)
+        if backend is not None:  # the Rust tokenizer directly: no per-row Python conversion
+            encode = getattr(backend, "encode_batch_fast", backend.encode_batch)
+            sizes = [len(e.ids) for e in encode(unique, add_special_tokens=False)]
+        else:
+            sizes = [len(x) for x in self.tok(unique, add_special_tokens=False)["input_ids"]]
+        lookup = dict(zip(unique, sizes))
+        return np.fromiter((lookup[t] for t in texts), dtype=np.int64, count=len(texts))
 
     def _overhead(self) -> tuple[int, int]:
         if self.tok is None or not getattr(self.tok, "chat_template", None):
@@ -111,6 +118,7 @@ class DataQualityAnalyzer:
         info = info or {}
         self._ids = [row_id(c, i) for i, c in enumerate(convs)]
         fmt = info.get("format")
+        self._keys = [[norm_key(m["content"]) for m in c["messages"]] for c in convs]
         checks = {
             "size": self._size(convs),
             "empty": self._empty(convs),
@@ -175,7 +183,7 @@ class DataQualityAnalyzer:
         return {"empty_fields": len(empty), "no_answer": len(no_answer), "ends_with_user": len(trailing_user)}
 
     def _duplicates(self, convs: list[dict]) -> dict:
-        keys = ["\x1f".join(norm_key(m["content"]) for m in c["messages"]) for c in convs]
+        keys = ["\x1f".join(k) for k in self._keys]
         first: dict[str, int] = {}
         exact = []
         for i, k in enumerate(keys):
@@ -202,9 +210,9 @@ class DataQualityAnalyzer:
         for i, c in enumerate(convs):
             if is_text_doc(c):
                 continue
-            prompt, answer = prompt_and_answer(c)
-            if prompt.strip() and answer.strip():
-                answers[norm_key(prompt)][norm_key(answer)].append(i)
+            prompt, answer = self._prompt_answer_keys(c, i)
+            if prompt and answer:
+                answers[prompt][answer].append(i)
         conflicting = [grp for grp in answers.values() if len(grp) > 1]
         rows = sorted(i for grp in conflicting for idx in grp.values() for i in idx)
         n = max(1, len(convs))
@@ -214,6 +222,14 @@ class DataQualityAnalyzer:
                      self._points(len(rows) / n, weight, cap, 2), rows,
                      f"Decide the right {what[:-1]} for each such question and keep only that one.")
         return {"questions": len(conflicting), "rows": len(rows)}
+
+    def _prompt_answer_keys(self, conv: dict, i: int) -> tuple[str, str]:
+        """Normalised keys of (everything before the last assistant turn, that turn)."""
+        msgs, keys = conv["messages"], self._keys[i]
+        last = max((j for j, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+        if last is None:
+            return " ".join(keys).strip(), ""
+        return " ".join(keys[:last]).strip(), keys[last]
 
     def _lengths(self, convs: list[dict]) -> dict:
         lengths = TokenCounter(self.tokenizer).lengths(convs)
@@ -292,7 +308,7 @@ class DataQualityAnalyzer:
                 "imbalance_ratio": ratio, "rare": rare, "variants": clashes, "missing": len(missing)}
 
     def _diversity(self, convs: list[dict], fmt: str | None) -> dict:
-        answers = [norm_key(prompt_and_answer(c)[1]) for c in convs if not is_text_doc(c)]
+        answers = [self._prompt_answer_keys(c, i)[1] for i, c in enumerate(convs) if not is_text_doc(c)]
         if not answers:
             return {}
         counts = Counter(answers)
@@ -303,7 +319,7 @@ class DataQualityAnalyzer:
         ttr = round(len(set(words)) / max(1, len(words)), 4)
         if fmt != "classification" and len(answers) >= 20 and (distinct < 0.1 or top_share > 0.2):
             idx = [i for i, c in enumerate(convs) if not is_text_doc(c) and
-                   counts[norm_key(prompt_and_answer(c)[1])] > 1]
+                   counts[self._prompt_answer_keys(c, i)[1]] > 1]
             self._deduct("diversity", f"low answer diversity: {len(counts)} distinct answers for {len(answers)} "
                          f"rows; the most common covers {top_share:.0%}", self._points(1 - distinct, 10, 10, 3), idx,
                          "The model will learn to repeat a few fixed replies: add varied answers, or treat the task "
