@@ -87,4 +87,5 @@ def inject_adapters(blocks: nn.ModuleList, hidden_size: int, cfg: AdapterConfig)
     """Attach an ``AdapterTransformerLayer`` as ``block.adapters`` to every block."""
     ref = next(blocks[0].parameters())
     for block in blocks:
-        block.adapters = AdapterTransformerLayer(block, hidden_size, cfg).to(device=ref.device, dtype=ref.dtype)
+        adapters = AdapterTransformerLayer(block, hidden_size, cfg).to(device=ref.device, dtype=ref.dtype)
+        block.adapters = adapters.train(block.training)  # follow the model's train/eval mode

@@ -71,13 +71,14 @@ def _inject(model: nn.Module, blocks: nn.ModuleList, cfg: PeftConfig) -> None:
     if isinstance(cfg, LoRAConfig):
         for name in find_targets(model, cfg.target_modules):
             base = model.get_submodule(name)
-            replace_module(model, name, LoRALinear(base, cfg.r, cfg.alpha, cfg.dropout, cfg.use_rslora, cfg.use_dora))
+            layer = LoRALinear(base, cfg.r, cfg.alpha, cfg.dropout, cfg.use_rslora, cfg.use_dora)
+            replace_module(model, name, layer.train(base.training))  # new modules follow the model's mode
     elif isinstance(cfg, AdapterConfig):
         inject_adapters(blocks, hidden_size(model), cfg)
     elif isinstance(cfg, PrefixConfig):
         ref = next(model.parameters())
         prefix = PrefixTuning(cfg, len(blocks), *kv_shape(model.config)).to(device=ref.device, dtype=ref.dtype)
-        model.prefix_tuning = prefix
+        model.prefix_tuning = prefix.train(model.training)
         prefix.attach(find_backbone(model))
 
 
