@@ -2,8 +2,10 @@
 import streamlit as st
 
 from ui import t, update_project
-from ui.common import header, next_step
+from ui.common import ensure_shell, header, next_step
 from ui.models import model_panel
+
+ensure_shell()
 
 PURPOSES = ("support", "knowledge", "classification", "style", "chat")
 EXAMPLES = ("support", "routing", "zh_support")

@@ -6,8 +6,10 @@ import streamlit as st
 
 from core.errors import UserError
 from ui import t, update_project
-from ui.common import engine, header, next_step, not_available, show_error
+from ui.common import ensure_shell, engine, header, next_step, not_available, show_error
 from ui.uploads import FORMATS, SAMPLES, UPLOAD_TYPES, format_fields, save_sample, save_upload
+
+ensure_shell()
 
 project = header("upload")
 limit_mb = st.get_option("server.maxUploadSize")

@@ -4,8 +4,10 @@ from pathlib import Path
 import streamlit as st
 
 from ui import t, update_project
-from ui.common import engine, header, need, next_step, not_available
+from ui.common import ensure_shell, engine, header, need, next_step, not_available
 from ui.quality_view import cached_report, render_quality, run_analysis
+
+ensure_shell()
 
 project = header("analyze")
 upload = project.get("upload")

@@ -6,8 +6,10 @@ import streamlit as st
 
 from core.runs import dataset_dir, read_json, slugify
 from ui import t, update_project
-from ui.common import engine, header, need, next_step, not_available
+from ui.common import ensure_shell, engine, header, need, next_step, not_available
 from ui.prepare_view import split_counts
+
+ensure_shell()
 
 project = header("prepare")
 upload = project.get("upload")

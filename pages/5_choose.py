@@ -2,10 +2,12 @@
 import streamlit as st
 
 from ui import t, update_project
-from ui.common import header, need, next_step, not_available, show_error
+from ui.common import ensure_shell, header, need, next_step, not_available, show_error
 from ui.choose_view import (METHODS, PRESETS, default_config, estimate, recommend, render_estimate,
                             render_recommendation)
 from ui.runview import build_run_config
+
+ensure_shell()
 
 project = header("choose")
 if not need(bool(project.get("active_dataset")), "choose.need_dataset", "prepare"):

@@ -7,8 +7,10 @@ import streamlit as st
 
 from core.runs import list_ids
 from ui import t, update_project
-from ui.common import engine, guarded, header, need, next_step, not_available
+from ui.common import ensure_shell, engine, guarded, header, need, next_step, not_available
 from ui.runview import ACTIVE_STATES, build_run_config, curves, log_tail, progress_text, run_status
+
+ensure_shell()
 
 project = header("train")
 runs_api = {name: engine("core.runs", name) for name in ("launch", "stop", "status", "resume")}

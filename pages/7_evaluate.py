@@ -3,9 +3,11 @@ import streamlit as st
 
 from core.runs import read_json, run_dir
 from ui import t
-from ui.common import engine, header, need, next_step, not_available
+from ui.common import ensure_shell, engine, header, need, next_step, not_available
 from ui.evalview import render_report
 from ui.runview import run_status
+
+ensure_shell()
 
 project = header("evaluate")
 run_id = project.get("active_run")

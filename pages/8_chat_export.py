@@ -3,10 +3,12 @@ import streamlit as st
 
 from core.runs import read_json, run_dir
 from ui import t
-from ui.common import engine, header, need, not_available, show_error
+from ui.common import ensure_shell, engine, header, need, not_available, show_error
 from ui.chatview import base_model, chat_stream, tuned_model
-from ui.exports import FORMATS, build_export, report_html, zip_path
+from ui.exports import FORMATS, available, build_export, report_html, zip_path
 from ui.runview import run_status
+
+ensure_shell()
 
 project = header("chat_export")
 run_id = project.get("active_run")
@@ -77,6 +79,9 @@ with tab_export:
                 c1.markdown(f"**{t(f'export.{fmt}.title')}**")
                 c1.caption(t(f"export.{fmt}.desc"))
                 target = zip_path(run_id, fmt)
+                if not available(config.get("method", "lora"), fmt):
+                    c2.caption(t("export.not_for_method", method=t(f"method.{config.get('method', 'lora')}.name")))
+                    continue
                 if c2.button(t("export.build" if not target.exists() else "export.rebuild"), key=f"build_{fmt}"):
                     with st.status(t("export.building", fmt=t(f"export.{fmt}.title"))) as box:
                         try:

@@ -2,9 +2,11 @@
 import streamlit as st
 
 from ui import load_project, t
-from ui.common import STEP_ICONS, STEP_PAGES
+from ui.common import ensure_shell, STEP_ICONS, STEP_PAGES
 from ui.models import model_panel
 from ui.project import STEPS, step_done
+
+ensure_shell()
 
 project = load_project()
 st.title(t("home.title"))

@@ -28,6 +28,20 @@ STEP_ICONS = {"define": "🎯", "upload": "📤", "analyze": "🔍", "prepare": 
               "evaluate": "📊", "chat_export": "💬"}
 
 
+def ensure_shell() -> None:
+    """Make sure app.py (sidebar, navigation, error wrapper) runs around this page.
+
+    Streamlit still has its legacy "pages/ folder" mode: on a process's first run (and on every AppTest run) it
+    may execute a file of pages/ on its own, without app.py. st.navigation turns that mode off; when a page
+    finds it still on, app.py did not run, so we turn it off and rerun through app.py.
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def show_error(exc: BaseException) -> None:
     """A friendly message for an exception: the engine's own words for bad input, a short note otherwise."""
     if isinstance(exc, UserError):

@@ -1,7 +1,6 @@
 """Export files of a run for download: our adapter, the PEFT-format LoRA, the merged model (zipped), the report."""
 from __future__ import annotations
 
-import argparse
 import os
 import zipfile
 from pathlib import Path
@@ -27,16 +26,19 @@ def build_export(run_id: str, fmt: str) -> Path:
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}")
     folder = export_folder(run_id, fmt)
-    from core.peft import cli as peft_cli  # the same function the CLI verb runs
+    from core.peft.cli import export_run  # the same function the CLI verb runs
 
-    export_run = getattr(peft_cli, "export_run", None)
-    if export_run is not None:
-        export_run(run_id, fmt, folder)
-    else:
-        code = peft_cli.export_command(argparse.Namespace(run_id=run_id, format=fmt, out=str(folder)))
-        if code:
-            raise RuntimeError(f"export {fmt} exited with code {code}")
+    export_run(run_id, fmt, folder)
     return zip_folder(folder, zip_path(run_id, fmt))
+
+
+def available(method: str, fmt: str) -> bool:
+    """Whether ``fmt`` exists for a run of ``method`` (the engine refuses the others with a message)."""
+    try:
+        from core.peft.cli import MERGEABLE
+    except ImportError:
+        MERGEABLE = ("lora", "full", "freeze")
+    return fmt == "adapter" or (fmt == "peft" and method == "lora") or (fmt == "merged" and method in MERGEABLE)
 
 
 def zip_folder(folder: Path, target: Path) -> Path:

@@ -76,7 +76,10 @@ def step_done(project: dict[str, Any]) -> dict[str, bool]:
             return None
 
     upload = (project.get("upload") or {}).get("path")
-    status = read_json(run_file("status.json"), {}) if run_file("status.json") else {}
+    try:
+        status = read_json(run_file("status.json"), {}) if run_file("status.json") else {}
+    except ValueError:  # a damaged status file: the train page explains it, the sidebar just shows "not done"
+        status = {}
     export = run_file("export")
     return {
         "define": bool(project.get("name") and project.get("system_prompt")),

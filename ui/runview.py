@@ -31,6 +31,10 @@ def build_run_config(project: dict[str, Any]) -> dict[str, Any]:
         config["data"] = str(dataset_dir(project["active_dataset"]))
     if project.get("system_prompt"):
         config["system_prompt"] = project["system_prompt"]
+    if project.get("name"):
+        from core.runs import slugify
+
+        config["name"] = slugify(project["name"], "run")[:30]
     return config
 
 
@@ -91,13 +95,7 @@ def _style(fig, title: str):
 
 
 def log_tail(run_id: str, lines: int = 20) -> str:
-    """The last lines of train.log (empty string when there is none)."""
-    path = run_dir(run_id) / "train.log"
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, 2)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            text = fh.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    """The last lines of train.log (``core.runs.log_tail``)."""
+    from core.runs import log_tail as engine_tail
+
+    return engine_tail(run_id, lines)
