@@ -86,11 +86,19 @@ def _utf16_by_nul_pattern(head: bytes) -> str | None:
         return None
     even, odd = sample[0::2], sample[1::2]
     n = len(even)
-    if odd.count(0) > 0.4 * n and even.count(0) < 0.05 * n:
-        return "utf-16-le"
-    if even.count(0) > 0.4 * n and odd.count(0) < 0.05 * n:
-        return "utf-16-be"
-    return None
+    # ASCII characters (at least the separators and newlines) put NULs on one side only
+    if odd.count(0) > 0.1 * n and even.count(0) <= 0.01 * n:
+        candidate = "utf-16-le"
+    elif even.count(0) > 0.1 * n and odd.count(0) <= 0.01 * n:
+        candidate = "utf-16-be"
+    else:
+        return None
+    try:
+        text = sample.decode(candidate, errors="strict")
+    except UnicodeDecodeError:
+        return None
+    controls = sum(1 for ch in text if ch < " " and ch not in "\n\r\t")
+    return candidate if controls <= 0.01 * len(text) else None
 
 
 def _binary_reason(data: bytes) -> str | None:
@@ -122,6 +130,19 @@ def _guess_encoding(data: bytes) -> str:
     return "Windows-1252 / Latin-1 (Western European)"
 
 
+def _gb2312_share(data: bytes, limit: int = 65536) -> float:
+    """Share of double-byte characters (in the first ``limit`` bytes) inside the common GB2312 area."""
+    i, total, common, sample = 0, 0, 0, data[:limit]
+    while i < len(sample) - 1:
+        if sample[i] < 0x80:
+            i += 1
+            continue
+        total += 1
+        common += 0xA1 <= sample[i] <= 0xF7 and 0xA1 <= sample[i + 1] <= 0xFE
+        i += 2
+    return common / total if total else 0.0
+
+
 def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
     """Decode text bytes; returns (text, encoding) or raises UserError naming the likely encoding."""
     if data.startswith(b"\xef\xbb\xbf"):
@@ -142,8 +163,9 @@ def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
     try:
         text = data.decode("gbk")
         non_ascii = [ch for ch in text if ch > "\x7f"]
-        # GBK decodes many random byte strings; accept it only when the non-ASCII part is mostly Chinese.
-        if non_ascii and len(_CJK.findall("".join(non_ascii))) >= 0.9 * len(non_ascii):
+        # GBK decodes many byte strings (Shift_JIS, Big5 …); accept it only when the non-ASCII part is Chinese
+        # and mostly from the common GB2312 block, as real Chinese text is.
+        if non_ascii and len(_CJK.findall("".join(non_ascii))) >= 0.9 * len(non_ascii) and _gb2312_share(data) >= 0.8:
             return text, "gbk"
     except UnicodeDecodeError:
         pass
