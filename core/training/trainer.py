@@ -148,11 +148,8 @@ class AdvancedTrainer:
         return model, tok
 
     def _build_data(self, tok):
-        try:
-            from core.data import load_split
-            from core.data.loader import SmartDataLoader
-        except ImportError:  # TEMPORARY: core.data is still being written; see _data_shim.py
-            from core.training._data_shim import SmartDataLoader, load_split
+        from core.data import load_split
+        from core.data.loader import SmartDataLoader
 
         tc = self.tc
         self.loader = SmartDataLoader(tok, system_prompt=self.config.system_prompt, max_seq_len=tc.max_seq_len)
