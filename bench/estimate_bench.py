@@ -1,0 +1,144 @@
+"""Resource estimates against measurements (issue 8): peak memory and seconds per step, estimated then measured.
+
+For LoRA, Adapter, Prefix and full fine-tuning of the default model at two batch sizes, the estimator predicts peak
+memory and time per optimizer step; then each config trains a few steps in a fresh interpreter (honest peak RSS
+from ``ru_maxrss``) through the trainer's own pieces: ``load_model``, ``apply_peft``, ``causal_lm_loss`` and
+``SmartOptimizer`` (AdamW, clipping). Batches are synthetic but shaped like the trainer's: packed rows with
+restarting position ids (a padded batch with an attention mask for prefix), half of the tokens labelled.
+Target: every estimate within 25% of its measurement.
+
+    python -m core bench estimate [--quick]
+    python bench/estimate_bench.py --quick
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+METHODS = ("lora", "adapter", "prefix", "full")
+TARGET = 0.25
+
+
+def make_batch(batch: int, seq_len: int, method: str, seed: int = 0) -> dict:
+    """A trainer-shaped batch: two examples per row (position ids restart), the second half of each labelled."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(3, 49000, (batch, seq_len), generator=g)
+    labels = ids.clone()
+    half = seq_len // 2
+    labels[:, : half // 2] = -100          # first example's prompt
+    labels[:, half: half + half // 2] = -100  # second example's prompt
+    out = {"input_ids": ids, "labels": labels}
+    if method == "prefix":  # the trainer pads (never packs) for prefix tuning
+        out["attention_mask"] = torch.ones_like(ids)
+        out["position_ids"] = torch.arange(seq_len).repeat(batch, 1)
+    else:
+        out["attention_mask"] = None
+        out["position_ids"] = torch.cat([torch.arange(half), torch.arange(seq_len - half)]).repeat(batch, 1)
+    return out
+
+
+def worker(spec: dict) -> dict:
+    """Train ``spec['steps']`` timed steps (after one warm-up) and report peak RSS and median seconds per step."""
+    import torch
+
+    from core.models import load_model
+    from core.peft import apply_peft, config_from_dict
+    from core.training.loss import causal_lm_loss
+    from core.training.optim import SmartOptimizer
+
+    torch.manual_seed(0)
+    method, batch, seq_len = spec["method"], spec["batch"], spec["seq_len"]
+    model, _ = load_model("smollm2-135m-instruct")
+    model = apply_peft(model, config_from_dict(method, {}))
+    model.train()
+    opt = SmartOptimizer(model.named_parameters(), method=method, total_steps=spec["steps"] + 1)
+    times = []
+    for step in range(spec["steps"] + 1):
+        data = make_batch(batch, seq_len, method, seed=step)
+        t0 = time.perf_counter()
+        loss_sum, n = causal_lm_loss(model, data)
+        (loss_sum / n).backward()
+        opt.grad_norm()
+        opt.step(step)
+        opt.zero_grad()
+        if step:
+            times.append(time.perf_counter() - t0)
+    return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
+            "step_s": statistics.median(times), "steps": len(times)}
+
+
+def measure(method: str, batch: int, seq_len: int, steps: int) -> dict:
+    """One config in a fresh interpreter."""
+    spec = json.dumps({"method": method, "batch": batch, "seq_len": seq_len, "steps": steps})
+    proc = subprocess.run([sys.executable, __file__, "--worker", spec], capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{method} batch {batch} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def estimate(est, method: str, batch: int, seq_len: int) -> dict:
+    """The estimator's prediction for the same config (label tokens as in make_batch)."""
+    labels = batch * (seq_len // 2)
+    masked = method == "prefix"
+    mem = est.memory(method, {}, batch_size=batch, seq_len=seq_len, label_tokens=labels, masked=masked)
+    step = est.step_time(method, {}, batches=[(batch, seq_len, labels)], masked=masked)
+    return {"peak_rss": mem.total, "step_s": step.seconds, "memory": mem.breakdown, "time": step.breakdown}
+
+
+def _err(est: float, real: float) -> float:
+    return (est - real) / real
+
+
+def main(quick: bool = False, methods=METHODS) -> list[dict]:
+    """Estimate, measure and print the table; returns the rows."""
+    from core.strategy import ResourceEstimator
+
+    seq_len, batches, steps = (128, (1, 4), 2) if quick else (256, (1, 4), 3)
+    est = ResourceEstimator("smollm2-135m-instruct")
+    speed = est.speed
+    print(f"Machine: {est.machine.describe()}; measured {speed.matmul_gflops:.1f} GFLOP/s matmul, "
+          f"{speed.bandwidth_gbs:.1f} GB/s copy, {speed.framework_mb:.0f} MB framework RSS", flush=True)
+    rows = []
+    for method in methods:
+        for batch in batches:
+            e = estimate(est, method, batch, seq_len)
+            print(f"… {method} batch {batch} x {seq_len} tokens ({steps} timed steps)", file=sys.stderr, flush=True)
+            m = measure(method, batch, seq_len, steps)
+            rows.append({"method": method, "batch": batch, "seq_len": seq_len, "estimate": e, "measured": m,
+                         "mem_err": _err(e["peak_rss"], m["peak_rss"]), "time_err": _err(e["step_s"], m["step_s"])})
+    print(f"\nSmolLM2-135M-Instruct float32, {seq_len}-token rows, half labelled; peak RSS (MiB) and s/step")
+    print(f"{'method':<8} {'batch':>5} {'est MiB':>8} {'real MiB':>9} {'err':>7} {'est s':>7} {'real s':>7} {'err':>7}")
+    for r in rows:
+        e, m = r["estimate"], r["measured"]
+        print(f"{r['method']:<8} {r['batch']:>5} {e['peak_rss'] / 2**20:8.0f} {m['peak_rss'] / 2**20:9.0f} "
+              f"{r['mem_err']:+7.1%} {e['step_s']:7.2f} {m['step_s']:7.2f} {r['time_err']:+7.1%}")
+    worst_mem = max(abs(r["mem_err"]) for r in rows)
+    worst_time = max(abs(r["time_err"]) for r in rows)
+    print(f"worst memory error {worst_mem:.1%}, worst time error {worst_time:.1%} (target within {TARGET:.0%}); "
+          f"{os.cpu_count()} CPU cores shared with whatever else runs now")
+    return rows
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--json", help="also write the rows to this file")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+    else:
+        result = main(args.quick)
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))

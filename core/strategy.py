@@ -1,0 +1,772 @@
+"""Choose a fine-tuning method and predict what a run costs before anything runs (issue 8, DESIGN §1 "choose method").
+
+Three parts:
+
+* :class:`ResourceEstimator` — for a base model, a method and a run config on this machine: exact trainable and
+  total parameters (the model is built on the ``meta`` device and the real ``core.peft.apply_peft`` is applied, so
+  the numbers equal the trained model's), peak memory split into framework, weights, gradients, optimizer states,
+  activations and loss buffers, and time per step / epoch from the dataset's real token counts and a measured
+  micro-benchmark of this machine (cached in ``workspace/models/.machine_bench.json``).
+* :class:`StrategySelector` — task kind, dataset size, quality report, machine and time budget in; a method with
+  hyperparameters, plain-word reasons and the runner-up (with why it lost) out. Never a config that does not fit.
+* :func:`fit_check` — the problems of a config on this machine and the smallest change that makes it fit.
+
+The CLI face is ``python -m core estimate --config RUN.yaml [--json]`` (:func:`estimate_command`).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from core.errors import UserError
+
+MiB = 1024 ** 2
+GiB = 1024 ** 3
+BYTES = 4  # the trainer trains in float32 (weights, gradients, activations)
+METHODS = ("lora", "adapter", "prefix", "full", "freeze")
+BENCH_FILE = ".machine_bench.json"
+
+# ---------------------------------------------------------------- calibration
+# Constants fitted against measured peak RSS and step times of the default model on this project's 2-core machine
+# by bench/estimate_bench.py (subprocess per config, ru_maxrss). They are the only numbers here not derived from
+# the model's structure or the machine's measured speed; see the bench's table for how well they hold.
+CAL = {
+    # Process memory beyond "import torch, transformers" (measured per machine): tokenizer, data, core modules.
+    "misc_mb": 150.0,
+    # Loss buffers over the logits, in units of (rows x vocab x 4 bytes): logits, their shifted copy, log-softmax,
+    # and in backward the dense gradient of each; glibc keeps the freed blocks, so the peak holds ~all of them.
+    "logits_buffers": 5.0,
+    # Freed-but-kept allocator memory, as a share of the activations (backward frees them in a different order).
+    "activation_slack": 0.10,
+    # Matmuls in a training step reach this share of the micro-benchmark's GFLOP/s (smaller, odd-shaped GEMMs).
+    "matmul_efficiency": 0.70,
+    # Element-wise work (norms, activations, softmax, masks) per step, in passes over the activation bytes.
+    "elementwise_passes": 6.0,
+    # AdamW (foreach=False) + gradient clipping, in passes over the trainable parameters' bytes.
+    "optimizer_passes": 14.0,
+    # Python/dispatch overhead per layer per micro-batch (forward + backward), seconds.
+    "per_layer_overhead_s": 0.004,
+    # Framework footprint on a GPU (CUDA context, cuBLAS workspaces), bytes.
+    "gpu_framework_mb": 600.0,
+}
+
+
+# ================================================================ the machine
+@dataclass
+class Machine:
+    """What the estimator plans for: CPU cores and RAM, or a CUDA GPU and its memory."""
+
+    device: str                     # "cpu" | "cuda"
+    cpu_cores: int
+    threads: int                    # torch intra-op threads a run will use
+    ram_total: int                  # bytes
+    ram_available: int              # bytes free now (other programs included)
+    gpu_name: Optional[str] = None
+    gpu_memory: Optional[int] = None  # bytes
+    memory_margin: float = 0.10     # keep this share of the budget free (other programs, fragmentation)
+
+    @classmethod
+    def detect(cls, device: str = "auto") -> "Machine":
+        """This machine, now (psutil for RAM; torch for the GPU)."""
+        import psutil
+
+        vm = psutil.virtual_memory()
+        cores = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+        use_cuda = device == "cuda" or (device == "auto" and torch.cuda.is_available())
+        if use_cuda and not torch.cuda.is_available():
+            raise UserError("train.device is 'cuda' but no CUDA GPU is visible; use device 'auto' or 'cpu'.")
+        gpu_name = gpu_mem = None
+        if use_cuda:
+            props = torch.cuda.get_device_properties(0)
+            gpu_name, gpu_mem = props.name, int(props.total_memory)
+        return cls(device="cuda" if use_cuda else "cpu", cpu_cores=int(cores), threads=torch.get_num_threads(),
+                   ram_total=int(vm.total), ram_available=int(vm.available), gpu_name=gpu_name, gpu_memory=gpu_mem)
+
+    @property
+    def memory_budget(self) -> int:
+        """Bytes a run may use: the GPU's memory, or the RAM free now, less the safety margin."""
+        room = self.gpu_memory if self.device == "cuda" and self.gpu_memory else self.ram_available
+        return int(room * (1 - self.memory_margin))
+
+    def describe(self) -> str:
+        """One line for people."""
+        if self.device == "cuda":
+            return f"GPU {self.gpu_name} with {self.gpu_memory / GiB:.1f} GiB, {self.cpu_cores} CPU cores"
+        return (f"CPU, {self.cpu_cores} cores ({self.threads} torch threads), {self.ram_total / GiB:.1f} GiB RAM "
+                f"({self.ram_available / GiB:.1f} GiB free now)")
+
+
+@dataclass
+class MachineSpeed:
+    """Measured speed of this machine: matmul GFLOP/s, memory bandwidth and the framework's own memory."""
+
+    device: str
+    threads: int
+    matmul_gflops: float
+    bandwidth_gbs: float
+    framework_mb: float
+    measured_at: float
+
+
+def _timed(fn, min_s: float = 0.25, reps: int = 3) -> float:
+    """Median seconds per call of ``fn`` over ``reps`` windows of at least ``min_s`` (after a warm-up call)."""
+    fn()
+    results = []
+    for _ in range(reps):
+        n, t0 = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            elapsed = time.perf_counter() - t0
+            if elapsed >= min_s:
+                break
+        results.append(elapsed / n)
+    return sorted(results)[len(results) // 2]
+
+
+def measure_machine(device: str = "cpu") -> MachineSpeed:
+    """A ~2 s micro-benchmark: a model-shaped float32 matmul, a large copy, and the RSS of the bare framework."""
+    dev = torch.device(device)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    # (tokens x hidden) @ (hidden x intermediate): the shape of SmolLM2's MLP at a 512-token batch.
+    m, k, n = (4096, 2048, 8192) if dev.type == "cuda" else (512, 576, 1536)
+    a, b = torch.randn(m, k, device=dev), torch.randn(k, n, device=dev)
+
+    def mm():
+        torch.mm(a, b)
+        sync()
+
+    gflops = 2 * m * k * n / _timed(mm) / 1e9
+    x = torch.empty(16 * MiB // 4 * (16 if dev.type == "cuda" else 4), device=dev)  # 64 MiB (1 GiB on a GPU)
+    y = torch.empty_like(x)
+
+    def copy():
+        y.copy_(x)
+        sync()
+
+    bandwidth = 2 * x.numel() * 4 / _timed(copy) / 1e9  # read + write
+    return MachineSpeed(device=device, threads=torch.get_num_threads(), matmul_gflops=round(gflops, 2),
+                        bandwidth_gbs=round(bandwidth, 2), framework_mb=round(_framework_rss_mb(), 1),
+                        measured_at=time.time())
+
+
+def _framework_rss_mb() -> float:
+    """Peak RSS of a fresh interpreter that imports torch and transformers (what every run pays first)."""
+    code = ("import resource, torch, transformers, transformers.modeling_utils; "
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    try:
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+        kib = float(out.stdout.strip().splitlines()[-1])
+        return kib / 1024 if platform.system() != "Darwin" else kib / MiB  # macOS reports bytes
+    except (subprocess.SubprocessError, ValueError, IndexError, OSError):
+        return 300.0  # what it measured on the development machine
+
+
+def _bench_path() -> Path:
+    from core.runs import kind_dir
+
+    return kind_dir("models") / BENCH_FILE
+
+
+def machine_speed(machine: Optional[Machine] = None, refresh: bool = False) -> MachineSpeed:
+    """The cached micro-benchmark of this machine for its device and thread count (measured on first use)."""
+    from core.runs import atomic_write_json, read_json
+
+    machine = machine or Machine.detect()
+    key = f"{machine.device}:{machine.threads}:{platform.node()}"
+    path = _bench_path()
+    cache = read_json(path, {}) or {}
+    if not refresh and isinstance(cache.get(key), dict):
+        try:
+            return MachineSpeed(**cache[key])
+        except TypeError:
+            pass  # an older layout: measure again
+    speed = measure_machine(machine.device)
+    cache[key] = asdict(speed)
+    try:
+        atomic_write_json(path, cache)
+    except OSError:
+        pass  # a read-only workspace only costs a re-measure next time
+    return speed
+
+
+# ================================================================ the model's structure
+@dataclass
+class Arch:
+    """The dimensions the memory and time formulas need, read from the model config."""
+
+    family: str
+    layers: int
+    hidden: int
+    intermediate: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tied: bool
+    gated_mlp: bool
+    max_positions: int
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.head_dim
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.head_dim
+
+
+def arch_of(config) -> Arch:
+    """Read an :class:`Arch` from a transformers config (Llama-style or GPT-2 names)."""
+    text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+    hidden = getattr(text, "hidden_size", None) or text.n_embd
+    heads = getattr(text, "num_attention_heads", None) or text.n_head
+    head_dim = getattr(text, "head_dim", None) or hidden // heads
+    inter = getattr(text, "intermediate_size", None) or getattr(text, "n_inner", None) or 4 * hidden
+    act = str(getattr(text, "hidden_act", "") or getattr(text, "activation_function", ""))
+    return Arch(family=getattr(text, "model_type", "unknown"),
+                layers=getattr(text, "num_hidden_layers", None) or text.n_layer, hidden=hidden,
+                intermediate=inter, heads=heads, kv_heads=getattr(text, "num_key_value_heads", None) or heads,
+                head_dim=head_dim, vocab=text.vocab_size, tied=bool(getattr(text, "tie_word_embeddings", True)),
+                gated_mlp=act in ("silu", "swish", "swiglu") or hasattr(text, "intermediate_size") and act != "gelu_new",
+                max_positions=getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", 2048))
+
+
+@functools.lru_cache(maxsize=16)
+def model_config(name: str):
+    """The transformers config of a model name (no weights are read)."""
+    from core.models import DEFAULT_MODEL, ensure_default_model, resolve, tiny_model
+
+    info = resolve(name)
+    if info.source == "tiny":
+        return tiny_model(name)[0].config
+    from transformers import AutoConfig
+
+    if info.source == "embedded-gguf":
+        return AutoConfig.from_pretrained(ensure_default_model(), trust_remote_code=False)
+    if info.source == "local":
+        return AutoConfig.from_pretrained(info.path, trust_remote_code=False)
+    try:
+        return AutoConfig.from_pretrained(name, trust_remote_code=False,
+                                          local_files_only=os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", ""))
+    except Exception as exc:  # noqa: BLE001 - one actionable message
+        raise UserError(f"Could not read the config of {name!r} (offline and not cached?). Give a local model "
+                        f"folder, or use the default '{DEFAULT_MODEL}'.") from exc
+
+
+def _peft_config(method: str, params: Optional[dict]):
+    from core.peft import config_from_dict
+
+    if method not in METHODS:
+        raise UserError(f"Unknown method {method!r}; choose one of {', '.join(METHODS)}.")
+    return config_from_dict(method, dict(params or {}))
+
+
+@dataclass
+class ParamCount:
+    """Trainable and total parameters, counted on the built (meta) model, with what the method added."""
+
+    trainable: int
+    total: int
+    base: int                      # the base model's own parameters (tied embeddings once)
+    added: int                     # parameters the method adds (LoRA A/B, adapters, prefix)
+    layers: list = field(default_factory=list)  # per trainable module family: [name, count]
+    exact: bool = True
+
+    @property
+    def share(self) -> float:
+        return self.trainable / max(1, self.total)
+
+
+@dataclass
+class MethodShape:
+    """What the activation formula needs to know about the injected method, read from the meta model."""
+
+    lora_modules: list = field(default_factory=list)   # [(parent, d_in, d_out, r, dropout)] in one block
+    adapters: list = field(default_factory=list)       # [(bottleneck, dropout)] in one block
+    prefix_tokens: int = 0
+    trainable_blocks: int = 0                          # freeze: how many top blocks train
+    block_linear_params: int = 0                       # base matmul weights in one block
+    block_params: int = 0
+
+
+@functools.lru_cache(maxsize=64)
+def _build_meta(model: str, method: str, params_json: str) -> tuple[ParamCount, MethodShape]:
+    from transformers import AutoModelForCausalLM
+
+    from core.peft import apply_peft, trainable_parameters
+
+    config = model_config(model)
+    cfg = _peft_config(method, json.loads(params_json))
+    with torch.device("meta"):
+        net = AutoModelForCausalLM.from_config(config)
+        base_total = sum(p.numel() for p in net.parameters())
+        apply_peft(net, cfg)
+    trainable, total = trainable_parameters(net)
+    families: dict[str, int] = {}
+    for name, p in net.named_parameters():
+        if p.requires_grad:
+            key = _family(name)
+            families[key] = families.get(key, 0) + p.numel()
+    count = ParamCount(trainable=trainable, total=total, base=base_total, added=total - base_total,
+                       layers=sorted(([k, v] for k, v in families.items()), key=lambda kv: -kv[1]))
+    return count, _method_shape(net, cfg)
+
+
+def _family(name: str) -> str:
+    """A parameter name without its layer number, e.g. ``model.layers.*.self_attn.q_proj.lora_A.weight``."""
+    return ".".join("*" if part.isdigit() else part for part in name.split("."))
+
+
+def _method_shape(net, cfg) -> MethodShape:
+    from core.peft.inject import find_blocks, is_linear_like
+
+    _, blocks = find_blocks(net)
+    block = blocks[0]
+    shape = MethodShape()
+    for name, mod in block.named_modules():
+        if type(mod).__name__ == "LoRALinear":
+            drop = getattr(mod.lora_dropout, "p", 0.0)
+            parent = name.split(".")[0]
+            shape.lora_modules.append((parent, mod.lora_A.in_features, mod.lora_B.out_features, mod.r, drop))
+            base = mod.base_layer.weight
+            shape.block_linear_params += base.numel()
+        elif type(mod).__name__ == "AdapterLayer":
+            shape.adapters.append((mod.down.out_features, getattr(mod.dropout, "p", 0.0)))
+        elif is_linear_like(mod) and ".adapters." not in f".{name}." and "lora_" not in name \
+                and not name.endswith("base_layer"):
+            shape.block_linear_params += mod.weight.numel()
+    shape.block_params = sum(p.numel() for n, p in block.named_parameters()
+                             if "lora_" not in n and "adapters." not in n)
+    shape.prefix_tokens = getattr(cfg, "num_virtual_tokens", 0) if cfg.method == "prefix" else 0
+    if cfg.method == "freeze":
+        shape.trainable_blocks = min(cfg.trainable_layers, len(blocks))
+    elif cfg.method != "full":
+        shape.trainable_blocks = 0
+    else:
+        shape.trainable_blocks = len(blocks)
+    return shape
+
+
+# ================================================================ the loss: logits for all tokens or labels only?
+@functools.lru_cache(maxsize=1)
+def loss_logits_mode() -> str:
+    """"all" if core.training.loss computes logits for every position, "labels" if only for labelled ones.
+
+    Found by running the real loss once on the tiny model and counting the rows its output head sees, so the
+    estimate follows the trainer whichever way it is written.
+    """
+    try:
+        from core.models import tiny_model
+        from core.training.loss import causal_lm_loss
+    except ImportError:
+        return "all"
+    model, _ = tiny_model("tiny-llama")
+    seen = []
+    head = model.get_output_embeddings()
+    handle = head.register_forward_hook(lambda m, i, o: seen.append(o.shape[:-1].numel()))
+    ids = torch.randint(0, 200, (2, 32))
+    labels = torch.full_like(ids, -100)
+    labels[:, -4:] = ids[:, -4:]
+    try:
+        with torch.no_grad():
+            causal_lm_loss(model, {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)})
+    except Exception:  # noqa: BLE001 - an unexpected loss signature: assume the expensive case
+        return "all"
+    finally:
+        handle.remove()
+    return "labels" if seen and seen[0] < ids.numel() else "all"
+
+
+# ================================================================ estimates
+@dataclass
+class MemoryEstimate:
+    """Peak memory of a training process, with its parts (bytes)."""
+
+    total: int
+    breakdown: dict
+    budget: int
+    device: str
+
+    @property
+    def fits(self) -> bool:
+        return self.total <= self.budget
+
+
+@dataclass
+class StepTime:
+    """Seconds per optimizer step, with its parts, and the FLOPs behind the matmul part."""
+
+    seconds: float
+    breakdown: dict
+    flops: float
+    tokens: int
+
+
+@dataclass
+class Estimate:
+    """Everything ``estimate`` reports for one run config."""
+
+    model: str
+    method: str
+    params: ParamCount
+    memory: MemoryEstimate
+    step: StepTime
+    epoch_s: Optional[float]
+    steps_per_epoch: Optional[int]
+    total_steps: Optional[int]
+    total_s: Optional[float]
+    data: dict
+    machine: dict
+    speed: dict
+    problems: list = field(default_factory=list)
+    suggestion: Optional[dict] = None
+
+    def to_dict(self) -> dict:
+        """JSON-able form (the ``--json`` output)."""
+        d = asdict(self)
+        d["params"]["share"] = self.params.share
+        d["memory"]["fits"] = self.memory.fits
+        return d
+
+
+class ResourceEstimator:
+    """Parameters, peak memory and time of a training run for one base model on one machine."""
+
+    def __init__(self, model: str = "smollm2-135m-instruct", machine: Optional[Machine] = None,
+                 speed: Optional[MachineSpeed] = None):
+        self.model = model
+        self.machine = machine or Machine.detect()
+        self._speed = speed
+        self.arch = arch_of(model_config(model))
+
+    @property
+    def speed(self) -> MachineSpeed:
+        """The machine's measured speed (benchmarked once, then cached on disk)."""
+        if self._speed is None:
+            self._speed = machine_speed(self.machine)
+        return self._speed
+
+    # ------------------------------------------------------------ parameters
+    def parameters(self, method: str, params: Optional[dict] = None) -> ParamCount:
+        """Exact (trainable, total) by applying the method to the model built on the meta device."""
+        return self._meta(method, params)[0]
+
+    def _meta(self, method: str, params: Optional[dict]) -> tuple[ParamCount, MethodShape]:
+        return _build_meta(self.model, method, json.dumps(params or {}, sort_keys=True, default=list))
+
+    # ------------------------------------------------------------ memory
+    def activation_floats(self, method: str, params: Optional[dict], seq_len: int, masked: bool) -> dict:
+        """Floats saved for backward per token, per part (per layer x layers that keep them, plus the ends).
+
+        Per layer, a block that gradients flow through keeps (Llama-style, measured with saved-tensor hooks):
+        the two norm inputs and their scales (2d+2), attention's q, k, v and output (2q+2kv), the MLP's
+        gate/up/activation (3m; 2m for a GPT-2 MLP) and the attention log-sum-exp (h). A trained block also keeps
+        its matmul inputs (5d+q+2kv). LoRA keeps each distinct input of its wrapped layers (d_in), A's output (r)
+        and dropout's output and mask (1.5 d_in); an adapter its input and bottleneck (d+2b). An explicit
+        attention mask (padding or prefix) is saved per layer (T (+P) floats per token) and grouped-query keys and
+        values are expanded to all heads (2(q-kv)); prefix adds P keys/values per layer (2qP/T per token).
+        """
+        a, (_, shape) = self.arch, self._meta(method, params)
+        d, m, q, kv, h = a.hidden, a.intermediate, a.q_dim, a.kv_dim, a.heads
+        mlp = 3 * m if a.gated_mlp else 2 * m
+        through = 2 * d + 2 + 2 * q + 2 * kv + mlp + h
+        per_layer = {"blocks": through}
+        if method in ("full", "freeze"):
+            per_layer["trained matmul inputs"] = 5 * d + q + 2 * kv
+        if shape.lora_modules:
+            inputs = {(parent, d_in) for parent, d_in, _, _, _ in shape.lora_modules}
+            per_layer["lora"] = (sum(d_in for _, d_in in inputs) + sum(r for *_, r, _ in shape.lora_modules)
+                                 + sum(1.5 * d_in for _, d_in, _, _, p in shape.lora_modules if p > 0))
+        if shape.adapters:
+            per_layer["adapter"] = sum(d + 2 * b + (1.5 * d if p > 0 else 0) for b, p in shape.adapters)
+        P = shape.prefix_tokens
+        if masked or P:
+            per_layer["attention mask"] = seq_len + P + (2 * (q - kv) if kv < q else 0) + 2 * q * P / seq_len
+        layers = a.layers if method != "freeze" else shape.trainable_blocks
+        out = {k: v * layers for k, v in per_layer.items()}
+        out["embeddings and final norm"] = 2 * d + 1
+        return out
+
+    def memory(self, method: str, params: Optional[dict] = None, *, batch_size: int = 8, seq_len: int = 512,
+               label_tokens: Optional[int] = None, masked: Optional[bool] = None) -> MemoryEstimate:
+        """Peak memory of training: framework, weights, gradients, AdamW states, activations, loss buffers.
+
+        ``label_tokens``: labelled tokens in the largest batch (only matters when the loss computes logits for
+        labelled positions only); ``masked``: whether batches carry an attention mask (padding, not packing).
+        """
+        count, _ = self._meta(method, params)
+        if masked is None:
+            masked = method == "prefix"  # the trainer packs (no mask) except for prefix tuning
+        tokens = batch_size * seq_len
+        floats = sum(self.activation_floats(method, params, seq_len, masked).values())
+        activations = floats * tokens * BYTES * (1 + CAL["activation_slack"])
+        rows = tokens if loss_logits_mode() == "all" or label_tokens is None else min(tokens, label_tokens)
+        if loss_logits_mode() == "labels" and label_tokens is None:
+            rows = tokens // 2  # unknown data: assume half the tokens are answers
+        logits = CAL["logits_buffers"] * rows * self.arch.vocab * BYTES
+        cuda = self.machine.device == "cuda"
+        framework = (CAL["gpu_framework_mb"] if cuda else self.speed.framework_mb + CAL["misc_mb"]) * MiB
+        breakdown = {
+            "framework": int(framework),
+            "weights": int(count.total * BYTES),
+            "gradients": int(count.trainable * BYTES),
+            "optimizer states": int(2 * count.trainable * BYTES),  # AdamW: exp_avg and exp_avg_sq in float32
+            "activations": int(activations),
+            "loss buffers (logits)": int(logits),
+        }
+        return MemoryEstimate(total=sum(breakdown.values()), breakdown=breakdown,
+                              budget=self.machine.memory_budget, device=self.machine.device)
+
+    # ------------------------------------------------------------ time
+    def flops(self, method: str, params: Optional[dict], *, tokens: int, seq_len: int, logit_rows: int,
+              masked: bool) -> dict:
+        """Training FLOPs of one micro-batch, per part (forward, backward to inputs, backward to weights)."""
+        a, (count, shape) = self.arch, self._meta(method, params)
+        lin = 2 * shape.block_linear_params                     # forward matmul FLOPs per token per block
+        ctx = seq_len + shape.prefix_tokens if (masked or shape.prefix_tokens) else (seq_len + 1) / 2
+        attn = 4 * ctx * a.q_dim                                # QK^T and AV per token per block
+        extra = 2 * sum(r * (d_in + d_out) for _, d_in, d_out, r, _ in shape.lora_modules) + \
+            2 * sum(2 * a.hidden * b for b, _ in shape.adapters)
+        head = 2 * a.hidden * a.vocab                           # output projection per logit row
+        grad_layers = shape.trainable_blocks if method == "freeze" else a.layers
+        fwd = tokens * a.layers * (lin + attn + extra) + logit_rows * head
+        bwd_in = tokens * grad_layers * (lin + 2 * attn + extra) + logit_rows * head
+        weight_share = {"full": 1.0, "freeze": shape.trainable_blocks / a.layers}.get(method, 0.0)
+        bwd_w = tokens * a.layers * (lin * weight_share + extra) + (logit_rows * head if method == "full" else 0)
+        return {"forward": fwd, "backward (inputs)": bwd_in, "backward (weights)": bwd_w}
+
+    def step_time(self, method: str, params: Optional[dict] = None, *, batches: list[tuple[int, int, int]],
+                  masked: Optional[bool] = None) -> StepTime:
+        """Seconds for one optimizer step over micro-batches given as (batch, seq_len, label_tokens)."""
+        if masked is None:
+            masked = method == "prefix"
+        count, _ = self._meta(method, params)
+        speed, total_flops, tokens, act_bytes = self.speed, 0.0, 0, 0.0
+        for b, t, labels in batches:
+            rows = b * t if loss_logits_mode() == "all" else max(1, labels)
+            total_flops += sum(self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows,
+                                          masked=masked).values())
+            tokens += b * t
+            floats = sum(self.activation_floats(method, params, t, masked).values())
+            act_bytes += (floats * b * t + 3 * rows * self.arch.vocab) * BYTES
+        gflops = speed.matmul_gflops * CAL["matmul_efficiency"] * 1e9
+        bandwidth = speed.bandwidth_gbs * 1e9
+        breakdown = {
+            "matmuls": total_flops / gflops,
+            "element-wise": CAL["elementwise_passes"] * act_bytes / bandwidth,
+            "optimizer": CAL["optimizer_passes"] * count.trainable * BYTES / bandwidth,
+            "overhead": CAL["per_layer_overhead_s"] * self.arch.layers * len(batches),
+        }
+        return StepTime(seconds=sum(breakdown.values()), breakdown=breakdown, flops=total_flops, tokens=tokens)
+
+    # ------------------------------------------------------------ a whole config
+    def estimate(self, config: Any, *, with_data: bool = True) -> Estimate:
+        """Parameters, peak memory and time for a run config (dict or TrainingConfig) on this machine."""
+        cfg = normalize_config(config)
+        method, params, tc = cfg["method"], cfg.get(cfg["method"]) or {}, cfg["train"]
+        count = self.parameters(method, params)
+        masked = method == "prefix" or not tc["packing"]
+        data = dataset_shapes(cfg, self.model) if with_data and cfg.get("data") else {}
+        B, T = tc["batch_size"], tc["max_seq_len"]
+        if data.get("batches"):
+            widest = max(data["batches"], key=lambda s: s[0] * s[1])
+            mem = self.memory(method, params, batch_size=widest[0], seq_len=widest[1],
+                              label_tokens=max(s[2] for s in data["batches"]), masked=masked)
+            per_batch = [self.step_time(method, params, batches=[s], masked=masked) for s in data["batches"]]
+            accum = tc["grad_accum"]
+            steps = max(1, math.ceil(len(per_batch) / accum))
+            opt_s = per_batch[0].breakdown["optimizer"]
+            # Each micro-batch pays its own forward/backward; the optimizer runs once per step.
+            epoch = sum(p.seconds - p.breakdown["optimizer"] for p in per_batch) + steps * opt_s
+            epoch *= data.get("scale", 1.0)
+            steps = math.ceil(steps * data.get("scale", 1.0))
+            step = self.step_time(method, params, batches=[widest] * accum, masked=masked)
+        else:
+            mem = self.memory(method, params, batch_size=B, seq_len=T, masked=masked)
+            step = self.step_time(method, params, batches=[(B, T, B * T // 2)] * tc["grad_accum"], masked=masked)
+            epoch, steps = None, None
+        total_steps = tc.get("max_steps") or (math.ceil(tc["epochs"] * steps) if steps else None)
+        total_s = (epoch * total_steps / steps if epoch is not None and total_steps else None)
+        est = Estimate(model=self.model, method=method, params=count, memory=mem, step=step, epoch_s=epoch,
+                       steps_per_epoch=steps, total_steps=total_steps, total_s=total_s,
+                       data={k: v for k, v in data.items() if k != "batches"},
+                       machine=asdict(self.machine), speed=asdict(self.speed))
+        if not mem.fits:
+            report = fit_check(cfg, estimator=self)
+            est.problems, est.suggestion = report.problems, report.suggestion
+        return est
+
+
+# ================================================================ config and data helpers
+def normalize_config(config: Any) -> dict:
+    """A run config as a plain dict with DESIGN §3 defaults filled in (TrainingConfig when available)."""
+    if hasattr(config, "to_dict"):
+        return _with_defaults(config.to_dict())
+    if isinstance(config, (str, Path)):
+        try:
+            from core.training.config import TrainingConfig
+
+            return _with_defaults(TrainingConfig.from_file(config).to_dict())
+        except ImportError:
+            return _with_defaults(_read_config_file(Path(config)))
+    if not isinstance(config, dict):
+        raise UserError(f"A run config must be a mapping or a file, got {type(config).__name__}.")
+    return _with_defaults(config)
+
+
+def _read_config_file(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"The config file {str(path)!r} does not exist; check the path given to --config.")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() == ".json":
+        return json.loads(text)
+    import yaml
+
+    return yaml.safe_load(text) or {}
+
+
+TRAIN_DEFAULTS = {"epochs": 3, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": None, "max_seq_len": 512,
+                  "packing": True, "max_train_examples": None}
+
+
+def _with_defaults(d: dict) -> dict:
+    out = dict(d)
+    out.setdefault("model", "smollm2-135m-instruct")
+    out.setdefault("method", "lora")
+    if out["method"] not in METHODS:
+        raise UserError(f"method must be one of {', '.join(METHODS)}, got {out['method']!r}.")
+    out["train"] = {**TRAIN_DEFAULTS, **(out.get("train") or {})}
+    return out
+
+
+def dataset_shapes(cfg: dict, model: str, sample: int = 4000) -> dict:
+    """Real batch shapes of the run's training data: [(rows, width, label tokens)] per batch of epoch 0.
+
+    Uses the trainer's own loader (same chat template, truncation, packing). Datasets larger than ``sample``
+    conversations are sampled evenly and the epoch is scaled up (``scale``).
+    """
+    from core.data import load_split
+    from core.data.loader import SmartDataLoader
+    from core.models import load_tokenizer
+
+    tc = cfg["train"]
+    convs = load_split(cfg["data"], "train")
+    if tc.get("max_train_examples"):
+        convs = convs[: tc["max_train_examples"]]
+    n = len(convs)
+    if not n:
+        raise UserError(f"The data {cfg['data']!r} has no training conversations; prepare a dataset first.")
+    scale = 1.0
+    if n > sample:
+        convs, scale = [convs[int(i * n / sample)] for i in range(sample)], n / sample
+    loader = SmartDataLoader(load_tokenizer(model), system_prompt=cfg.get("system_prompt"),
+                             max_seq_len=tc["max_seq_len"])
+    examples, stats = loader.encode_all(convs)
+    packing = bool(tc["packing"]) and cfg["method"] != "prefix"
+    shapes = []
+    for batch in loader.batches(examples, tc["batch_size"], packing=packing, shuffle=True, seed=42, epoch=0):
+        shapes.append((int(batch["input_ids"].shape[0]), int(batch["input_ids"].shape[1]),
+                       int((batch["labels"] != -100).sum())))
+    return {"conversations": n, "examples": int(len(examples) * scale), "tokens": int(stats.get("tokens", 0) * scale),
+            "label_tokens": int(stats.get("label_tokens", 0) * scale), "batches_per_epoch": math.ceil(len(shapes) * scale),
+            "packing": packing, "scale": scale, "batches": shapes}
+
+
+# ================================================================ fit check
+@dataclass
+class FitReport:
+    """Whether a config fits this machine's memory, what is wrong, and the smallest change that fixes it."""
+
+    fits: bool
+    memory: int
+    budget: int
+    problems: list
+    suggestion: Optional[dict]    # e.g. {"train.batch_size": 2, "train.grad_accum": 4}
+    suggestion_text: str = ""
+
+
+def _set(cfg: dict, dotted: str, value) -> dict:
+    out = json.loads(json.dumps(cfg, default=list))
+    if "." in dotted:
+        sec, key = dotted.split(".", 1)
+        out.setdefault(sec, {})[key] = value
+    else:
+        out[dotted] = value
+    return out
+
+
+def _config_memory(est: ResourceEstimator, cfg: dict) -> int:
+    tc, method = cfg["train"], cfg["method"]
+    return est.memory(method, cfg.get(method) or {}, batch_size=tc["batch_size"], seq_len=tc["max_seq_len"],
+                      masked=method == "prefix" or not tc["packing"]).total
+
+
+def fit_check(config: Any, estimator: Optional[ResourceEstimator] = None) -> FitReport:
+    """Problems of ``config`` on this machine and the smallest change that makes it fit.
+
+    Changes are tried from least to most disruptive: a smaller batch (grad_accum raised so the effective batch
+    stays the same), then a shorter max_seq_len (at least 128), then a lighter method (LoRA, then prefix) with
+    the original settings, then a lighter method with a smaller batch. The first change that fits is returned.
+    """
+    cfg = normalize_config(config)
+    est = estimator or ResourceEstimator(cfg["model"])
+    need, budget = _config_memory(est, cfg), est.machine.memory_budget
+    if need <= budget:
+        return FitReport(True, need, budget, [], None)
+    tc = cfg["train"]
+    problems = [f"The run needs about {need / GiB:.2f} GiB but this machine has {budget / GiB:.2f} GiB to spare "
+                f"({est.machine.describe()})."]
+    for change, text in _candidate_changes(cfg):
+        trial = cfg
+        for key, value in change.items():
+            trial = _set(trial, key, value)
+        if _config_memory(est, trial) <= budget:
+            trial_need = _config_memory(est, trial)
+            return FitReport(False, need, budget, problems, change,
+                             f"{text} (then about {trial_need / GiB:.2f} GiB).")
+    problems.append("Nothing smaller fits either (batch 1, 128 tokens, LoRA): free memory, or use a smaller model.")
+    return FitReport(False, need, budget, problems, None,
+                     "No change to batch, sequence length or method makes it fit; free memory or use a smaller model.")
+
+
+def _candidate_changes(cfg: dict):
+    """(change, explanation) from least to most disruptive."""
+    tc, method = cfg["train"], cfg["method"]
+    b, accum, T = tc["batch_size"], tc["grad_accum"], tc["max_seq_len"]
+    batch = b
+    while batch > 1:
+        batch = max(1, batch // 2)
+        new_accum = accum * math.ceil(b / batch)
+        yield ({"train.batch_size": batch, "train.grad_accum": new_accum},
+               f"Lower train.batch_size from {b} to {batch} and raise train.grad_accum to {new_accum} "
+               f"(the same {b * accum} examples per update)")
+    seq = T
+    while seq > 128:
+        seq = max(128, seq // 2)
+        yield ({"train.max_seq_len": seq}, f"Shorten train.max_seq_len from {T} to {seq} tokens "
+                                            "(longer examples are truncated)")
+    for lighter in ("lora", "prefix"):
+        if lighter != method:
+            yield ({"method": lighter}, f"Switch the method from {method} to {lighter}, which needs far less memory")
+            batch = b
+            while batch > 1:
+                batch = max(1, batch // 2)
+                new_accum = accum * math.ceil(b / batch)
+                yield ({"method": lighter, "train.batch_size": batch, "train.grad_accum": new_accum},
+                       f"Switch to {lighter} and lower train.batch_size to {batch} "
+                       f"(train.grad_accum {new_accum})")
+    for lighter in ("lora", "prefix"):
+        yield ({"method": lighter, "train.batch_size": 1, "train.grad_accum": b * accum, "train.max_seq_len": 128},
+               f"Switch to {lighter}, batch 1 (grad_accum {b * accum}) and 128-token sequences")
