@@ -15,6 +15,7 @@ batches all work, and the logits equal peft's for the same prefix weights.
 
 Trainable parameters with ``L`` layers, ``P`` virtual tokens, ``d_kv`` and projection size ``m``:
 with the MLP ``P*d_kv + (d_kv*m + m) + (m*2*L*d_kv + 2*L*d_kv)``; without (m=0) or after ``fold()``: ``P*2*L*d_kv``.
+SmolLM2-135M (L=30, d_kv=3*64=192) with the defaults P=20, m=512: ``6,012,416`` (as HF peft); folded: ``230,400``.
 """
 from __future__ import annotations
 
