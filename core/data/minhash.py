@@ -40,24 +40,28 @@ def shingle_hashes(texts: list[str], k: int = 5) -> tuple[np.ndarray, np.ndarray
     return rolling[index], offsets
 
 
-def signatures(texts: list[str], num_perm: int = 64, k: int = 5, seed: int = 1, chunk: int = 200_000) -> np.ndarray:
-    """MinHash signatures, shape (len(texts), num_perm), with multiply-add-shift hash functions."""
+def signatures(texts: list[str], num_perm: int = 64, k: int = 5, seed: int = 1, chunk: int = 20_000) -> np.ndarray:
+    """MinHash signatures, shape (len(texts), num_perm): min over n-grams of (a*x + b) mod 2**32 per permutation.
+
+    32-bit arithmetic (odd ``a`` makes each map a permutation) halves the memory traffic of the 64-bit version;
+    small chunks keep the (num_perm x chunk) block in cache.
+    """
     if not texts:
-        return np.zeros((0, num_perm), dtype=np.uint64)
+        return np.zeros((0, num_perm), dtype=np.uint32)
     hashes, offsets = shingle_hashes(texts, k)
+    x = (hashes >> np.uint64(32)).astype(np.uint32)
     rng = np.random.default_rng(seed)
-    a = rng.integers(1, 2**63, size=num_perm, dtype=np.uint64) | np.uint64(1)
-    b = rng.integers(0, 2**63, size=num_perm, dtype=np.uint64)
-    out = np.empty((len(texts), num_perm), dtype=np.uint64)
-    ends = np.append(offsets[1:], len(hashes))
+    a = (rng.integers(0, 2**31, size=num_perm, dtype=np.uint64) * 2 + 1).astype(np.uint32)
+    b = rng.integers(0, 2**32, size=num_perm, dtype=np.uint64).astype(np.uint32)
+    out = np.empty((len(texts), num_perm), dtype=np.uint32)
+    ends = np.append(offsets[1:], len(x))
     doc = 0
-    while doc < len(texts):  # chunks of whole documents, ~chunk shingles each
-        last = int(np.searchsorted(ends, offsets[doc] + chunk, side="right"))
-        last = max(last, doc + 1)
+    while doc < len(texts):  # chunks of whole documents, ~chunk n-grams each
+        last = max(int(np.searchsorted(ends, offsets[doc] + chunk, side="right")), doc + 1)
         lo, hi = int(offsets[doc]), int(ends[last - 1])
-        with np.errstate(over="ignore"):
-            perm = (a[:, None] * hashes[None, lo:hi] + b[:, None]) >> np.uint64(32)
-        out[doc:last] = np.minimum.reduceat(perm, offsets[doc:last] - lo, axis=1).T
+        block = np.multiply(a[:, None], x[None, lo:hi])
+        block += b[:, None]
+        out[doc:last] = np.minimum.reduceat(block, offsets[doc:last] - lo, axis=1).T
         doc = last
     return out
 
