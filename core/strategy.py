@@ -770,3 +770,389 @@ def _candidate_changes(cfg: dict):
     for lighter in ("lora", "prefix"):
         yield ({"method": lighter, "train.batch_size": 1, "train.grad_accum": b * accum, "train.max_seq_len": 128},
                f"Switch to {lighter}, batch 1 (grad_accum {b * accum}) and 128-token sequences")
+
+
+# ================================================================ the selector
+# The rules below are the whole policy: read them top to bottom. Sizes are counts of training conversations.
+TINY = 300      # Li & Liang 2021 ran their low-data experiments with 50-500 examples
+SMALL = 1000    # below this, every extra trainable weight is a chance to overfit
+LARGE = 20000   # from here on full fine-tuning has the data to use its capacity (Biderman et al. 2024)
+TASKS = ("style", "knowledge_qa", "classification", "multi_turn")
+TASK_ALIASES = {"persona": "style", "style/persona": "style", "tone": "style", "qa": "knowledge_qa",
+                "knowledge": "knowledge_qa", "faq": "knowledge_qa", "routing": "classification",
+                "classification/routing": "classification", "intent": "classification", "chat": "multi_turn",
+                "multi-turn": "multi_turn", "multiturn": "multi_turn", "dialogue": "multi_turn"}
+# Typical conversation length in tokens (chat template included) when no quality report says otherwise.
+TYPICAL_TOKENS = {"style": 150, "knowledge_qa": 200, "classification": 60, "multi_turn": 400}
+DEFAULT_SEQ_LEN = {"style": 512, "knowledge_qa": 512, "classification": 256, "multi_turn": 1024}
+FALLBACK_LR = {"lora": 1e-3, "adapter": 1e-3, "prefix": 1e-2, "full": 2e-5, "freeze": 5e-5}
+
+LORA_QV = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
+LORA_ATTN = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"]}
+LORA_ALL = {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
+ADAPTER = {"bottleneck": 64, "nonlinearity": "gelu", "placement": ["attn", "mlp"]}
+PREFIX = {"num_virtual_tokens": 20, "projection_dim": 512}
+
+
+@dataclass
+class Choice:
+    """One method with its section and the reasons for it (or, for a runner-up, why it lost)."""
+
+    method: str
+    params: dict
+    reasons: list
+
+
+def _task_rules(task: str, n: int, num_labels: int = 0) -> tuple[Choice, Choice]:
+    """(primary, runner-up) for a task kind and dataset size, before memory and time are considered."""
+    if task == "style":
+        if n < TINY:
+            # Li & Liang 2021, Prefix-Tuning: in low-data settings (50-500 examples) prefix tuning beat full
+            # fine-tuning on table-to-text and summarisation, training ~0.1% of the parameters.
+            return (Choice("prefix", dict(PREFIX), [
+                f"With only {n} examples, prefix tuning is the safest bet: in Li & Liang's 2021 low-data "
+                "experiments (50-500 examples) it beat full fine-tuning on generation tasks while training ~0.1% "
+                "of the weights, so it overfits less.",
+                "A tone or persona is a way of conditioning the whole answer, which is what learned virtual "
+                "tokens do."]),
+                    Choice("lora", dict(LORA_QV), [
+                        f"LoRA would also work, but with {n} examples its larger update overfits more easily than a "
+                        "prefix; it becomes the better choice after a few hundred examples."]))
+        # Hu et al. 2021, LoRA: rank 1-8 on W_q and W_v matched full fine-tuning (GPT-2 E2E, GPT-3).
+        return (Choice("lora", dict(LORA_QV), [
+            "A style or persona shift is a small, low-rank change: Hu et al. 2021 (LoRA) showed rank 1-8 on the "
+            "query and value projections matches full fine-tuning on generation tasks.",
+            "LoRA merges into the weights after training, so answers are as fast as the base model's."]),
+                Choice("prefix", dict(PREFIX), [
+                    f"Prefix tuning's advantage is in low data (Li & Liang 2021); with {n} examples LoRA fits "
+                    "better, and a prefix takes up context positions at every answer."]))
+    if task == "knowledge_qa":
+        params = dict(LORA_ALL) if n >= TINY else {**LORA_ALL, "r": 8, "alpha": 16}
+        # Geva et al. 2021: MLP layers act as key-value memories. Hu et al. 2021 (Table 5): adapting more weight
+        # types beats a higher rank on one. Dettmers et al. 2023 (QLoRA): LoRA on all linear layers was needed to
+        # match full fine-tuning.
+        return (Choice("lora", params, [
+            "New facts have to be stored, and the MLP layers are where transformers keep them (Geva et al. 2021), "
+            "so LoRA goes on every linear layer, not just attention: Hu et al. 2021 found adapting more weight "
+            "types beats a higher rank, and Dettmers et al. 2023 (QLoRA) needed all linear layers to match full "
+            "fine-tuning.",
+            f"Rank {params['r']}: enough capacity for {n} question-answer pairs"
+            + (" without the room to memorise noise." if n < TINY else ".")]),
+                Choice("adapter", dict(ADAPTER), [
+                    "Houlsby adapters would learn the facts about as well, but they add layers in series that slow "
+                    "every generated token (Hu et al. 2021, section 3); LoRA merges away after training."]))
+    if task == "classification":
+        if n < SMALL:
+            return (Choice("lora", {**LORA_QV, "r": 16, "alpha": 32} if num_labels > 50 else dict(LORA_QV), [
+                f"With {n} labelled examples the fewest trainable weights generalise best: LoRA on query and value "
+                "matched full fine-tuning on GLUE classification with a tiny fraction of the weights "
+                "(Hu et al. 2021, Table 2)."]
+                + ([f"{num_labels} labels: rank 16 for the larger label space."] if num_labels > 50 else [])),
+                    Choice("adapter", dict(ADAPTER), [
+                        "Adapters train ~10x more weights here (two bottlenecks per block), more than this many "
+                        "labelled examples can pin down."]))
+        # Houlsby et al. 2019: adapters within 0.4% of full fine-tuning on GLUE with ~3.6% of the parameters.
+        params = {**ADAPTER, "bottleneck": 128} if num_labels > 50 else dict(ADAPTER)
+        return (Choice("adapter", params, [
+            f"For classification with {n} labelled examples, bottleneck adapters (Houlsby et al. 2019) came within "
+            "0.4% of full fine-tuning on GLUE while training ~3% of the weights.",
+            "The answer is a short label, so the adapters' extra per-token latency hardly matters."]
+            + ([f"{num_labels} labels: bottleneck 128 for the larger label space."] if num_labels > 50 else [])),
+                Choice("lora", dict(LORA_QV), [
+                    "A close second: LoRA is about as accurate on GLUE (Hu et al. 2021, Table 2); adapters add a "
+                    "non-linear bottleneck after both attention and MLP, a little more capacity for the label "
+                    "mapping when there is enough data to train it."]))
+    # multi_turn
+    if n < TINY:
+        primary = Choice("lora", dict(LORA_QV), [
+            f"Following a conversation is mostly attention; with {n} conversations LoRA rank 8 on query and value "
+            "(Hu et al. 2021) keeps the update small."])
+    else:
+        # Hu et al. 2021, Table 5: at a fixed parameter budget, spreading rank over W_q, W_k, W_v, W_o was best.
+        primary = Choice("lora", dict(LORA_ATTN), [
+            "Following a multi-turn conversation is mostly attention over earlier turns: LoRA on all four "
+            "attention projections, which Hu et al. 2021 (Table 5) found best at a fixed parameter budget.",
+            "Rank 16 for the variety of many conversations; merges away, so chat stays as fast as the base."])
+    return primary, Choice("adapter", dict(ADAPTER), [
+        "Adapters would learn the dialogue behaviour too, but their serial layers slow every generated token, which "
+        "adds up over long chats (Hu et al. 2021, section 3). Prefix tuning was not considered: it takes context "
+        "positions, and Li & Liang 2021 report it weaker on long inputs."])
+
+
+def _epochs(n: int, method: str) -> int:
+    """Fewer passes as data grows: small sets need repetition, large ones do not (and overfit with it)."""
+    if n < TINY:
+        return 8 if method == "prefix" else 5  # Li & Liang 2021 trained prefixes for 5-10 epochs
+    if n < SMALL:
+        return 3
+    return 2 if n < LARGE else 1
+
+
+def _seq_len(task: str, quality: Optional[dict], max_positions: int) -> tuple[int, Optional[str]]:
+    """Cover 95% of examples (power of two, 64-2048) when the quality report has lengths, else the task's default."""
+    p95 = None
+    if quality:
+        lengths = (quality.get("checks") or {}).get("lengths") or quality.get("lengths") or {}
+        p95 = lengths.get("p95")
+    if not p95:
+        return min(DEFAULT_SEQ_LEN[task], max_positions), None
+    seq = 64
+    while seq < p95 and seq < 2048:
+        seq *= 2
+    seq = min(seq, max_positions)
+    return seq, f"max_seq_len {seq}: covers 95% of your examples (p95 = {p95} tokens) without wasted padding."
+
+
+def _recommended_lr(method: str) -> float:
+    try:
+        from core.training.optim import recommended_lr
+
+        return recommended_lr(method)
+    except ImportError:
+        return FALLBACK_LR[method]
+
+
+@dataclass
+class Recommendation:
+    """What to train and why: method, its section, the train section, reasons, the runner-up, the estimate."""
+
+    task: str
+    method: str
+    params: dict
+    train: dict
+    reasons: list
+    runner_up: dict            # {"method", "params", "why_not"}
+    estimate: dict             # memory and time of the recommended config
+    notes: list = field(default_factory=list)
+
+    def to_config(self, data: str, model: str = "smollm2-135m-instruct", system_prompt: Optional[str] = None) -> dict:
+        """A run config (DESIGN §3) with this recommendation filled in."""
+        cfg = {"model": model, "data": data, "method": self.method, self.method: dict(self.params),
+               "train": dict(self.train)}
+        if system_prompt:
+            cfg["system_prompt"] = system_prompt
+        return cfg
+
+    def to_dict(self) -> dict:
+        """JSON-able form."""
+        return asdict(self)
+
+
+class StrategySelector:
+    """Recommends a method and its settings for a task, a dataset, this machine and a time budget."""
+
+    def __init__(self, model: str = "smollm2-135m-instruct", machine: Optional[Machine] = None,
+                 estimator: Optional[ResourceEstimator] = None):
+        self.estimator = estimator or ResourceEstimator(model, machine=machine)
+        self.machine = self.estimator.machine
+
+    def recommend(self, task: str, n_examples: Optional[int] = None, quality: Optional[dict] = None,
+                  time_budget_s: Optional[float] = None) -> Recommendation:
+        """The recommendation; raises UserError when no method fits this machine's memory at all."""
+        task = normalize_task(task)
+        n = int(n_examples if n_examples is not None else (quality or {}).get("rows") or 0)
+        if n < 1:
+            raise UserError("The dataset size is unknown or zero: give the number of training examples "
+                            "(or a quality report with 'rows').")
+        num_labels = int((quality or {}).get("num_labels") or 0)
+        primary, runner = _task_rules(task, n, num_labels)
+        seq, seq_note = _seq_len(task, quality, self.estimator.arch.max_positions)
+        mean_tokens = self._mean_tokens(task, quality)
+        reasons = list(primary.reasons)
+        if n >= LARGE:  # enough data to use every weight, if memory and time allow
+            full = Choice("full", {}, [])
+            why_full_not = self._blocker(full, n, seq, mean_tokens, time_budget_s)
+            if why_full_not is None:
+                runner = Choice(primary.method, primary.params, [
+                    "Trains faster and forgets less of the base model's general skills (Biderman et al. 2024); "
+                    f"second because {n} examples are enough for full fine-tuning to pay off."])
+                reasons = [f"{n} examples are enough data to use every weight: at this scale full fine-tuning "
+                           "learns more than LoRA (Biderman et al. 2024, 'LoRA Learns Less and Forgets Less'), "
+                           "and it fits this machine's memory and your time budget."]
+                primary = full
+            else:
+                runner = Choice("full", {}, [f"Full fine-tuning would suit {n} examples, but {why_full_not}."])
+        train, fit_notes, chosen = self._fit(primary, runner, n, seq, mean_tokens, time_budget_s)
+        if chosen is not primary:  # the primary did not fit at all: the runner-up takes its place
+            reasons = [f"{primary.method} would be the first choice ({primary.reasons[0]}), but it does not fit "
+                       "this machine's memory even at batch 1."] + chosen.reasons
+            runner, primary = Choice(primary.method, primary.params, ["Does not fit this machine's memory."]), chosen
+        if seq_note:
+            reasons.append(seq_note)
+        reasons += fit_notes
+        est = self._estimate(primary, train, n, mean_tokens)
+        return Recommendation(task=task, method=primary.method, params=primary.params, train=train, reasons=reasons,
+                              runner_up={"method": runner.method, "params": runner.params,
+                                         "why_not": " ".join(runner.reasons)},
+                              estimate=est, notes=_quality_notes(quality))
+
+    # ------------------------------------------------------------ helpers
+    @staticmethod
+    def _mean_tokens(task: str, quality: Optional[dict]) -> float:
+        lengths = ((quality or {}).get("checks") or {}).get("lengths") or (quality or {}).get("lengths") or {}
+        return float(lengths.get("mean") or TYPICAL_TOKENS[task])
+
+    def _fits(self, choice: Choice, batch: int, seq: int) -> bool:
+        masked = choice.method == "prefix"
+        return self.estimator.memory(choice.method, choice.params, batch_size=batch, seq_len=seq,
+                                     masked=masked).fits
+
+    def _run_time(self, choice: Choice, n: int, batch: int, seq: int, mean_tokens: float,
+                  epochs: float) -> tuple[float, float, int]:
+        """(seconds per step, seconds per epoch, steps per epoch) from the dataset's size and typical length."""
+        if choice.method == "prefix":  # padded to the batch's longest, about the typical length
+            width = int(min(seq, max(16, mean_tokens * 1.3)))
+            rows = n
+        else:  # packed rows of about seq tokens
+            width = int(min(seq, max(16, mean_tokens)))
+            rows = max(1, math.ceil(n * min(mean_tokens, seq) / width * 1.05))
+        steps = max(1, math.ceil(rows / batch))
+        step = self.estimator.step_time(choice.method, choice.params,
+                                        batches=[(batch, width, batch * width // 2)],
+                                        masked=choice.method == "prefix").seconds
+        return step, step * steps, steps
+
+    def _blocker(self, choice: Choice, n: int, seq: int, mean_tokens: float,
+                 budget: Optional[float]) -> Optional[str]:
+        """Why ``choice`` cannot be used at batch 8 (memory, or one epoch over the time budget), or None."""
+        mem = self.estimator.memory(choice.method, choice.params, batch_size=8, seq_len=seq)
+        if not mem.fits:
+            return (f"it would need about {mem.total / GiB:.1f} GiB and this machine has "
+                    f"{mem.budget / GiB:.1f} GiB to spare")
+        _, epoch_s, _ = self._run_time(choice, n, 8, seq, mean_tokens, 1)
+        if budget and epoch_s > budget:
+            return f"one epoch would take about {_human(epoch_s)}, more than your budget of {_human(budget)}"
+        return None
+
+    def _fit(self, primary: Choice, runner: Choice, n: int, seq: int, mean_tokens: float,
+             budget: Optional[float]) -> tuple[dict, list, Choice]:
+        """The train section: the largest batch (8 down to 1) that fits memory, then epochs/steps for the budget."""
+        notes: list[str] = []
+        for choice in (primary, runner, Choice("lora", dict(LORA_QV), ["LoRA rank 8 on query and value: the "
+                                                                       "lightest method that fits."])):
+            for s in (seq, 256, 128):
+                if s > seq:
+                    continue
+                for batch in (8, 4, 2, 1):
+                    if self._fits(choice, batch, s):
+                        if batch < 8:
+                            notes.append(f"batch {batch} with grad_accum {8 // batch}: a batch of 8 would not fit "
+                                         f"this machine's memory; accumulation keeps 8 examples per update.")
+                        if s < seq:
+                            notes.append(f"max_seq_len lowered from {seq} to {s} to fit memory.")
+                        train = self._train_section(choice, n, batch, s, mean_tokens, budget, notes)
+                        return train, notes, choice
+        raise UserError(f"No method fits this machine's memory ({self.machine.describe()}), not even LoRA at batch 1 "
+                        "with 128 tokens. Free memory (close other programs) or use a smaller base model.")
+
+    def _train_section(self, choice: Choice, n: int, batch: int, seq: int, mean_tokens: float,
+                       budget: Optional[float], notes: list) -> dict:
+        epochs = _epochs(n, choice.method)
+        train = {"epochs": epochs, "max_steps": None, "batch_size": batch, "grad_accum": max(1, 8 // batch),
+                 "lr": _recommended_lr(choice.method), "max_seq_len": seq, "packing": choice.method != "prefix"}
+        notes.append(f"{epochs} epoch{'s' if epochs > 1 else ''}: "
+                     + ("small datasets need several passes." if n < SMALL else
+                        "enough data that more passes mostly overfit."))
+        if budget:
+            step_s, epoch_s, steps = self._run_time(choice, n, batch, seq, mean_tokens, epochs)
+            step_s *= train["grad_accum"]
+            epoch_s = step_s * math.ceil(steps / train["grad_accum"])
+            while train["epochs"] > 1 and epoch_s * train["epochs"] > budget:
+                train["epochs"] -= 1
+            if epoch_s * train["epochs"] > budget:
+                max_steps = max(1, int(budget / step_s))
+                train["max_steps"] = max_steps
+                notes.append(f"Your time budget of {_human(budget)} allows about {max_steps} steps "
+                             f"(~{min(1.0, max_steps * step_s / epoch_s):.0%} of one epoch at ~{step_s:.1f} s/step); "
+                             "max_steps caps the run.")
+            elif train["epochs"] < epochs:
+                notes.append(f"epochs lowered to {train['epochs']} to stay within your time budget of "
+                             f"{_human(budget)}.")
+        return train
+
+    def _estimate(self, choice: Choice, train: dict, n: int, mean_tokens: float) -> dict:
+        mem = self.estimator.memory(choice.method, choice.params, batch_size=train["batch_size"],
+                                    seq_len=train["max_seq_len"])
+        step_s, epoch_s, steps = self._run_time(choice, n, train["batch_size"], train["max_seq_len"], mean_tokens,
+                                                train["epochs"])
+        step_s *= train["grad_accum"]
+        steps = math.ceil(steps / train["grad_accum"])
+        epoch_s = step_s * steps
+        total_steps = train["max_steps"] or steps * train["epochs"]
+        count = self.estimator.parameters(choice.method, choice.params)
+        return {"memory_bytes": mem.total, "memory_budget": mem.budget, "fits": mem.fits,
+                "memory_breakdown": mem.breakdown, "trainable": count.trainable, "total_params": count.total,
+                "step_s": step_s, "epoch_s": epoch_s, "steps_per_epoch": steps, "total_steps": total_steps,
+                "total_s": step_s * total_steps}
+
+
+def normalize_task(task: str) -> str:
+    """A task kind from its name or an alias ('persona', 'routing', 'chat', ...)."""
+    key = str(task).strip().lower().replace(" ", "_")
+    key = TASK_ALIASES.get(key, TASK_ALIASES.get(key.replace("_", "-"), key))
+    if key not in TASKS:
+        raise UserError(f"Unknown task kind {task!r}; choose one of {', '.join(TASKS)} "
+                        "(style/persona, knowledge Q&A, classification/routing, multi-turn chat).")
+    return key
+
+
+def _quality_notes(quality: Optional[dict]) -> list:
+    """Data problems worth fixing before training, from the quality report's biggest deductions."""
+    if not quality:
+        return []
+    notes = []
+    score = quality.get("score")
+    if isinstance(score, (int, float)) and score < 70:
+        notes.append(f"Data quality score {score}/100: fixing the data will help more than any setting.")
+    for d in (quality.get("deductions") or [])[:3]:
+        if isinstance(d, dict) and d.get("points", 0) >= 3 and d.get("fix"):
+            notes.append(f"{d.get('cause', d.get('check', 'data'))}: {d['fix']}")
+    return notes
+
+
+def _human(seconds: float) -> str:
+    """'45 s', '12 min', '3.2 h'."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+# ================================================================ the CLI
+def estimate_command(args) -> int:
+    """``python -m core estimate --config RUN.yaml [--json]``: parameters, memory and time for a run config."""
+    cfg = normalize_config(args.config)
+    est = ResourceEstimator(cfg["model"])
+    result = est.estimate(cfg)
+    if getattr(args, "json", False):
+        print(json.dumps(result.to_dict(), indent=2, default=str))
+    else:
+        print(format_estimate(result))
+    return 0
+
+
+def format_estimate(e: Estimate) -> str:
+    """The readable breakdown ``estimate`` prints."""
+    p, m, s = e.params, e.memory, e.step
+    lines = [f"Model {e.model}, method {e.method}",
+             f"  parameters: {p.trainable:,} trainable of {p.total:,} ({p.share:.3%})"
+             + (f"; the method adds {p.added:,}" if p.added else ""),
+             f"Peak memory ({m.device}): {m.total / GiB:.2f} GiB of {m.budget / GiB:.2f} GiB available "
+             f"-> {'fits' if m.fits else 'DOES NOT FIT'}"]
+    lines += [f"  {k:<24}{v / MiB:9.0f} MiB" for k, v in m.breakdown.items()]
+    lines.append(f"Time per optimizer step: {s.seconds:.2f} s ({s.tokens:,} tokens, {s.flops / 1e12:.2f} TFLOP; "
+                 f"machine {e.speed['matmul_gflops']:.1f} GFLOP/s matmul, {e.speed['bandwidth_gbs']:.1f} GB/s)")
+    lines += [f"  {k:<24}{v:9.2f} s" for k, v in s.breakdown.items()]
+    if e.epoch_s is not None:
+        d = e.data
+        lines.append(f"Per epoch: {e.steps_per_epoch} steps, about {_human(e.epoch_s)} "
+                     f"({d.get('examples', 0):,} examples, {d.get('tokens', 0):,} tokens, "
+                     f"{d.get('label_tokens', 0):,} answer tokens, {'packed' if d.get('packing') else 'padded'})")
+        if e.total_s is not None:
+            lines.append(f"Whole run: {e.total_steps} steps, about {_human(e.total_s)}")
+    for prob in e.problems:
+        lines.append(f"Problem: {prob}")
+    if e.suggestion:
+        lines.append("Smallest change that fits: " + ", ".join(f"{k}={v}" for k, v in e.suggestion.items()))
+    return "\n".join(lines)
