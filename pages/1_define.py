@@ -1,7 +1,7 @@
 """Step 1 · Define: the assistant's name, purpose, persona, system prompt and base model; a quick hello check."""
 import streamlit as st
 
-from ui import t, update_project
+from ui import labeler, t, update_project
 from ui.common import ensure_shell, header, next_step
 from ui.models import model_panel
 
@@ -30,7 +30,7 @@ base_kind = "default" if model in ("smollm2-135m-instruct", "default") else \
 
 with st.form("define"):
     name = st.text_input(t("define.name"), value=project["name"], key="f_name", placeholder=t("define.name_ph"))
-    purpose = st.selectbox(t("define.purpose"), PURPOSES, key="f_purpose", format_func=lambda p: t(f"purpose.{p}"),
+    purpose = st.selectbox(t("define.purpose"), PURPOSES, key="f_purpose", format_func=labeler("purpose.{}"),
                            index=PURPOSES.index(project["purpose"]) if project["purpose"] in PURPOSES else 0)
     persona = st.text_area(t("define.persona"), value=project["persona"], key="f_persona",
                            placeholder=t("define.persona_ph"), height=80)
@@ -38,7 +38,7 @@ with st.form("define"):
                           placeholder=t("define.prompt_ph"), height=110, help=t("define.prompt_help"))
     choices = BASE_CHOICES + (("tiny",) if base_kind == "tiny" else ())  # tiny test models only when already set
     kind = st.radio(t("define.base"), choices, index=choices.index(base_kind), horizontal=True,
-                    format_func=lambda c: t(f"define.base.{c}"))
+                    format_func=labeler("define.base.{}"))
     custom = st.text_input(t("define.base_custom"), value=model if base_kind in ("local", "hub", "tiny") else "",
                            help=t("define.base_custom_help"))
     if st.form_submit_button(t("define.save"), type="primary"):

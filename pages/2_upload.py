@@ -5,7 +5,7 @@ import pandas as pd
 import streamlit as st
 
 from core.errors import UserError
-from ui import t, update_project
+from ui import labeler, t, update_project
 from ui.common import ensure_shell, engine, header, next_step, not_available, show_error
 from ui.uploads import FORMATS, SAMPLES, UPLOAD_TYPES, format_fields, save_sample, save_upload
 
@@ -16,7 +16,7 @@ limit_mb = st.get_option("server.maxUploadSize")
 
 tab_sample, tab_file = st.tabs([t("upload.tab_sample"), t("upload.tab_file")])
 with tab_sample:
-    sample = st.radio(t("upload.sample_pick"), list(SAMPLES), format_func=lambda s: t(f"sample.{s}"),
+    sample = st.radio(t("upload.sample_pick"), list(SAMPLES), format_func=labeler("sample.{}"),
                       key="sample_pick")
     st.caption(t(f"sample.{sample}.desc"))
     if st.button(t("upload.sample_use"), type="primary", key="sample_use"):
@@ -69,7 +69,7 @@ st.subheader(t("upload.format_title"))
 fmt_options = ["auto", *FORMATS]
 current_fmt = upload.get("format") or "auto"
 fmt = st.selectbox(t("upload.format"), fmt_options, index=fmt_options.index(current_fmt),
-                   format_func=lambda f: t(f"format.{f}"), key="fmt_select")
+                   format_func=labeler("format.{}"), key="fmt_select")
 mapping = upload.get("mapping") or None
 if fmt != current_fmt:
     upload = {**upload, "format": None if fmt == "auto" else fmt, "mapping": None}
@@ -100,7 +100,7 @@ else:
 if problem is not None or st.toggle(t("upload.mapping_toggle"), key="map_toggle"):
     st.markdown(t("upload.mapping_intro"))
     map_fmt = upload.get("format") or st.selectbox(t("upload.mapping_format"), FORMATS[:4] + ("text",),
-                                                   format_func=lambda f: t(f"format.{f}"), key="map_fmt")
+                                                   format_func=labeler("format.{}"), key="map_fmt")
     fields = format_fields(map_fmt)
     cols = ["—", *table.columns]
     chosen = {}

@@ -42,7 +42,7 @@ elif submitted:
             dataset_id = prepare_dataset(upload["path"], format=upload.get("format"), mapping=upload.get("mapping"),
                                          dedupe=dedupe, clean=clean, mask_pii=mask_pii,
                                          split=(train_pct / 100, val_pct / 100, test_pct / 100), seed=int(seed),
-                                         name=name.strip() or None)
+                                         name=name.strip() or None, model=project["base_model"])
             status.update(label=t("prepare.done", id=dataset_id), state="complete")
         project = update_project(active_dataset=dataset_id)
         st.session_state["sidebar_dataset"] = dataset_id
@@ -54,16 +54,17 @@ if active and dataset_dir(active).exists():
     st.subheader(t("prepare.result", id=active))
     counts = split_counts(folder)
     cols = st.columns(4)
-    cols[0].metric(t("prepare.rows_in"), f"{meta.get('rows_in', meta.get('input_rows', '—'))}")
+    cols[0].metric(t("prepare.rows_in"), f"{(meta.get('counts') or {}).get('records', meta.get('rows_in', '—'))}")
     for col, split in zip(cols[1:], ("train", "val", "test")):
         col.metric(t(f"prepare.split.{split}"), f"{counts.get(split, 0):,}")
-    ops = meta.get("operations") or meta.get("steps") or meta.get("report")
-    if isinstance(ops, list) and ops:
+    ops = meta.get("operations") or []
+    if ops:
         st.markdown(t("prepare.ops"))
         st.dataframe(pd.DataFrame(ops), use_container_width=True, hide_index=True)
-    elif isinstance(ops, dict) and ops:
-        st.dataframe(pd.DataFrame([{"step": k, **(v if isinstance(v, dict) else {"value": v})}
-                                   for k, v in ops.items()]), use_container_width=True, hide_index=True)
+    if meta.get("quality_score") is not None:
+        st.caption(t("prepare.quality", score=meta["quality_score"]))
+    for warning in meta.get("drift_warnings") or []:
+        st.warning(str(warning), icon="📉")
     with st.expander(t("prepare.meta")):
         st.json(meta, expanded=False)
     next_step("prepare")

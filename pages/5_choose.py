@@ -1,7 +1,7 @@
 """Step 5 · Choose: the five methods explained, the recommendation and resource estimate, editable settings."""
 import streamlit as st
 
-from ui import t, update_project
+from ui import labeler, t, update_project
 from ui.common import ensure_shell, header, need, next_step, not_available, show_error
 from ui.choose_view import (METHODS, PRESETS, default_config, estimate, recommend, render_estimate,
                             render_recommendation)
@@ -37,10 +37,10 @@ base = default_config(rec, saved)
 st.subheader(t("choose.settings_title"))
 c1, c2 = st.columns(2)
 method = c1.radio(t("choose.method"), METHODS, index=METHODS.index(base["method"]), horizontal=True,
-                  format_func=lambda m: t(f"method.{m}.name"), key="method_pick")
+                  format_func=labeler("method.{}.name"), key="method_pick")
 preset = c2.radio(t("choose.preset"), list(PRESETS), index=list(PRESETS).index(saved.get("x_preset", "balanced"))
                   if saved.get("x_preset", "balanced") in PRESETS else 1, horizontal=True,
-                  format_func=lambda p: t(f"preset.{p}"), key="preset_pick", help=t("choose.preset_help"))
+                  format_func=labeler("preset.{}"), key="preset_pick", help=t("choose.preset_help"))
 train_defaults = {**base["train"], **(PRESETS[preset] if preset != saved.get("x_preset") else {})}
 
 with st.form("settings"):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any, Optional
 
 import streamlit as st
@@ -57,13 +58,18 @@ def recommend(project: dict) -> Optional[dict]:
 
 def estimate(config: dict) -> Optional[dict]:
     """The ResourceEstimator's figures for a run config, as a dict; None without the engine."""
-    est_cls = engine("core.strategy", "ResourceEstimator")
-    if est_cls is None:
+    if engine("core.strategy", "ResourceEstimator") is None:
         return None
-    fn = getattr(engine("core.strategy"), "estimate_config", None)
-    if fn is not None:
-        return _as_dict(fn(config))
-    return _as_dict(est_cls().estimate(config))
+    return _cached_estimate(json.dumps(config, sort_keys=True, default=str))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _cached_estimate(config_json: str) -> dict:
+    """One estimate per distinct config (it tokenizes a data sample and times this machine once)."""
+    from core.strategy import ResourceEstimator
+
+    config = json.loads(config_json)
+    return ResourceEstimator(model=config.get("model") or "smollm2-135m-instruct").estimate(config).to_dict()
 
 
 def default_config(rec: Optional[dict], saved: dict) -> dict:
@@ -97,20 +103,37 @@ def render_recommendation(rec: dict) -> None:
             st.caption(t("choose.runner_up", method=t(f"method.{name}.name"), why=why or ""))
 
 
+def _duration(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
 def render_estimate(est: dict) -> None:
     """Trainable parameters, memory and time, with their breakdowns, and a warning when it will not fit."""
-    c1, c2, c3 = st.columns(3)
-    trainable, total = est.get("trainable_params"), est.get("total_params")
-    if trainable is not None and total:
-        c1.metric(t("choose.est.params"), f"{trainable:,}", f"{100 * trainable / total:.3f}% of {total / 1e6:.0f}M",
-                  delta_color="off")
-    mem = est.get("memory_bytes") or est.get("peak_memory_bytes")
-    if mem is not None:
-        c2.metric(t("choose.est.memory"), f"{mem / 2**30:.2f} GiB")
-    secs = est.get("time_per_epoch_s") or est.get("seconds_per_epoch")
-    if secs is not None:
-        c3.metric(t("choose.est.time"), f"{secs / 60:.1f} min")
-    if est.get("fits") is False:
-        st.error(t("choose.est.no_fit", fix=est.get("suggestion") or est.get("fix") or ""), icon="🧯")
+    params, memory = est.get("params") or {}, est.get("memory") or {}
+    c1, c2, c3, c4 = st.columns(4)
+    if params.get("total"):
+        c1.metric(t("choose.est.params"), f"{params['trainable']:,}",
+                  t("choose.est.share", share=100 * params.get("share", params["trainable"] / params["total"]),
+                    total=params["total"] / 1e6), delta_color="off")
+    if memory.get("total") is not None:
+        c2.metric(t("choose.est.memory"), f"{memory['total'] / 2**30:.2f} GiB",
+                  t("choose.est.budget", budget=(memory.get("budget") or 0) / 2**30), delta_color="off")
+    c3.metric(t("choose.est.time"), _duration(est.get("epoch_s")),
+              t("choose.est.steps", steps=est.get("steps_per_epoch") or "?"), delta_color="off")
+    c4.metric(t("choose.est.total"), _duration(est.get("total_s")),
+              t("choose.est.steps", steps=est.get("total_steps") or "?"), delta_color="off")
+    if memory.get("fits") is False:
+        st.error(t("choose.est.no_fit", fix="; ".join(map(str, est.get("problems") or []))), icon="🧯")
+        if est.get("suggestion"):
+            st.info(t("choose.est.suggestion", change=", ".join(f"{k} = {v}" for k, v in est["suggestion"].items())),
+                    icon="💡")
     with st.expander(t("choose.est.breakdown")):
-        st.json(est, expanded=False)
+        c1, c2 = st.columns(2)
+        c1.markdown(f"**{t('choose.est.memory')}**")
+        c1.dataframe({k: f"{v / 2**20:.0f} MiB" for k, v in (memory.get("breakdown") or {}).items()
+                      if isinstance(v, (int, float))}, use_container_width=True)
+        c2.markdown(f"**{t('choose.est.step')}**")
+        c2.dataframe({k: f"{v:.3f} s" for k, v in ((est.get("step") or {}).get("breakdown") or {}).items()
+                      if isinstance(v, (int, float))}, use_container_width=True)

@@ -8,53 +8,137 @@ import streamlit as st
 
 from ui.i18n import t
 
+BASE_COLOR, TUNED_COLOR = "#9CA3AF", "#4F46E5"
 
-def _metric_table(metrics: dict[str, Any]) -> pd.DataFrame | None:
-    """{"base": {m: v}, "tuned": {m: v}} → rows per metric with base, tuned and the change."""
-    base, tuned = metrics.get("base") or {}, metrics.get("tuned") or {}
-    names = [k for k in tuned if isinstance(tuned.get(k), (int, float)) and not isinstance(tuned.get(k), bool)]
-    if not names:
-        return None
-    rows = []
-    for name in names:
-        b = base.get(name)
-        rows.append({t("evaluate.col.metric"): name, t("evaluate.col.base"): b, t("evaluate.col.tuned"): tuned[name],
-                     t("evaluate.col.change"): (tuned[name] - b) if isinstance(b, (int, float)) else None})
-    return pd.DataFrame(rows)
+
+def _num(value: Any, digits: int = 3) -> str:
+    return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "—"
+
+
+def headline(report: dict) -> list[dict]:
+    """The two or three figures a stakeholder asks for first: task metric, validation loss, speed."""
+    rows = {r["metric"]: r for r in report.get("comparison") or []}
+    picks = ["accuracy (label scoring)", "accuracy (generation)"] if report.get("task") == "classification" else \
+        ["token F1", "ROUGE-L"]
+    return [rows[k] for k in picks + ["validation loss"] if k in rows]
 
 
 def render_report(report: dict[str, Any]) -> None:
-    """All sections the report has, each in its own tab."""
+    """Headline metrics, then one tab per section of the report."""
+    st.caption(t("evaluate.summary", n=report.get("n_test", "?"), task=report.get("task", "?"),
+                 seconds=report.get("seconds") or 0, created=report.get("created", "")))
+    cols = st.columns(max(1, len(headline(report))))
+    for col, row in zip(cols, headline(report)):
+        delta = row["delta"]
+        col.metric(row["metric"], _num(row["tuned"]), f"{delta:+.3f} {t('evaluate.vs_base')}",
+                   delta_color="normal" if row.get("higher_is_better") is not False else "inverse")
+    tabs = st.tabs([t("evaluate.tab.metrics"), t("evaluate.tab.samples"), t("evaluate.tab.errors"),
+                    t("evaluate.tab.robustness"), t("evaluate.tab.speed")])
+    with tabs[0]:
+        _metrics(report)
+    with tabs[1]:
+        _samples(report)
+    with tabs[2]:
+        _errors(report)
+    with tabs[3]:
+        _robustness(report.get("robustness"))
+    with tabs[4]:
+        _speed(report.get("performance") or [])
+
+
+def _metrics(report: dict) -> None:
     import plotly.graph_objects as go
 
-    metrics = report.get("metrics") or {}
-    table = _metric_table(metrics) if isinstance(metrics, dict) else None
-    tabs = st.tabs([t("evaluate.tab.metrics"), t("evaluate.tab.errors"), t("evaluate.tab.robustness"),
-                    t("evaluate.tab.speed"), t("evaluate.tab.samples")])
-    with tabs[0]:
-        if table is not None:
-            st.dataframe(table, use_container_width=True, hide_index=True)
-            fig = go.Figure([go.Bar(name=t("evaluate.col.base"), x=table.iloc[:, 0], y=table.iloc[:, 1]),
-                             go.Bar(name=t("evaluate.col.tuned"), x=table.iloc[:, 0], y=table.iloc[:, 2])])
-            fig.update_layout(barmode="group", height=340, margin={"t": 20})
-            st.plotly_chart(fig, use_container_width=True)
-        else:
-            st.json(metrics, expanded=False)
-    with tabs[1]:
-        _section(report.get("errors"))
-    with tabs[2]:
-        _section(report.get("robustness"))
-    with tabs[3]:
-        _section(report.get("performance") or report.get("speed"))
-    with tabs[4]:
-        _section(report.get("samples") or report.get("examples"))
-
-
-def _section(data: Any) -> None:
-    """A list of records as a table, a dict of scalars as metrics, anything else as JSON."""
-    if not data:
+    rows = report.get("comparison") or []
+    if not rows:
         st.caption(t("evaluate.section_empty"))
-    elif isinstance(data, list) and all(isinstance(r, dict) for r in data):
-        st.dataframe(pd.DataFrame(data), use_container_width=True, hide_index=True)
+        return
+    table = pd.DataFrame([{t("evaluate.col.metric"): r["metric"], t("evaluate.col.base"): r["base"],
+                           t("evaluate.col.tuned"): r["tuned"], t("evaluate.col.change"): r["delta"]} for r in rows])
+    st.dataframe(table, use_container_width=True, hide_index=True)
+    shares = [r for r in rows if 0 <= (r["base"] or 0) <= 1 and 0 <= (r["tuned"] or 0) <= 1
+              and r.get("higher_is_better")]
+    if shares:
+        fig = go.Figure([go.Bar(name=t("evaluate.col.base"), x=[r["metric"] for r in shares],
+                                y=[r["base"] for r in shares], marker_color=BASE_COLOR),
+                         go.Bar(name=t("evaluate.col.tuned"), x=[r["metric"] for r in shares],
+                                y=[r["tuned"] for r in shares], marker_color=TUNED_COLOR)])
+        fig.update_layout(barmode="group", height=340, margin={"t": 30, "b": 10}, yaxis_range=[0, 1],
+                          title=t("evaluate.chart.metrics"))
+        st.plotly_chart(fig, use_container_width=True, key="eval_metrics")
+    cls = ((report.get("tuned") or {}).get("metrics") or {}).get("classification")
+    if cls and cls.get("confusion"):
+        fig = go.Figure(go.Heatmap(z=cls["confusion"], x=cls.get("confusion_columns") or cls["labels"],
+                                   y=cls["labels"], colorscale="Blues"))
+        fig.update_layout(height=420, title=t("evaluate.chart.confusion"), margin={"t": 40},
+                          xaxis_title=t("evaluate.predicted"), yaxis_title=t("evaluate.gold"))
+        st.plotly_chart(fig, use_container_width=True, key="eval_confusion")
+    st.caption(t("evaluate.decoding", decoding=report.get("decoding")))
+
+
+def _samples(report: dict) -> None:
+    from core.evaluation.errors import ErrorAnalyzer
+
+    base = (report.get("base") or {}).get("examples") or []
+    tuned = (report.get("tuned") or {}).get("examples") or []
+    rows = []
+    for b, tu in list(zip(base, tuned))[:20]:
+        summary = ErrorAnalyzer.summary(tu)
+        rows.append({t("evaluate.col.prompt"): summary["prompt"], t("evaluate.col.reference"): summary["reference"],
+                     t("evaluate.col.base"): b.get("answer"), t("evaluate.col.tuned"): tu.get("answer")})
+    if rows:
+        st.dataframe(pd.DataFrame(rows), use_container_width=True, hide_index=True)
     else:
-        st.json(data, expanded=False)
+        st.caption(t("evaluate.section_empty"))
+
+
+def _errors(report: dict) -> None:
+    errors = report.get("errors") or {}
+    base, tuned = errors.get("base") or {}, errors.get("tuned") or {}
+    cats = tuned.get("categories") or {}
+    if cats:
+        st.dataframe(pd.DataFrame([{t("evaluate.col.category"): t(f"evaluate.err.{name}"),
+                                    t("evaluate.col.base"): (base.get("categories") or {}).get(name, {}).get("count"),
+                                    t("evaluate.col.tuned"): c.get("count")} for name, c in cats.items()]),
+                     use_container_width=True, hide_index=True)
+    pairs = tuned.get("confused_pairs") or []
+    if pairs:
+        st.markdown(f"**{t('evaluate.confused')}**")
+        st.dataframe(pd.DataFrame(pairs), use_container_width=True, hide_index=True)
+    for metric, examples in (tuned.get("worst") or {}).items():
+        if examples:
+            st.markdown(f"**{t('evaluate.worst', metric=metric)}**")
+            st.dataframe(pd.DataFrame(examples), use_container_width=True, hide_index=True)
+    if not cats and not pairs:
+        st.caption(t("evaluate.section_empty"))
+
+
+def _robustness(rob: dict | None) -> None:
+    import plotly.graph_objects as go
+
+    if not rob or not rob.get("perturbations"):
+        st.caption(t("evaluate.section_empty"))
+        return
+    names = list(rob["perturbations"])
+    fig = go.Figure([go.Bar(name=t("evaluate.rob.score", metric=rob.get("metric", "")), x=names,
+                            y=[rob["perturbations"][n]["score"] for n in names], marker_color=TUNED_COLOR),
+                     go.Bar(name=t("evaluate.rob.unchanged"), x=names,
+                            y=[rob["perturbations"][n]["unchanged_share"] for n in names], marker_color="#10B981")])
+    fig.add_hline(y=rob.get("clean") or 0, line_dash="dash", annotation_text=t("evaluate.rob.clean"))
+    fig.update_layout(barmode="group", height=340, margin={"t": 30}, title=t("evaluate.chart.robustness"))
+    st.plotly_chart(fig, use_container_width=True, key="eval_rob")
+    st.dataframe(pd.DataFrame([{"perturbation": n, **{k: v for k, v in p.items() if k != "examples"}}
+                               for n, p in rob["perturbations"].items()]), use_container_width=True, hide_index=True)
+
+
+def _speed(perf: list) -> None:
+    import plotly.graph_objects as go
+
+    if not perf:
+        st.caption(t("evaluate.section_empty"))
+        return
+    st.dataframe(pd.DataFrame(perf), use_container_width=True, hide_index=True)
+    fig = go.Figure(go.Bar(x=[p["name"] for p in perf], y=[p.get("tokens_per_s") or 0 for p in perf],
+                           marker_color=[BASE_COLOR] + [TUNED_COLOR] * (len(perf) - 1)))
+    fig.update_layout(height=300, margin={"t": 40}, title=t("evaluate.chart.speed"))
+    st.plotly_chart(fig, use_container_width=True, key="eval_speed")

@@ -32,3 +32,13 @@ def t(key: str, code: str | None = None, **fmt) -> str:
     code = code or lang()
     text = strings(code).get(key) or strings(DEFAULT_LANG).get(key) or key
     return text.format(**fmt) if fmt else text
+
+
+def labeler(pattern: str):
+    """A ``format_func`` for widgets: ``pattern`` with ``{}`` for the option, bound to the current language.
+
+    Streamlit may call a format_func outside the script run (AppTest does); binding the language now keeps
+    the labels in the session's language either way.
+    """
+    code = lang()
+    return lambda value: t(pattern.format(value), code)
