@@ -16,7 +16,7 @@ project = header("define")
 st.subheader(t("define.examples"))
 cols = st.columns(len(EXAMPLES))
 for col, example in zip(cols, EXAMPLES):
-    if col.button(t(f"define.example.{example}.label"), key=f"ex_{example}", use_container_width=True):
+    if col.button(t(f"define.example.{example}.label"), key=f"ex_{example}", width="stretch"):
         project = update_project(name=t(f"define.example.{example}.name"),
                                  purpose=t(f"define.example.{example}.purpose"),
                                  persona=t(f"define.example.{example}.persona"),

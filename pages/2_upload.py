@@ -63,18 +63,21 @@ c3.metric(t("upload.file_type"), table.file_type.lstrip(".").upper())
 for note in table.notes:
     st.caption(f"ℹ️ {note}")
 st.dataframe(pd.DataFrame([{k: str(v)[:300] for k, v in r.items()} for r in table.records[:50]]),
-             use_container_width=True, height=260)
+             width="stretch", height=260)
 
 st.subheader(t("upload.format_title"))
 fmt_options = ["auto", *FORMATS]
-current_fmt = upload.get("format") or "auto"
-fmt = st.selectbox(t("upload.format"), fmt_options, index=fmt_options.index(current_fmt),
-                   format_func=labeler("format.{}"), key="fmt_select")
 mapping = upload.get("mapping") or None
-if fmt != current_fmt:
-    upload = {**upload, "format": None if fmt == "auto" else fmt, "mapping": None}
-    project = update_project(upload=upload, analyzed=None)
-    mapping = None
+st.session_state["fmt_select"] = upload.get("format") or "auto"  # the saved project wins over a stale widget
+
+
+def _format_changed() -> None:
+    chosen = st.session_state["fmt_select"]
+    update_project(upload={**upload, "format": None if chosen == "auto" else chosen, "mapping": None}, analyzed=None)
+
+
+st.selectbox(t("upload.format"), fmt_options, format_func=labeler("format.{}"), key="fmt_select",
+             on_change=_format_changed)
 
 if load_conversations is None:
     not_available(t("upload.engine_normalise"))
@@ -103,15 +106,16 @@ if problem is not None or st.toggle(t("upload.mapping_toggle"), key="map_toggle"
                                                    format_func=labeler("format.{}"), key="map_fmt")
     fields = format_fields(map_fmt)
     cols = ["—", *table.columns]
-    chosen = {}
     for field_name in fields:
         prev = (mapping or {}).get(field_name)
-        chosen[field_name] = st.selectbox(t("upload.mapping_field", field=field_name), cols, key=f"map_{field_name}",
-                                          index=cols.index(prev) if prev in cols else 0)
-    if st.button(t("upload.mapping_apply"), key="map_apply"):
-        new_map = {k: v for k, v in chosen.items() if v != "—"}
-        project = update_project(upload={**upload, "format": map_fmt, "mapping": new_map}, analyzed=None)
-        st.rerun()
+        st.selectbox(t("upload.mapping_field", field=field_name), cols, key=f"map_{field_name}",
+                     index=cols.index(prev) if prev in cols else 0)
+
+    def _apply_mapping() -> None:
+        new_map = {f: st.session_state[f"map_{f}"] for f in fields if st.session_state.get(f"map_{f}", "—") != "—"}
+        update_project(upload={**upload, "format": map_fmt, "mapping": new_map}, analyzed=None)
+
+    st.button(t("upload.mapping_apply"), key="map_apply", on_click=_apply_mapping)
 
 if problem is None:
     next_step("upload")

@@ -60,7 +60,7 @@ if active and dataset_dir(active).exists():
     ops = meta.get("operations") or []
     if ops:
         st.markdown(t("prepare.ops"))
-        st.dataframe(pd.DataFrame(ops), use_container_width=True, hide_index=True)
+        st.dataframe(pd.DataFrame(ops), width="stretch", hide_index=True)
     if meta.get("quality_score") is not None:
         st.caption(t("prepare.quality", score=meta["quality_score"]))
     for warning in meta.get("drift_warnings") or []:

@@ -77,7 +77,7 @@ def show_run(run_id: str) -> None:
     if figures:
         cols = st.columns(len(figures))
         for col, (key, fig) in zip(cols, figures.items()):
-            col.plotly_chart(fig, use_container_width=True, key=f"chart_{key}_{run_id}")
+            col.plotly_chart(fig, width="stretch", key=f"chart_{key}_{run_id}")
     elif state in ACTIVE_STATES:
         st.caption(t("train.waiting_metrics"))
     if state == "completed":

@@ -55,7 +55,7 @@ def _metrics(report: dict) -> None:
         return
     table = pd.DataFrame([{t("evaluate.col.metric"): r["metric"], t("evaluate.col.base"): r["base"],
                            t("evaluate.col.tuned"): r["tuned"], t("evaluate.col.change"): r["delta"]} for r in rows])
-    st.dataframe(table, use_container_width=True, hide_index=True)
+    st.dataframe(table, width="stretch", hide_index=True)
     shares = [r for r in rows if 0 <= (r["base"] or 0) <= 1 and 0 <= (r["tuned"] or 0) <= 1
               and r.get("higher_is_better")]
     if shares:
@@ -65,14 +65,14 @@ def _metrics(report: dict) -> None:
                                 y=[r["tuned"] for r in shares], marker_color=TUNED_COLOR)])
         fig.update_layout(barmode="group", height=340, margin={"t": 30, "b": 10}, yaxis_range=[0, 1],
                           title=t("evaluate.chart.metrics"))
-        st.plotly_chart(fig, use_container_width=True, key="eval_metrics")
+        st.plotly_chart(fig, width="stretch", key="eval_metrics")
     cls = ((report.get("tuned") or {}).get("metrics") or {}).get("classification")
     if cls and cls.get("confusion"):
         fig = go.Figure(go.Heatmap(z=cls["confusion"], x=cls.get("confusion_columns") or cls["labels"],
                                    y=cls["labels"], colorscale="Blues"))
         fig.update_layout(height=420, title=t("evaluate.chart.confusion"), margin={"t": 40},
                           xaxis_title=t("evaluate.predicted"), yaxis_title=t("evaluate.gold"))
-        st.plotly_chart(fig, use_container_width=True, key="eval_confusion")
+        st.plotly_chart(fig, width="stretch", key="eval_confusion")
     st.caption(t("evaluate.decoding", decoding=report.get("decoding")))
 
 
@@ -87,7 +87,7 @@ def _samples(report: dict) -> None:
         rows.append({t("evaluate.col.prompt"): summary["prompt"], t("evaluate.col.reference"): summary["reference"],
                      t("evaluate.col.base"): b.get("answer"), t("evaluate.col.tuned"): tu.get("answer")})
     if rows:
-        st.dataframe(pd.DataFrame(rows), use_container_width=True, hide_index=True)
+        st.dataframe(pd.DataFrame(rows), width="stretch", hide_index=True)
     else:
         st.caption(t("evaluate.section_empty"))
 
@@ -100,15 +100,15 @@ def _errors(report: dict) -> None:
         st.dataframe(pd.DataFrame([{t("evaluate.col.category"): t(f"evaluate.err.{name}"),
                                     t("evaluate.col.base"): (base.get("categories") or {}).get(name, {}).get("count"),
                                     t("evaluate.col.tuned"): c.get("count")} for name, c in cats.items()]),
-                     use_container_width=True, hide_index=True)
+                     width="stretch", hide_index=True)
     pairs = tuned.get("confused_pairs") or []
     if pairs:
         st.markdown(f"**{t('evaluate.confused')}**")
-        st.dataframe(pd.DataFrame(pairs), use_container_width=True, hide_index=True)
+        st.dataframe(pd.DataFrame(pairs), width="stretch", hide_index=True)
     for metric, examples in (tuned.get("worst") or {}).items():
         if examples:
             st.markdown(f"**{t('evaluate.worst', metric=metric)}**")
-            st.dataframe(pd.DataFrame(examples), use_container_width=True, hide_index=True)
+            st.dataframe(pd.DataFrame(examples), width="stretch", hide_index=True)
     if not cats and not pairs:
         st.caption(t("evaluate.section_empty"))
 
@@ -126,9 +126,9 @@ def _robustness(rob: dict | None) -> None:
                             y=[rob["perturbations"][n]["unchanged_share"] for n in names], marker_color="#10B981")])
     fig.add_hline(y=rob.get("clean") or 0, line_dash="dash", annotation_text=t("evaluate.rob.clean"))
     fig.update_layout(barmode="group", height=340, margin={"t": 30}, title=t("evaluate.chart.robustness"))
-    st.plotly_chart(fig, use_container_width=True, key="eval_rob")
+    st.plotly_chart(fig, width="stretch", key="eval_rob")
     st.dataframe(pd.DataFrame([{"perturbation": n, **{k: v for k, v in p.items() if k != "examples"}}
-                               for n, p in rob["perturbations"].items()]), use_container_width=True, hide_index=True)
+                               for n, p in rob["perturbations"].items()]), width="stretch", hide_index=True)
 
 
 def _speed(perf: list) -> None:
@@ -137,8 +137,8 @@ def _speed(perf: list) -> None:
     if not perf:
         st.caption(t("evaluate.section_empty"))
         return
-    st.dataframe(pd.DataFrame(perf), use_container_width=True, hide_index=True)
+    st.dataframe(pd.DataFrame(perf), width="stretch", hide_index=True)
     fig = go.Figure(go.Bar(x=[p["name"] for p in perf], y=[p.get("tokens_per_s") or 0 for p in perf],
                            marker_color=[BASE_COLOR] + [TUNED_COLOR] * (len(perf) - 1)))
     fig.update_layout(height=300, margin={"t": 40}, title=t("evaluate.chart.speed"))
-    st.plotly_chart(fig, use_container_width=True, key="eval_speed")
+    st.plotly_chart(fig, width="stretch", key="eval_speed")

@@ -80,13 +80,13 @@ def render_quality(report: dict, upload: dict) -> None:
             rows = f.get("rows") or []
             st.caption(t("analyze.affected", n=f.get("count", len(rows)), shown=len(rows)))
             if rows and st.toggle(t("analyze.show_rows"), key=f"rows_{i}_{f.get('check')}"):
-                st.dataframe(_affected_rows(upload, rows), hide_index=True, use_container_width=True)
+                st.dataframe(_affected_rows(upload, rows), hide_index=True, width="stretch")
     st.subheader(t("analyze.charts_title"))
     figures = quality_figures(report)
     for start in range(0, len(figures), 2):
         cols = st.columns(2)
         for col, (key, fig) in zip(cols, figures[start:start + 2]):
-            col.plotly_chart(fig, use_container_width=True, key=f"q_{key}")
+            col.plotly_chart(fig, width="stretch", key=f"q_{key}")
     with st.expander(t("analyze.raw")):
         st.json(checks, expanded=False)
 

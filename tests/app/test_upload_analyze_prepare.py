@@ -1,0 +1,112 @@
+"""Steps 2-4: built-in samples, format detection and column mapping, the quality report, dataset preparation."""
+import json
+
+import pytest
+
+from tests.app.conftest import LANGS, open_page, seed_upload, texts, write_project
+from ui.i18n import t
+from ui.uploads import SAMPLES, safe_name, save_upload
+
+
+@pytest.mark.parametrize("lang", LANGS)
+@pytest.mark.parametrize("sample", list(SAMPLES))
+def test_sample_is_copied_detected_and_previewed(workspace, lang, sample):
+    write_project(workspace)
+    at = open_page("2_upload", lang)
+    assert any(i.value == t("upload.nothing", lang) for i in at.info)
+    assert t("upload.limit", lang, mb=200, types=", ".join(("csv", "tsv", "json", "jsonl", "parquet", "xlsx", "txt"))) \
+        in texts(at)
+    at.radio(key="sample_pick").set_value(sample)
+    at.button(key="sample_use").click().run()
+    assert not at.exception
+    upload = json.loads((workspace / "project.json").read_text())["upload"]
+    assert upload["display_name"] == SAMPLES[sample]
+    assert upload["path"].startswith(str(workspace / "uploads"))
+    expected = {"support_en": "qa", "support_zh": "messages", "routing": "classification"}[sample]
+    assert any(t(f"format.{expected}", lang) in s.value for s in at.success), [s.value for s in at.success]
+    assert at.dataframe  # the raw preview
+
+
+def test_mapping_fixes_a_file_detection_cannot_read(workspace):
+    path = save_upload("odd columns.csv", "frage,antwort\nWie geht's?,Gut.\nWo ist es?,Hier.\n".encode())
+    write_project(workspace, upload={"path": str(path), "display_name": "odd columns.csv", "format": None,
+                                     "mapping": None})
+    at = open_page("2_upload")
+    assert at.error  # the engine's message, not a traceback
+    assert "frage" in at.error[0].value
+    at.selectbox(key="map_fmt").set_value("qa").run()
+    at.selectbox(key="map_question").set_value("frage")
+    at.selectbox(key="map_answer").set_value("antwort")
+    at.button(key="map_apply").click().run()
+    assert not at.exception
+    saved = json.loads((workspace / "project.json").read_text())["upload"]
+    assert saved["format"] == "qa" and saved["mapping"] == {"question": "frage", "answer": "antwort"}
+    assert any("2" in s.value for s in at.success)
+
+
+def test_upload_names_are_sanitised_and_never_paths(workspace):
+    path = save_upload("../../etc/passwd.csv", b"question,answer\na,b\n")
+    assert path.parent == workspace / "uploads"
+    assert ".." not in path.name and "/" not in path.name
+    assert safe_name("知识 库 (v2).JSONL", b"x").endswith(".jsonl")
+    with pytest.raises(ValueError, match="not supported"):
+        save_upload("evil.exe", b"MZ")
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_analyze_shows_score_findings_and_charts(workspace, lang):
+    upload = seed_upload(workspace)
+    write_project(workspace, upload=upload)
+    at = open_page("3_analyze", lang)
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    score = metrics[t("analyze.score", lang)]
+    assert score.endswith("/ 100") and 0 <= int(score.split()[0]) <= 100
+    assert metrics[t("analyze.rows", lang)] == "308"
+    assert len(at.get("plotly_chart")) >= 2  # token lengths and language mix at least
+    assert json.loads((workspace / "project.json").read_text())["analyzed"] == upload["path"]
+    findings = at.expander
+    assert any(t("analyze.raw", lang) == e.label for e in findings)
+    # the report is kept next to the upload: a reload shows it without recomputing
+    assert list((workspace / "uploads").glob("*.quality-*.json"))
+
+
+def test_analyze_lists_affected_rows_of_a_planted_duplicate(workspace):
+    rows = "question,answer\n" + "".join(f"Question number {i}?,Answer {i} is here.\n" for i in range(120))
+    rows += "Question number 5?,Answer 5 is here.\n"  # an exact duplicate of row 6
+    path = save_upload("dups.csv", rows.encode())
+    write_project(workspace, upload={"path": str(path), "display_name": "dups.csv", "format": None, "mapping": None})
+    at = open_page("3_analyze")
+    dup = next(e for e in at.expander if "duplicate" in e.label.lower())
+    toggle = next(tg for tg in at.toggle if tg.label == t("analyze.show_rows"))
+    toggle.set_value(True).run()
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert list(shown["row"]) == [121]
+    assert list(shown["question"]) == ["Question number 5?"]  # the row itself, one click away
+    assert dup
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_prepare_writes_a_dataset_and_makes_it_active(workspace, lang):
+    upload = seed_upload(workspace)
+    write_project(workspace, upload=upload)
+    at = open_page("4_prepare", lang)
+    at.text_input[0].input("faq-v1")
+    next(b for b in at.button if b.label == t("prepare.run", lang)).click().run()
+    assert not at.exception
+    project = json.loads((workspace / "project.json").read_text())
+    assert project["active_dataset"] == "faq-v1"
+    folder = workspace / "datasets" / "faq-v1"
+    assert (folder / "splits" / "train.jsonl").exists()
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics[t("prepare.rows_in", lang)] == "308"
+    n_train = sum(1 for _ in open(folder / "splits" / "train.jsonl", encoding="utf-8"))
+    assert metrics[t("prepare.split.train", lang)] == f"{n_train:,}"
+    assert at.dataframe  # what each processing step did (before/after counts)
+
+
+def test_prepare_needs_an_upload(workspace):
+    write_project(workspace)
+    at = open_page("4_prepare")
+    assert any(w.value == t("prepare.need_upload") for w in at.warning)
