@@ -1,0 +1,69 @@
+"""The fast loss path (head only at label positions, chunked checkpointed cross-entropy) equals the plain path."""
+import pytest
+import torch
+
+from core.models import tiny_model
+from core.peft import FullConfig, LoRAConfig, PrefixConfig, apply_peft
+from core.training import loss as L
+
+CONFIGS = {
+    "lora": LoRAConfig(r=4, alpha=8, dropout=0.0, target_modules="all-linear"),
+    "prefix": PrefixConfig(num_virtual_tokens=5, projection_dim=0),
+    "full": FullConfig(),
+}
+
+
+def _batch(packed: bool) -> dict:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 250, (3, 40), generator=g)
+    labels = ids.clone()
+    labels[:, :10] = -100
+    labels[2, 30:] = -100
+    if packed:  # two examples per row, position ids restarting: a block-diagonal mask
+        pos = torch.cat([torch.arange(18), torch.arange(22)]).repeat(3, 1)
+        return {"input_ids": ids, "labels": labels, "attention_mask": None, "position_ids": pos}
+    mask = torch.ones_like(ids)
+    mask[2, 30:] = 0
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def _loss_and_grads(model, fn, batch):
+    model.zero_grad(set_to_none=True)
+    total, n = fn(model, batch)
+    total.backward()
+    return float(total), n, {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gpt2"])
+@pytest.mark.parametrize("method", list(CONFIGS))
+@pytest.mark.parametrize("packed", [False, True])
+def test_fast_path_equals_plain_path(kind, method, packed, monkeypatch):
+    if packed and method == "prefix":
+        pytest.skip("prefix tuning trains on padded batches, never packed ones")
+    monkeypatch.setattr(L, "CE_CHUNK", 7)  # several chunks, one ragged: exercises the checkpointed loop
+    model, _ = tiny_model(kind)
+    model = apply_peft(model, CONFIGS[method]).eval()  # eval: no dropout, so both passes see the same network
+    with torch.no_grad():  # move off the zero-initialised LoRA B so that every tensor gets a gradient
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    batch = _batch(packed)
+    plain_loss, plain_n, plain_grads = _loss_and_grads(model, L.plain_causal_lm_loss, batch)
+    fast_loss, fast_n, fast_grads = _loss_and_grads(model, L.causal_lm_loss, batch)
+    assert fast_n == plain_n == int((batch["labels"][:, 1:] != -100).sum())
+    assert fast_loss == pytest.approx(plain_loss, rel=1e-6, abs=1e-5)
+    assert plain_grads.keys() == fast_grads.keys() and plain_grads
+    for name, grad in plain_grads.items():
+        assert grad.abs().sum() > 0, f"{name} got no gradient"
+        torch.testing.assert_close(fast_grads[name], grad, rtol=1e-5, atol=1e-5, msg=name)
+    assert model.get_output_embeddings().__class__.__name__ == "Linear", "the head is restored after the pass"
+
+
+def test_no_label_tokens_gives_zero_loss_with_a_graph():
+    model, _ = tiny_model("tiny-llama")
+    model = apply_peft(model, CONFIGS["lora"])
+    batch = _batch(False)
+    batch["labels"] = torch.full_like(batch["labels"], -100)
+    total, n = L.causal_lm_loss(model, batch)
+    assert n == 0 and float(total) == 0.0
+    total.backward()  # must not raise: DDP needs every rank to run backward
