@@ -68,9 +68,12 @@ def _matches(text: str) -> list[tuple[int, int, str]]:
     return sorted(found)
 
 
+_DIGITS = re.compile(r"\d{3}")
+
+
 def _maybe(text: str) -> bool:
     """Cheap pre-filter: PII needs an '@' or a run of digits."""
-    return "@" in text or bool(re.search(r"\d{3}", text))
+    return "@" in text or _DIGITS.search(text) is not None
 
 
 def find_pii(text: str) -> dict[str, int]:

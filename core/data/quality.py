@@ -15,7 +15,7 @@ import numpy as np
 
 from .minhash import near_duplicate_groups
 from .pii import find_pii
-from .text import formatting_issues, norm_key, script_of
+from .text import formatting_issues, norm_key, script_counts, script_from_counts
 
 DEFAULT = "default"  # sentinel: the default model's tokenizer
 MIN_ROWS = 100
@@ -118,7 +118,9 @@ class DataQualityAnalyzer:
         info = info or {}
         self._ids = [row_id(c, i) for i, c in enumerate(convs)]
         fmt = info.get("format")
-        self._keys = [[norm_key(m["content"]) for m in c["messages"]] for c in convs]
+        self._facts = self._message_facts(convs)
+        self._keys = [[self._facts[m["content"]][0] for m in c["messages"]] for c in convs]
+        self._pa = [self._split_keys(c, i) for i, c in enumerate(convs)]
         checks = {
             "size": self._size(convs),
             "empty": self._empty(convs),
@@ -135,6 +137,17 @@ class DataQualityAnalyzer:
         return {"rows": len(convs), "format": fmt, "num_labels": checks["labels"].get("num_labels", 0),
                 "score": max(0, 100 - lost), "deductions": sorted(self._deductions, key=lambda d: -d["points"]),
                 "checks": checks, "tokenizer": self._tok_name(), "max_seq_len": self.max_seq_len}
+
+    @staticmethod
+    def _message_facts(convs: list[dict]) -> dict[str, tuple]:
+        """Per distinct message text (labels and stock answers repeat): (key, PII, formatting, script counts)."""
+        facts: dict[str, tuple] = {}
+        for c in convs:
+            for m in c["messages"]:
+                text = m["content"]
+                if text not in facts:
+                    facts[text] = (norm_key(text), find_pii(text), formatting_issues(text), script_counts(text))
+        return facts
 
     def _tok_name(self) -> str:
         if self.tokenizer is None:
@@ -225,6 +238,9 @@ class DataQualityAnalyzer:
 
     def _prompt_answer_keys(self, conv: dict, i: int) -> tuple[str, str]:
         """Normalised keys of (everything before the last assistant turn, that turn)."""
+        return self._pa[i]
+
+    def _split_keys(self, conv: dict, i: int) -> tuple[str, str]:
         msgs, keys = conv["messages"], self._keys[i]
         last = max((j for j, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
         if last is None:
@@ -247,7 +263,8 @@ class DataQualityAnalyzer:
                 "histogram": {"counts": hist.tolist(), "edges": [round(float(e), 1) for e in edges]}}
 
     def _languages(self, convs: list[dict]) -> dict:
-        scripts = [script_of(" ".join(m["content"] for m in c["messages"])) for c in convs]
+        scripts = [script_from_counts(*map(sum, zip(*(self._facts[m["content"]][3] for m in c["messages"]))))
+                   if c["messages"] else "none" for c in convs]
         counts = Counter(scripts)
         n = max(1, len(convs))
         shares = {k: round(counts.get(k, 0) / n, 4) for k in ("en", "zh", "other", "none")}
@@ -265,7 +282,7 @@ class DataQualityAnalyzer:
         for i, c in enumerate(convs):
             found: Counter = Counter()
             for m in c["messages"]:
-                found.update(find_pii(m["content"]))
+                found.update(self._facts[m["content"]][1])
             for kind in found:
                 kinds[kind].append(i)
         rows = sorted({i for idx in kinds.values() for i in idx})
@@ -332,7 +349,7 @@ class DataQualityAnalyzer:
         for i, c in enumerate(convs):
             found = set()
             for m in c["messages"]:
-                found.update(formatting_issues(m["content"]))
+                found.update(self._facts[m["content"]][2])
             for k in found:
                 kinds[k].append(i)
         rows = sorted({i for v in kinds.values() for i in v})

@@ -24,15 +24,23 @@ def norm_key(text: str) -> str:
     return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
 
 
-def script_of(text: str) -> str:
-    """The dominant script of a text: 'zh' (Han), 'en' (Latin), 'other' (any other letters) or 'none'."""
-    han = len(HAN.findall(text))
-    latin = len(LATIN.findall(text))
-    other = len(LETTER_OTHER.findall(text))
-    # one Han character carries about as much as a short Latin word, so weight it
+def script_counts(text: str) -> tuple[int, int, int]:
+    """(Han, Latin, other-letter) character counts."""
+    if text.isascii():
+        return 0, len(LATIN.findall(text)), 0
+    return len(HAN.findall(text)), len(LATIN.findall(text)), len(LETTER_OTHER.findall(text))
+
+
+def script_from_counts(han: int, latin: int, other: int) -> str:
+    """'zh', 'en', 'other' or 'none': the dominant script (a Han character weighs like a short word)."""
     scores = {"zh": han * 3, "en": latin, "other": other}
     best = max(scores, key=scores.get)
     return best if scores[best] > 0 else "none"
+
+
+def script_of(text: str) -> str:
+    """The dominant script of a text: 'zh' (Han), 'en' (Latin), 'other' (any other letters) or 'none'."""
+    return script_from_counts(*script_counts(text))
 
 
 def formatting_issues(text: str) -> list[str]:
@@ -47,8 +55,13 @@ def formatting_issues(text: str) -> list[str]:
     return issues
 
 
+_NEEDS_CLEANING = re.compile(r"[<&\x00-\x08\x0b-\x1f\x7f\u200b\u200e\u200f\ufeff\u00a0\t\r]|  | \n|\n |\n\n\n|^\s|\s$")
+
+
 def clean_text(text: str) -> str:
     """Strip HTML tags and entities, control characters and chat markers; normalise whitespace (keeps newlines)."""
+    if not _NEEDS_CLEANING.search(text) and unicodedata.is_normalized("NFC", text):
+        return text  # the common case: nothing to do
     text = unicodedata.normalize("NFC", text)
     if "<" in text or "&" in text:
         text = HTML_TAG.sub(" ", text)
