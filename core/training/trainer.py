@@ -119,6 +119,11 @@ class AdvancedTrainer:
         self._stop_requested = True
         print(f"received signal {signum}: finishing the current step, then checkpointing", flush=True)
 
+    def _say(self, message: str) -> None:
+        """A progress line on stdout (train.log), from rank 0 only."""
+        if self.ctx.is_main:
+            print(message, flush=True)
+
     def request_stop(self) -> None:
         """Ask the loop to stop after the current step (same as SIGTERM)."""
         self._stop_requested = True
@@ -143,8 +148,8 @@ class AdvancedTrainer:
         model.to(self.ctx.device)
         model.train()
         trainable, total = trainable_parameters(model)
-        print(f"model {self.config.model}: method {self.config.method}, {trainable:,} trainable of {total:,} "
-              f"parameters ({100 * trainable / max(total, 1):.3f}%)", flush=True)
+        self._say(f"model {self.config.model}: method {self.config.method}, {trainable:,} trainable of {total:,} "
+              f"parameters ({100 * trainable / max(total, 1):.3f}%)")
         return model, tok
 
     def _build_data(self, tok):
@@ -175,12 +180,11 @@ class AdvancedTrainer:
         self.per_step = self.ctx.world_size * tc.grad_accum
         self.steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / self.per_step))
         self.total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * self.steps_per_epoch))
-        print(f"data: {len(self.train_examples)} training examples, {len(self.val_examples)} validation examples, "
+        self._say(f"data: {len(self.train_examples)} training examples, {len(self.val_examples)} validation examples, "
               f"{self.batches_per_epoch} batches/epoch, {self.steps_per_epoch} steps/epoch, {self.total_steps} steps "
-              f"(global batch {tc.batch_size} x {self.ctx.world_size} processes x {tc.grad_accum} accumulation)",
-              flush=True)
-        if isinstance(stats, dict) and self.ctx.is_main:
-            print(f"encoding stats: {json.dumps(stats, default=str)[:500]}", flush=True)
+              f"(global batch {tc.batch_size} x {self.ctx.world_size} processes x {tc.grad_accum} accumulation)")
+        if isinstance(stats, dict):
+            self._say(f"encoding stats: {json.dumps(stats, default=str)[:500]}")
 
     # ================================================================ the loop
     def _train(self) -> str:
@@ -195,8 +199,8 @@ class AdvancedTrainer:
             weight_decay=tc.weight_decay, total_steps=self.total_steps,
             warmup_steps=round(tc.warmup_ratio * self.total_steps), scheduler=tc.scheduler,
             min_lr_ratio=tc.min_lr_ratio, max_grad_norm=tc.max_grad_norm)
-        print(f"optimizer: AdamW peak lr {self.optimizer.base_lr:g} ({'recommended for ' + self.config.method if tc.lr is None else 'from config'}), "
-              f"{tc.scheduler} schedule, {self.optimizer.warmup_steps} warmup steps", flush=True)
+        self._say(f"optimizer: AdamW peak lr {self.optimizer.base_lr:g} ({'recommended for ' + self.config.method if tc.lr is None else 'from config'}), "
+              f"{tc.scheduler} schedule, {self.optimizer.warmup_steps} warmup steps")
         if self.resume and latest_checkpoint(self.run_dir) is not None:
             self._load_checkpoint(latest_checkpoint(self.run_dir))
         elif self.ctx.is_main:
@@ -239,13 +243,13 @@ class AdvancedTrainer:
 
     def _finish(self, stopping: bool, failure: Optional[str]) -> str:
         if failure:
-            print(f"run failed: {failure}", flush=True)
+            self._say(f"run failed: {failure}")
             self.monitor.finish("failed", error=failure, step=self.step, skipped_steps=self.skipped_steps)
             return "failed"
         self._save_checkpoint()
         if stopping:
             self.monitor.finish("stopped", step=self.step, skipped_steps=self.skipped_steps)
-            print(f"stopped at step {self.step}; resume with: python -m core train --resume {self.run_id}", flush=True)
+            self._say(f"stopped at step {self.step}; resume with: python -m core train --resume {self.run_id}")
             return "stopped"
         if self.ctx.is_main:
             from core.peft import save_adapter
@@ -254,7 +258,7 @@ class AdvancedTrainer:
         D.barrier(self.ctx)
         self.monitor.finish("completed", step=self.step, skipped_steps=self.skipped_steps,
                             early_stopped=self.early_stopped, best_eval_loss=self.best_eval)
-        print(f"completed at step {self.step}; adapter in {self.run_dir / 'adapter'}", flush=True)
+        self._say(f"completed at step {self.step}; adapter in {self.run_dir / 'adapter'}")
         return "completed"
 
     def _slots(self, micro: list[dict]) -> list[tuple[dict, float]]:
@@ -284,6 +288,9 @@ class AdvancedTrainer:
         scale = self.ctx.world_size / global_labels  # DDP averages gradients over ranks; undo that, normalise by tokens
         local_loss = 0.0
         for j, (batch, weight) in enumerate(slots):
+            # Dropout masks depend only on (seed, step, global micro-batch index), not on which process or which
+            # accumulation slot runs the batch: N processes then match one process with the same global batch.
+            torch.manual_seed(_micro_seed(self.tc.seed, self.step, j * self.ctx.world_size + self.ctx.rank))
             sync_ctx = (self.ddp_model.no_sync() if self.ctx.distributed and j < len(slots) - 1
                         else contextlib.nullcontext())
             with sync_ctx:
@@ -301,7 +308,7 @@ class AdvancedTrainer:
             self.skipped_steps += 1
             what = "loss" if not math.isfinite(loss) else "gradient norm"
             reason = f"non-finite {what} ({loss if what == 'loss' else grad_norm}) at step {self.step}"
-            print(f"skipping step {self.step}: {reason} ({self.consecutive_nonfinite} in a row)", flush=True)
+            self._say(f"skipping step {self.step}: {reason} ({self.consecutive_nonfinite} in a row)")
             self.monitor.log({"step": self.step, "epoch": epoch, "skipped": True, "reason": reason,
                               "loss": loss, "grad_norm": grad_norm})
             self.monitor.update(step=self.step, skipped_steps=self.skipped_steps)
@@ -316,9 +323,8 @@ class AdvancedTrainer:
         record = self.metrics.record(self.step, epoch, loss, lr, grad_norm, int(global_real), dev)
         self.monitor.log(record)
         self.monitor.update(step=self.step, epoch=round(epoch, 4), loss=loss, eta_s=record["eta_s"])
-        if self.ctx.is_main:
-            print(f"step {self.step}/{self.total_steps} loss {loss:.4f} lr {lr:.3g} grad_norm {grad_norm:.3f} "
-                  f"tok/s {record['tokens_per_s']:.0f} eta {record['eta_s']:.0f}s", flush=True)
+        self._say(f"step {self.step}/{self.total_steps} loss {loss:.4f} lr {lr:.3g} grad_norm {grad_norm:.3f} "
+                  f"tok/s {record['tokens_per_s']:.0f} eta {record['eta_s']:.0f}s")
         return None
 
     # ================================================================ evaluation
@@ -362,7 +368,7 @@ class AdvancedTrainer:
         self.monitor.log_eval(self.step, epoch, eval_loss)
         self.monitor.update(eval_loss=eval_loss, state_detail=None)
         if self.ctx.is_main:
-            print(f"eval at step {self.step}: loss {eval_loss:.4f} ppl {math.exp(min(eval_loss, 50)):.2f}", flush=True)
+            self._say(f"eval at step {self.step}: loss {eval_loss:.4f} ppl {math.exp(min(eval_loss, 50)):.2f}")
         if self.best_eval is None or eval_loss < self.best_eval:
             self.best_eval, self.evals_without_improvement = eval_loss, 0
         elif self.step > 0:
@@ -370,8 +376,8 @@ class AdvancedTrainer:
             patience = self.tc.early_stopping_patience
             if patience and self.evals_without_improvement >= patience:
                 self.early_stopped = True
-                print(f"early stopping: validation loss has not improved for {patience} evaluations "
-                      f"(best {self.best_eval:.4f})", flush=True)
+                self._say(f"early stopping: validation loss has not improved for {patience} evaluations "
+                      f"(best {self.best_eval:.4f})")
         return True
 
     # ================================================================ checkpoints
@@ -414,7 +420,7 @@ class AdvancedTrainer:
                 os.replace(tmp, final)
             self._prune_checkpoints(root)
             self.monitor.update(last_checkpoint=final.name)
-            print(f"checkpoint saved: {final}", flush=True)
+            self._say(f"checkpoint saved: {final}")
         D.barrier(self.ctx)
         self.metrics.mark()
 
@@ -471,7 +477,12 @@ class AdvancedTrainer:
             torch.cuda.set_rng_state(rng[f"rank{r}.cuda"], device)
         _set_host_rng_state(read_json(path / "rng.json") or {})
         self.monitor.truncate_after(self.step)
-        print(f"resumed from {path} at step {self.step}/{self.total_steps}", flush=True)
+        self._say(f"resumed from {path} at step {self.step}/{self.total_steps}")
+
+
+def _micro_seed(seed: int, step: int, micro_index: int) -> int:
+    """A distinct, reproducible RNG seed per (run seed, optimizer step, global micro-batch)."""
+    return ((seed * 1_000_003 + step) * 10_007 + micro_index) % (2**63 - 1)
 
 
 def _host_rng_state() -> dict:
