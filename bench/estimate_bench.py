@@ -63,10 +63,11 @@ def worker(spec: dict) -> dict:
     model = apply_peft(model, config_from_dict(method, {}))
     model.train()
     opt = SmartOptimizer(model.named_parameters(), method=method, total_steps=spec["steps"] + 1)
-    times = []
+    loaded_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    times, cpu_times, first_peak = [], [], 0
     for step in range(spec["steps"] + 1):
         data = make_batch(batch, seq_len, method, seed=step)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss_sum, n = causal_lm_loss(model, data)
         (loss_sum / n).backward()
         opt.grad_norm()
@@ -74,8 +75,13 @@ def worker(spec: dict) -> dict:
         opt.zero_grad()
         if step:
             times.append(time.perf_counter() - t0)
-    return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-            "step_s": statistics.median(times), "steps": len(times)}
+            cpu_times.append((time.process_time() - c0) / torch.get_num_threads())
+        else:
+            first_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    # cpu_step_s (process CPU seconds / threads) is what the step would take on an otherwise idle machine.
+    return {"peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024, "loaded_peak": loaded_peak,
+            "first_step_peak": first_peak, "step_s": statistics.median(times),
+            "cpu_step_s": statistics.median(cpu_times), "steps": len(times)}
 
 
 def measure(method: str, batch: int, seq_len: int, steps: int) -> dict:

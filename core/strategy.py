@@ -227,6 +227,9 @@ class Arch:
         return self.kv_heads * self.head_dim
 
 
+UNGATED = ("gpt2", "gpt_bigcode", "gpt_neo", "gpt_neox", "gptj", "opt", "bloom", "falcon", "phi")  # plain MLPs
+
+
 def arch_of(config) -> Arch:
     """Read an :class:`Arch` from a transformers config (Llama-style or GPT-2 names)."""
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
@@ -234,12 +237,11 @@ def arch_of(config) -> Arch:
     heads = getattr(text, "num_attention_heads", None) or text.n_head
     head_dim = getattr(text, "head_dim", None) or hidden // heads
     inter = getattr(text, "intermediate_size", None) or getattr(text, "n_inner", None) or 4 * hidden
-    act = str(getattr(text, "hidden_act", "") or getattr(text, "activation_function", ""))
     return Arch(family=getattr(text, "model_type", "unknown"),
                 layers=getattr(text, "num_hidden_layers", None) or text.n_layer, hidden=hidden,
                 intermediate=inter, heads=heads, kv_heads=getattr(text, "num_key_value_heads", None) or heads,
                 head_dim=head_dim, vocab=text.vocab_size, tied=bool(getattr(text, "tie_word_embeddings", True)),
-                gated_mlp=act in ("silu", "swish", "swiglu") or hasattr(text, "intermediate_size") and act != "gelu_new",
+                gated_mlp=hasattr(text, "intermediate_size") and getattr(text, "model_type", "") not in UNGATED,
                 max_positions=getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", 2048))
 
 
@@ -571,6 +573,16 @@ class ResourceEstimator:
         }
         return StepTime(seconds=sum(breakdown.values()), breakdown=breakdown, flops=total_flops, tokens=tokens)
 
+    def forward_time(self, method: str, params: Optional[dict], *, batches: list[tuple[int, int]]) -> float:
+        """Seconds of no-grad forward passes (evaluation) over (batch, seq_len) batches, logits for all tokens."""
+        seconds = 0.0
+        for b, t in batches:
+            fwd = self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=b * t, masked=True)["forward"]
+            seconds += fwd / (self.speed.matmul_gflops * CAL["matmul_efficiency"] * 1e9)
+            seconds += 3 * b * t * self.arch.vocab * BYTES / (self.speed.bandwidth_gbs * 1e9)  # softmax passes
+            seconds += CAL["per_layer_overhead_s"] * self.arch.layers / 3  # forward only: a third of the calls
+        return seconds
+
     # ------------------------------------------------------------ a whole config
     def estimate(self, config: Any, *, with_data: bool = True) -> Estimate:
         """Parameters, peak memory and time for a run config (dict or TrainingConfig) on this machine."""
@@ -599,6 +611,13 @@ class ResourceEstimator:
             epoch, steps = None, None
         total_steps = tc.get("max_steps") or (math.ceil(tc["epochs"] * steps) if steps else None)
         total_s = (epoch * total_steps / steps if epoch is not None and total_steps else None)
+        val_batches = data.pop("val_batches", None)
+        if val_batches and total_steps:
+            # The trainer evaluates every eval_every steps and at the end, on up to max_eval_examples examples.
+            evals = total_steps // tc["eval_every"] + (1 if total_steps % tc["eval_every"] else 0)
+            data["eval_s"] = self.forward_time(method, params, batches=val_batches)
+            data["evals"] = evals
+            total_s = (total_s or 0.0) + evals * data["eval_s"]
         est = Estimate(model=self.model, method=method, params=count, memory=mem, step=step, epoch_s=epoch,
                        steps_per_epoch=steps, total_steps=total_steps, total_s=total_s,
                        data={k: v for k, v in data.items() if k != "batches"},
@@ -638,7 +657,8 @@ def _read_config_file(path: Path) -> dict:
 
 
 TRAIN_DEFAULTS = {"epochs": 3, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": None, "max_seq_len": 512,
-                  "packing": True, "max_train_examples": None}
+                  "packing": True, "max_train_examples": None, "eval_every": 50, "max_eval_examples": 200,
+                  "eval_batch_size": None}
 
 
 def _with_defaults(d: dict) -> dict:
@@ -679,7 +699,17 @@ def dataset_shapes(cfg: dict, model: str, sample: int = 4000) -> dict:
     for batch in loader.batches(examples, tc["batch_size"], packing=packing, shuffle=True, seed=42, epoch=0):
         shapes.append((int(batch["input_ids"].shape[0]), int(batch["input_ids"].shape[1]),
                        int((batch["labels"] != -100).sum())))
-    return {"conversations": n, "examples": int(len(examples) * scale), "tokens": int(stats.get("tokens", 0) * scale),
+    val_batches = []
+    try:
+        val = load_split(cfg["data"], "val")[: tc.get("max_eval_examples") or None]
+    except UserError:
+        val = []
+    if val:
+        val_examples, _ = loader.encode_all(val)
+        bs = tc.get("eval_batch_size") or tc["batch_size"]
+        val_batches = [tuple(b["input_ids"].shape) for b in loader.batches(val_examples, bs, packing=False,
+                                                                         shuffle=False)]
+    return {"conversations": n, "examples": int(len(examples) * scale), "val_batches": val_batches, "tokens": int(stats.get("tokens", 0) * scale),
             "label_tokens": int(stats.get("label_tokens", 0) * scale), "batches_per_epoch": math.ceil(len(shapes) * scale),
             "packing": packing, "scale": scale, "batches": shapes}
 
@@ -1150,7 +1180,9 @@ def format_estimate(e: Estimate) -> str:
                      f"({d.get('examples', 0):,} examples, {d.get('tokens', 0):,} tokens, "
                      f"{d.get('label_tokens', 0):,} answer tokens, {'packed' if d.get('packing') else 'padded'})")
         if e.total_s is not None:
-            lines.append(f"Whole run: {e.total_steps} steps, about {_human(e.total_s)}")
+            evals = (f", including {d['evals']} evaluation{'s' if d['evals'] > 1 else ''} of about "
+                     f"{_human(d['eval_s'])} each" if d.get("evals") else "")
+            lines.append(f"Whole run: {e.total_steps} steps, about {_human(e.total_s)}{evals}")
     for prob in e.problems:
         lines.append(f"Problem: {prob}")
     if e.suggestion:

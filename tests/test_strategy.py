@@ -319,6 +319,9 @@ def test_estimate_command_prints_breakdown_and_json(run_config, monkeypatch, cap
         "lora", {"target_modules": ["q_proj", "v_proj"]}).trainable
     assert doc["steps_per_epoch"] >= 1 and doc["total_steps"] == 2 * doc["steps_per_epoch"]
     assert doc["data"]["examples"] == 36  # the 90% train part of a plain file (core.data's seeded split)
+    # fewer steps than eval_every: the trainer evaluates once, at the end, on the 4 held-out conversations
+    assert doc["data"]["evals"] == 1 and doc["data"]["eval_s"] > 0
+    assert doc["total_s"] == pytest.approx(2 * doc["epoch_s"] + doc["data"]["eval_s"])
 
 
 def test_estimate_command_bad_config_exits_2(tmp_path, capsys):
