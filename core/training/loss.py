@@ -34,6 +34,9 @@ def model_inputs(batch: dict) -> dict:
     elif batch.get("position_ids") is not None:
         # Packed rows: restarting position ids make transformers' sdpa mask block-diagonal per example.
         inputs["position_ids"] = batch["position_ids"]
+        # ...but only without a KV cache: config.use_cache=True would make the model skip that detection and
+        # let packed examples attend to each other (verified in tests/data/test_loader.py).
+        inputs["use_cache"] = False
     return inputs
 
 

@@ -217,3 +217,22 @@ def test_labels_with_real_default_tokenizer(messages):
     assert learned_spans(ex, tok) == expected_spans(messages, tok)
     rendered = tok.apply_chat_template(messages, tokenize=False)
     assert tok.decode(ex["input_ids"]) == rendered
+
+
+def test_packing_needs_use_cache_false_and_the_trainer_passes_it():
+    """With the config's default use_cache=True, transformers skips the packed-sequence mask: guard against that."""
+    from core.training.loss import model_inputs
+
+    model, tok = tiny_model("tiny-llama")
+    loader = SmartDataLoader(tok, max_seq_len=512)
+    examples, _ = loader.encode_all([conv(EN, 1), conv(ZH, 2)])
+    (batch,) = list(loader.batches(examples, 1, packing=True, shuffle=False))
+    (row,) = loader.pack(examples)
+    first, second = len(examples[row[0]]["input_ids"]), examples[row[1]]["input_ids"]
+    span = slice(first, first + len(second))
+    with torch.no_grad():
+        alone = model(input_ids=torch.tensor([second]), use_cache=False).logits[0]
+        via_trainer = model(**model_inputs(batch)).logits[0, span]
+        with_cache = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0, span]
+    assert torch.allclose(alone, via_trainer, atol=1e-5)
+    assert not torch.allclose(alone, with_cache, atol=1e-3)  # documents why use_cache=False matters
