@@ -1,0 +1,227 @@
+"""The whole line in a real browser: Debian's Chromium driven by Playwright against `streamlit run app.py`.
+
+Upload a CSV, analyze, prepare, pick LoRA, train a few steps (reloading the page mid-training), see the
+curve, evaluate, chat with a streamed answer, download the adapter. A tiny model keeps it to a few minutes.
+Screenshots of every page go to docs/screenshots/ (the README shows them).
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+SHOTS = ROOT / "docs" / "screenshots"
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`streamlit run app.py` on a free port with its own workspace and a tiny base model."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api")
+    home = tmp_path_factory.mktemp("e2e") / "workspace"
+    home.mkdir()
+    # A tiny model so the test never converts SmolLM2; the Define page keeps a model set in project.json.
+    (home / "project.json").write_text(json.dumps({"base_model": "tiny-llama"}))
+    port = _free_port()
+    env = {**os.environ, "ASSISTANT_FACTORY_HOME": str(home), "PYTHONUNBUFFERED": "1"}
+    env.setdefault("ASSISTANT_FACTORY_MODELS", str(ROOT / "workspace" / "models"))
+    log = open(home.parent / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                             "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        pytest.fail("streamlit did not start: " + (home.parent / "streamlit.log").read_text()[-2000:])
+    yield {"url": url, "home": home}
+    from core.runs import list_ids  # stop any trainer the test left (in its own workspace)
+
+    os.environ["ASSISTANT_FACTORY_HOME"] = str(home)
+    try:
+        from core.runs import stop
+
+        for rid in list_ids("runs"):
+            stop(rid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1000}, accept_downloads=True)
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        yield pg
+        context.close()
+        browser.close()
+
+
+def _idle(page, timeout: float = 120) -> None:
+    """Wait until Streamlit has finished running the script (no 'Running…' status widget)."""
+    page.wait_for_timeout(300)
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"stStatusWidget\"]')",
+                           timeout=timeout * 1000)
+    page.wait_for_timeout(200)
+
+
+def _go(page, server, path: str) -> None:
+    page.goto(f"{server['url']}/{path}")
+    page.get_by_test_id("stSidebar").wait_for()
+    _idle(page)
+
+
+def _shot(page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def test_the_whole_line_in_a_browser(server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    home = server["home"]
+    # Home
+    _go(page, server, "")
+    expect(page.get_by_role("heading", name="Assistant Factory")).to_be_visible()
+    _shot(page, "0_home")
+
+    # 1 Define: an example, save, and the hello check answering from the (tiny) model
+    _go(page, server, "define")
+    page.get_by_role("button", name="Customer support").click()
+    _idle(page)
+    page.get_by_role("button", name="Save").click()
+    _idle(page)
+    expect(page.get_by_text("Saved. Reloading the page keeps these settings.")).to_be_visible()
+    page.get_by_role("button", name="Say hello").click()
+    expect(page.get_by_test_id("stChatMessage")).to_have_count(2, timeout=60_000)
+    _shot(page, "1_define")
+
+    # 2 Upload a CSV (its name is not a path: it is sanitised into the workspace)
+    csv = tmp_path / "my support FAQ (v1).csv"
+    shutil.copy(ROOT / "assets" / "samples" / "support_faq_en.csv", csv)
+    _go(page, server, "upload")
+    page.get_by_role("tab", name="Your file").click()
+    page.locator("input[type=file]").set_input_files(str(csv))
+    expect(page.get_by_text(re.compile(r"Read as .*308 conversations"))).to_be_visible(timeout=60_000)
+    _idle(page)
+    _shot(page, "2_upload")
+    uploads = list((home / "uploads").glob("*.csv"))
+    assert len(uploads) == 1 and " " not in uploads[0].name
+
+    # 3 Analyze
+    _go(page, server, "analyze")
+    expect(page.get_by_text("Quality score")).to_be_visible(timeout=120_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    _idle(page)
+    _shot(page, "3_analyze")
+
+    # 4 Prepare
+    _go(page, server, "prepare")
+    page.get_by_role("button", name="Prepare dataset").click()
+    _idle(page)
+    expect(page.get_by_text(re.compile(r"^Dataset .+"))).to_be_visible(timeout=120_000)
+    _shot(page, "4_prepare")
+    dataset = json.loads((home / "project.json").read_text())["active_dataset"]
+    assert (home / "datasets" / dataset / "splits" / "train.jsonl").exists()
+
+    # 5 Choose: LoRA with the quick preset, a handful of steps
+    _go(page, server, "choose")
+    page.get_by_text("Quick", exact=False).first.click()
+    _idle(page)
+    steps = page.get_by_label("Max steps (0 = no limit)")
+    steps.fill("12")
+    page.get_by_role("button", name="Save settings").click()
+    _idle(page)
+    expect(page.get_by_text("Settings saved.")).to_be_visible()
+    _shot(page, "5_choose")
+    assert json.loads((home / "project.json").read_text())["run_config"]["method"] == "lora"
+
+    # 6 Train: start, reload mid-training and still see the run, then the curve
+    _go(page, server, "train")
+    page.get_by_role("button", name="Start training").click()
+    run_id = None
+    for _ in range(100):
+        run_id = json.loads((home / "project.json").read_text()).get("active_run")
+        if run_id:
+            break
+        time.sleep(0.2)
+    assert run_id
+    page.reload()
+    expect(page.get_by_text(f"Run {run_id}")).to_be_visible(timeout=60_000)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=180_000)
+    expect(page.get_by_text("Training finished.")).to_be_visible(timeout=240_000)
+    _idle(page)
+    _shot(page, "6_train")
+
+    # 7 Evaluate a few test examples
+    _go(page, server, "evaluate")
+    page.get_by_label("Examples (0 = all)").fill("3")
+    page.get_by_role("button", name="Evaluate").click()
+    expect(page.get_by_text(re.compile(r"3 test examples"))).to_be_visible(timeout=300_000)
+    _idle(page)
+    _shot(page, "7_evaluate")
+    assert (home / "runs" / run_id / "eval" / "report.html").exists()
+
+    # 8 Chat: a streamed answer from the tuned model beside the base model
+    _go(page, server, "chat-export")
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill("Where is my order?")
+    box.press("Enter")
+    expect(page.get_by_test_id("stChatMessage")).to_have_count(3, timeout=120_000)
+    _idle(page)
+    _shot(page, "8_chat")
+    # Export: build the adapter zip and download it
+    page.get_by_role("tab", name="Export").click()
+    page.get_by_role("button", name="Build").first.click()
+    _idle(page)
+    with page.expect_download() as info:
+        page.get_by_role("button", name=re.compile("Download")).first.click()
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    with zipfile.ZipFile(target) as zf:
+        assert any(n.endswith("adapter_config.json") for n in zf.namelist())
+    _shot(page, "8_export")
+
+    # The same app in Chinese
+    _go(page, server, "?lang=zh")
+    expect(page.get_by_role("heading", name="助手工厂")).to_be_visible()
+    _shot(page, "9_home_zh")
