@@ -140,7 +140,7 @@ class LabelScorer:
         keep = torch.unique(pred_pos)
         out = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                          position_ids=position_ids.to(device), logits_to_keep=keep.to(device), use_cache=False)
-        logp = torch.log_softmax(out.logits.float(), dim=-1).cpu()   # (B, len(keep), V)
+        logp = torch.log_softmax(_at_least_fp32(out.logits), dim=-1).cpu()   # (B, len(keep), V)
         row_of = torch.searchsorted(keep, pred_pos)                 # which kept row predicts each node
         node_logp = logp[:, row_of, torch.tensor(trie.tokens)]     # (B, M)
         path = torch.zeros(len(trie.paths), m)
@@ -158,6 +158,11 @@ class LabelScorer:
                                                 label_ids[start:start + self.labels_per_batch]))
             rows.append(torch.cat(scores))
         return torch.stack(rows)
+
+
+def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
+    """Half-precision logits are upcast for the softmax; float64 (used by exactness tests) is kept."""
+    return t if t.dtype == torch.float64 else t.float()
 
 
 def _auto_mode(model) -> str:
@@ -185,7 +190,7 @@ def sequence_logprobs(model, tok, prompt: Sequence[int], continuations: Sequence
     for r, s in enumerate(seqs):
         ids[r, :len(s)] = torch.tensor(s)
         att[r, :len(s)] = 1
-    logits = model(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False).logits.float().cpu()
+    logits = _at_least_fp32(model(input_ids=ids.to(device), attention_mask=att.to(device), use_cache=False).logits).cpu()
     logp = torch.log_softmax(logits[:, :-1], dim=-1)
     out = []
     for r, c in enumerate(continuations):

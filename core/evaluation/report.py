@@ -53,7 +53,7 @@ class _Charts:
     def __call__(self, fig) -> str:
         fig.update_layout(margin=dict(l=40, r=20, t=40, b=40), height=360)
         out = fig.to_html(full_html=False, include_plotlyjs=self.first, include_mathjax=False,
-                          config={"displaylogo": False, "showLink": False, "responsive": True})
+                          config={"displaylogo": False, "responsive": True})
         self.first = False
         return out
 

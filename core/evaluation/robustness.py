@@ -96,7 +96,8 @@ def prompt_injection(text: str, rng: random.Random) -> str:
 
 def code_mix(text: str, rng: random.Random) -> str:
     """Chinese/English mixing: swap glossary words into the other language (about half of them, at least one)."""
-    if has_cjk(text):
+    chinese = has_cjk(text)
+    if chinese:
         spots = [m for zh in ZH_TO_EN for m in re.finditer(re.escape(zh), text)]
         table = ZH_TO_EN
     else:
@@ -104,11 +105,11 @@ def code_mix(text: str, rng: random.Random) -> str:
         table = {k.lower(): v for k, v in GLOSSARY.items()}
     spots = _non_overlapping(spots)
     if not spots:  # nothing in the glossary: mix in a short phrase of the other language instead
-        return text + (" please help" if has_cjk(text) else " 请帮忙")
+        return text + (" please help" if chinese else " 请帮忙")
     chosen = sorted(rng.sample(spots, max(1, len(spots) // 2)), key=lambda m: m.start(), reverse=True)
-    for m in chosen:
-        word = table[m.group(0) if has_cjk(text) else m.group(0).lower()]
-        pad = " " if has_cjk(text) else ""
+    for m in chosen:  # right to left so earlier match offsets stay valid
+        word = table[m.group(0) if chinese else m.group(0).lower()]
+        pad = " " if chinese else ""
         text = text[:m.start()] + pad + word + pad + text[m.end():]
     return text
 

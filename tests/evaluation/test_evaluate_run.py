@@ -1,0 +1,160 @@
+"""evaluate_run / the eval verb on a fabricated tiny run: report contents, HTML offline, errors for bad input."""
+import json
+import re
+from html.parser import HTMLParser
+
+import pytest
+
+from core.__main__ import main
+from core.errors import UserError
+from core.evaluation import evaluate_run
+from core.runs import run_dir
+from tests.evaluation.conftest import LABELS, make_run, write_qa_jsonl
+
+
+class _ExternalRefs(HTMLParser):
+    """Collects every attribute that would make a browser fetch something from another host."""
+
+    def __init__(self):
+        super().__init__()
+        self.external, self.scripts, self.inline_scripts = [], 0, 0
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "script":
+            self.scripts += 1
+            self.inline_scripts += "src" not in attrs
+        for key in ("src", "href", "data", "poster", "srcset", "action"):
+            value = (attrs.get(key) or "").strip().lower()
+            if value.startswith(("http:", "https:", "//", "ftp:")):
+                self.external.append((tag, key, value))
+
+
+def assert_offline(html: str) -> None:
+    parser = _ExternalRefs()
+    parser.feed(html)
+    assert parser.external == []
+    assert parser.scripts >= 1 and parser.inline_scripts == parser.scripts  # plotly.js is inline
+    # CSS outside plotly's bundle must not import remote fonts or sheets.
+    styles = " ".join(re.findall(r"<style[^>]*>(.*?)</style>", html, flags=re.S))
+    assert not re.search(r"@import|url\(\s*['\"]?(https?:)?//", styles)
+    # Our own markup (scripts removed) holds no URL at all.
+    markup = re.sub(r"<script[^>]*>.*?</script>", "", html, flags=re.S)
+    assert not re.search(r"https?://", markup)
+
+
+@pytest.fixture(scope="module")
+def report_and_html(tmp_path_factory):
+    import os
+
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # module fixtures run before the autouse one_thread fixture
+    home = tmp_path_factory.mktemp("ws")
+    old = os.environ.get("ASSISTANT_FACTORY_HOME")
+    os.environ["ASSISTANT_FACTORY_HOME"] = str(home / "workspace")
+    try:
+        run_id = make_run(home)
+        seen = []
+        report = evaluate_run(run_id, data=str(home / "intents.csv"), limit=6,
+                              progress=lambda f, m: seen.append((f, m)))
+        html = (run_dir(run_id) / "eval" / "report.html").read_text(encoding="utf-8")
+        on_disk = json.loads((run_dir(run_id) / "eval" / "report.json").read_text(encoding="utf-8"))
+    finally:
+        torch.set_num_threads(threads)
+        if old is None:
+            os.environ.pop("ASSISTANT_FACTORY_HOME", None)
+        else:
+            os.environ["ASSISTANT_FACTORY_HOME"] = old
+    return report, html, on_disk, seen
+
+
+def test_report_has_every_section(report_and_html):
+    report, html, on_disk, seen = report_and_html
+    assert on_disk["run_id"] == report["run_id"] and on_disk["n_test"] == 6
+    assert report["task"] == "classification" and report["labels"] == sorted(LABELS)
+    assert report["decoding"]["do_sample"] is False
+    for who in ("base", "tuned"):
+        r = report[who]
+        assert r["loss"]["loss"] > 0 and r["loss"]["perplexity"] > 1
+        assert set(r["metrics"]["classification"]) >= {"accuracy", "macro_f1", "confusion"}
+        assert r["label_scoring"]["n"] == 6 and r["label_scoring"]["mode"] == "trie"
+        assert len(r["examples"]) == 6 and all(e["scored_label"] in LABELS for e in r["examples"])
+    # base and tuned really are different models (the adapter is not zero)
+    assert report["base"]["loss"]["loss"] != report["tuned"]["loss"]["loss"]
+    metrics = [row["metric"] for row in report["comparison"]]
+    assert "accuracy (label scoring)" in metrics and "validation loss" in metrics
+    assert set(report["errors"]["tuned"]["categories"]) == {"empty", "cut_off", "repetition_loop",
+                                                           "label_not_in_set", "wrong_label"}
+    assert set(report["robustness"]["perturbations"]) == {"typos", "case", "punctuation_whitespace",
+                                                          "irrelevant_prefix", "prompt_injection", "zh_en_mixing"}
+    assert [p["name"] for p in report["performance"]] == ["base", "tuned (unmerged)", "tuned (merged LoRA)"]
+    assert all(p["peak_rss_mb"] > 0 and p["latency_p95_s"] >= p["latency_p50_s"] for p in report["performance"])
+    assert len(report["training_curves"]) == 4
+    assert seen[-1] == (1.0, "done") and all(0 <= f <= 1 for f, _ in seen)
+    for heading in ("Data quality", "Training curves", "Metrics: base vs tuned", "Error analysis", "Robustness",
+                    "Speed"):
+        assert f"<h2>{heading}</h2>" in html
+
+
+def test_report_html_opens_offline(report_and_html):
+    _, html, _, _ = report_and_html
+    assert_offline(html)
+    assert html.count("Plotly.newPlot") >= 4  # curves, metrics, confusion, robustness, speed charts
+
+
+def test_offline_check_catches_a_cdn():
+    with pytest.raises(AssertionError):
+        assert_offline('<html><script src="https://cdn.plot.ly/plotly.min.js"></script></html>')
+
+
+def test_merged_and_unmerged_give_same_answers(tmp_path):
+    from core.chat import load_run_model
+    from core.evaluation.generation import Decoding, generate_batch
+    from core.evaluation.prompts import prompt_ids
+
+    run_id = make_run(tmp_path)
+    tuned, tok, _ = load_run_model(run_id)
+    merged, _, _ = load_run_model(run_id, merged=True)
+    prompts = [prompt_ids(tok, [{"role": "user", "content": q}]) for q in ("a", "where is my card", "汇率")]
+    d = Decoding(max_new_tokens=10, batch_size=3)
+    assert generate_batch(tuned, tok, prompts, d) == generate_batch(merged, tok, prompts, d)
+
+
+def test_batched_generation_equals_one_by_one(tiny):
+    from core.evaluation.generation import Decoding, generate_batch
+    from core.evaluation.prompts import prompt_ids
+
+    model, tok = tiny
+    prompts = [prompt_ids(tok, [{"role": "user", "content": q}]) for q in ("hi", "a much longer question?", "中文")]
+    batched = generate_batch(model, tok, prompts, Decoding(max_new_tokens=12, batch_size=3))
+    single = [generate_batch(model, tok, [p], Decoding(max_new_tokens=12, batch_size=1))[0] for p in prompts]
+    assert batched == single
+    assert all(not a.finished and a.n_tokens == 12 for a in batched)  # random weights never emit the end token
+
+
+def test_eval_verb_errors(tmp_path, capsys):
+    make_run(tmp_path, run_id="no-adapter", with_adapter=False)
+    assert main(["eval", "no-adapter"]) == 2
+    assert "no trained adapter" in capsys.readouterr().err
+    run_id = make_run(tmp_path)
+    qa = write_qa_jsonl(tmp_path / "qa.jsonl")
+    assert main(["eval", run_id, "--data", str(qa)]) == 2
+    err = capsys.readouterr().err
+    assert "chat data" in err and "classification data" in err
+    with pytest.raises(UserError, match="--limit"):
+        evaluate_run(run_id, limit=0)
+
+
+def test_eval_verb_free_text_json(tmp_path, capsys):
+    qa = write_qa_jsonl(tmp_path / "qa.jsonl")
+    run_id = make_run(tmp_path, data=qa)
+    assert main(["eval", run_id, "--data", str(qa), "--json"]) == 0
+    captured = capsys.readouterr()
+    doc = json.loads(captured.out)
+    assert doc["task"] == "chat" and doc["n_test"] == 3
+    assert "different_language" in doc["errors"]["tuned"]["categories"]
+    assert {"exact_match", "token_f1", "rouge_l", "bleu", "chrf", "answer_length"} <= set(doc["tuned"]["metrics"]["text"])
+    assert "[" in captured.err and "%" in captured.err  # progress went to stderr
+    assert (run_dir(run_id) / "eval" / "report.html").exists()
