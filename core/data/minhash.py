@@ -67,12 +67,16 @@ def signatures(texts: list[str], num_perm: int = 64, k: int = 5, seed: int = 1, 
 
 
 def near_duplicate_groups(texts: list[str], threshold: float = 0.8, num_perm: int = 64, bands: int = 16,
-                          k: int = 5) -> list[list[int]]:
-    """Groups (sorted index lists, size >= 2) of texts whose estimated n-gram Jaccard similarity >= threshold."""
+                          k: int = 5, also: list[str] | None = None) -> list[list[int]]:
+    """Groups (sorted index lists, size >= 2) of texts whose estimated n-gram Jaccard similarity >= threshold.
+
+    With ``also`` (a second text per item, e.g. the answer), a pair must be similar in both.
+    """
     n = len(texts)
     if n < 2:
         return []
     sig = signatures(texts, num_perm=num_perm, k=k)
+    sig_also = signatures(also, num_perm=num_perm, k=k) if also is not None else None
     rows = num_perm // bands
     parent = list(range(n))
 
@@ -95,6 +99,8 @@ def near_duplicate_groups(texts: list[str], threshold: float = 0.8, num_perm: in
             continue
         reps, mems = group_first[members], order[members]
         similar = (sig[reps] == sig[mems]).mean(axis=1) >= threshold
+        if sig_also is not None:
+            similar &= (sig_also[reps] == sig_also[mems]).mean(axis=1) >= threshold
         for r, m in zip(reps[similar].tolist(), mems[similar].tolist()):
             ra, rb = find(r), find(m)
             if ra != rb:

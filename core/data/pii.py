@@ -76,12 +76,17 @@ def _maybe(text: str) -> bool:
     return "@" in text or _DIGITS.search(text) is not None
 
 
+def pii_values(text: str) -> list[tuple[str, str]]:
+    """(kind, matched text) of every personal-data match in ``text``."""
+    if not _maybe(text):
+        return []
+    return [(kind, text[start:end]) for start, end, kind in _matches(text)]
+
+
 def find_pii(text: str) -> dict[str, int]:
     """Counts of personal-data matches per kind in ``text``."""
-    if not _maybe(text):
-        return {}
     counts: dict[str, int] = {}
-    for _, _, kind in _matches(text):
+    for kind, _ in pii_values(text):
         counts[kind] = counts.get(kind, 0) + 1
     return counts
 

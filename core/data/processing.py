@@ -13,9 +13,8 @@ from typing import Callable, Sequence
 
 from core.errors import UserError
 
-from .minhash import near_duplicate_groups
 from .pii import mask_pii
-from .quality import TokenCounter, is_text_doc
+from .quality import TokenCounter, is_text_doc, near_duplicate_rows, prompt_and_answer
 from .text import clean_text, norm_key
 
 SPLITS = ("train", "val", "test")
@@ -87,7 +86,8 @@ class AdvancedDataProcessor:
         exact_removed = len(convs) - len(keep)
         near_removed = 0
         if near and len(keep) > 1:
-            groups = near_duplicate_groups([keys[i] for i in keep], threshold)
+            pairs = [prompt_and_answer(convs[i]) for i in keep]
+            groups = near_duplicate_rows([norm_key(p) for p, _ in pairs], [norm_key(a) for _, a in pairs], threshold)
             drop = {keep[j] for g in groups for j in g[1:]}
             near_removed = len(drop)
             keep = [i for i in keep if i not in drop]

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .minhash import near_duplicate_groups
-from .pii import find_pii
+from .pii import pii_values
 from .text import formatting_issues, norm_key, script_counts, script_from_counts
 
 DEFAULT = "default"  # sentinel: the default model's tokenizer
@@ -50,6 +50,16 @@ def resolve_tokenizer(tokenizer: Any):
 
         return load_tokenizer(DEFAULT_MODEL if tokenizer == DEFAULT else tokenizer)
     return tokenizer
+
+
+def near_duplicate_rows(prompts: list[str], answers: list[str], threshold: float) -> list[list[int]]:
+    """Groups of rows similar in their prompt AND their answer (plain documents: in their text).
+
+    Comparing the two sides separately keeps a long shared stock answer from making different questions
+    look alike, and a shared prompt from making different answers look alike.
+    """
+    primary = [p if p else a for p, a in zip(prompts, answers)]
+    return near_duplicate_groups(primary, threshold, also=answers)
 
 
 class TokenCounter:
@@ -146,7 +156,7 @@ class DataQualityAnalyzer:
             for m in c["messages"]:
                 text = m["content"]
                 if text not in facts:
-                    facts[text] = (norm_key(text), find_pii(text), formatting_issues(text), script_counts(text))
+                    facts[text] = (norm_key(text), pii_values(text), formatting_issues(text), script_counts(text))
         return facts
 
     def _tok_name(self) -> str:
@@ -205,7 +215,8 @@ class DataQualityAnalyzer:
             else:
                 first[k] = i
         uniques = list(first.values())
-        groups = near_duplicate_groups([keys[i] for i in uniques], self.near_dup_threshold)
+        groups = near_duplicate_rows([self._pa[i][0] for i in uniques], [self._pa[i][1] for i in uniques],
+                                     self.near_dup_threshold)
         near = sorted(uniques[j] for g in groups for j in g[1:])
         n = max(1, len(convs))
         self._deduct("duplicates", f"{len(exact)} exact duplicate rows (same text after normalising case, "
@@ -279,18 +290,28 @@ class DataQualityAnalyzer:
 
     def _pii(self, convs: list[dict]) -> dict:
         kinds: dict[str, list[int]] = defaultdict(list)
+        values: Counter = Counter()
         for i, c in enumerate(convs):
-            found: Counter = Counter()
-            for m in c["messages"]:
-                found.update(self._facts[m["content"]][1])
-            for kind in found:
+            found = {kind_value for m in c["messages"] for kind_value in self._facts[m["content"]][1]}
+            for kind in {k for k, _ in found}:
                 kinds[kind].append(i)
+            values.update(found)
         rows = sorted({i for idx in kinds.values() for i in idx})
-        self._deduct("pii", f"personal data in {len(rows)} rows (" +
-                     ", ".join(f"{k}: {len(v)}" for k, v in sorted(kinds.items())) + ")",
-                     self._points(len(rows) / max(1, len(convs)), 100, 15, 3), rows,
-                     "Mask it with `prepare --mask-pii` (replaces it by [EMAIL], [PHONE], [CARD], [ID]).")
-        return {"rows": len(rows), "by_kind": {k: len(v) for k, v in sorted(kinds.items())}}
+        by_kind = ", ".join(f"{k}: {len(v)}" for k, v in sorted(kinds.items()))
+        share = len(rows) / max(1, len(convs))
+        repeated = len(values) <= 3 and len(rows) >= 10
+        if repeated:  # one contact in every answer is usually the company's own, not a customer's
+            shown = ", ".join(v for (_, v), _ in values.most_common(3))
+            self._deduct("pii", f"contact data in {len(rows)} rows ({by_kind}), always the same {len(values)} "
+                         f"value(s): {shown}", self._points(share, 20, 5, 2), rows,
+                         "If these are your company's public contacts, keep them; otherwise mask them with "
+                         "`prepare --mask-pii`.")
+        else:
+            self._deduct("pii", f"personal data in {len(rows)} rows ({by_kind}; {len(values)} distinct values)",
+                         self._points(share, 100, 15, 3), rows,
+                         "Mask it with `prepare --mask-pii` (replaces it by [EMAIL], [PHONE], [CARD], [ID]).")
+        return {"rows": len(rows), "by_kind": {k: len(v) for k, v in sorted(kinds.items())},
+                "distinct_values": len(values)}
 
     def _labels(self, convs: list[dict]) -> dict:
         labels = [c.get("meta", {}).get("label") for c in convs]

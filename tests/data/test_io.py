@@ -62,8 +62,11 @@ def test_json_dict_of_pair_splits(tmp_path):
 
 def test_jsonl_skips_blank_lines(tmp_path):
     p = tmp_path / "d.jsonl"
-    p.write_text(json.dumps(ROWS[0]) + "\n\n" + json.dumps(ROWS[1]) + "\n", encoding="utf-8")
+    p.write_text(json.dumps(ROWS[0]) + "\r\n\n" + json.dumps(ROWS[1]) + "\n", encoding="utf-8")
     assert read_table(p).records == ROWS
+    odd = {"question": "line\u2028separator", "answer": "kept"}
+    p.write_text(json.dumps(odd, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_table(p).records == [odd]
 
 
 def test_parquet(tmp_path):

@@ -199,3 +199,22 @@ def test_minhash_estimates_similarity():
     sig = signatures([base, edited, other], num_perm=128)
     assert (sig[0] == sig[1]).mean() > 0.7 and (sig[0] == sig[2]).mean() < 0.1
     assert near_duplicate_groups([base, other, edited, "short", "short!"], threshold=0.7) == [[0, 2]]
+
+
+def test_pii_repeated_company_contact_is_described_as_such():
+    rows = qa_rows()
+    for i in range(0, 120, 3):
+        rows[i]["answer"] += " Write to support@example.com."
+    d = only(analyze(convs_of(rows)), "pii")
+    assert "always the same 1 value(s): support@example.com" in d["cause"] and d["count"] == 40
+    assert d["points"] <= 5
+
+
+def test_shared_stock_answer_does_not_make_questions_near_duplicates():
+    rows = qa_rows()
+    stock = sentence(random.Random(42), 60)
+    for r in rows:
+        r["answer"] = stock  # every question gets the same long answer
+    report = analyze(convs_of(rows))
+    assert report["checks"]["duplicates"]["near"] == 0
+    assert deductions(report, "diversity")
