@@ -91,16 +91,21 @@ class SmartDataLoader:
             cursor = end
         return spans
 
+    @staticmethod
+    def _label_by_offsets(ids: list[int], offsets, spans: list[tuple[int, int]]) -> list[int]:
+        """A token is learned when its character range overlaps an answer span."""
+        labels, k = [], 0
+        for tid, (s, e) in zip(ids, offsets):
+            while k < len(spans) and spans[k][1] <= s:
+                k += 1
+            inside = k < len(spans) and s < spans[k][1] and e > spans[k][0]
+            labels.append(tid if inside else IGNORE)
+        return labels
+
     def _tokenize_with_spans(self, full: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[int]]:
         if getattr(self.tok, "is_fast", False):
             enc = self.tok(full, add_special_tokens=False, return_offsets_mapping=True)
-            ids, labels, k = enc["input_ids"], [], 0
-            for tid, (s, e) in zip(ids, enc["offset_mapping"]):
-                while k < len(spans) and spans[k][1] <= s:
-                    k += 1
-                inside = k < len(spans) and s < spans[k][1] and e > spans[k][0]
-                labels.append(tid if inside else IGNORE)
-            return list(ids), labels
+            return list(enc["input_ids"]), self._label_by_offsets(enc["input_ids"], enc["offset_mapping"], spans)
         ids, labels, pos = [], [], 0  # slow tokenizers: tokenise segment by segment
         for start, end in spans + [(len(full), len(full))]:
             for (a, b), learn in (((pos, start), False), ((start, end), True)):
@@ -111,14 +116,36 @@ class SmartDataLoader:
             pos = end
         return ids, labels
 
-    def _encode_full(self, conv: dict) -> tuple[list[int], list[int]]:
+    def _rendered(self, conv: dict) -> tuple[str, list[tuple[int, int]], bool]:
+        """(text to tokenise, answer spans, is a plain document)."""
         msgs = self.messages(conv)
-        if _is_text(msgs):  # plain document: every token is learned
-            ids = self.tok(msgs[0]["content"], add_special_tokens=False)["input_ids"]
-            ids = list(ids) + ([self.eos_id] if self.eos_id is not None else [])
-            return ids, list(ids)
+        if _is_text(msgs):
+            return msgs[0]["content"], [], True
         full = self._render(msgs)
-        return self._tokenize_with_spans(full, self._spans(msgs, full))
+        return full, self._spans(msgs, full), False
+
+    def _finish_doc(self, ids: list[int]) -> tuple[list[int], list[int]]:
+        """A plain document: every token is learned, eos appended."""
+        ids = list(ids) + ([self.eos_id] if self.eos_id is not None else [])
+        return ids, list(ids)
+
+    def _encode_full(self, conv: dict) -> tuple[list[int], list[int]]:
+        text, spans, is_doc = self._rendered(conv)
+        if is_doc:
+            return self._finish_doc(self.tok(text, add_special_tokens=False)["input_ids"])
+        return self._tokenize_with_spans(text, spans)
+
+    def _encode_many(self, convs: list[dict], chunk: int = 512) -> list[tuple[list[int], list[int]]]:
+        """``_encode_full`` for many conversations, tokenising in batches (fast tokenizers)."""
+        if not getattr(self.tok, "is_fast", False):
+            return [self._encode_full(c) for c in convs]
+        out = []
+        for start in range(0, len(convs), chunk):
+            rendered = [self._rendered(c) for c in convs[start:start + chunk]]
+            enc = self.tok([r[0] for r in rendered], add_special_tokens=False, return_offsets_mapping=True)
+            for (text, spans, is_doc), ids, offsets in zip(rendered, enc["input_ids"], enc["offset_mapping"]):
+                out.append(self._finish_doc(ids) if is_doc else (list(ids), self._label_by_offsets(ids, offsets, spans)))
+        return out
 
     def _truncate(self, ids: list[int], labels: list[int]) -> tuple[list[int], list[int], dict]:
         """Fit into max_seq_len without silently dropping every answer token; flags say what was cut."""
@@ -141,8 +168,8 @@ class SmartDataLoader:
         flags["answer_truncated"] = kept < len(learned)
         return ids[start:start + limit], labels[start:start + limit], flags
 
-    def _encode(self, conv: dict) -> tuple[dict, dict]:
-        ids, labels = self._encode_full(conv)
+    def _encode(self, conv: dict, full: tuple[list[int], list[int]] | None = None) -> tuple[dict, dict]:
+        ids, labels = full if full is not None else self._encode_full(conv)
         ids, labels, flags = self._truncate(ids, labels)
         return {"input_ids": ids, "labels": labels}, flags
 
@@ -155,8 +182,8 @@ class SmartDataLoader:
         examples: list[dict] = []
         counts = {"truncated": 0, "answer_truncated": 0, "prompt_truncated": 0}
         dropped, cut_rows = [], []
-        for i, conv in enumerate(convs):
-            ex, flags = self._encode(conv)
+        for i, (conv, full) in enumerate(zip(convs, self._encode_many(convs))):
+            ex, flags = self._encode(conv, full)
             rid = conv.get("meta", {}).get("row", i + 1)
             for key, hit in flags.items():
                 counts[key] += hit
