@@ -127,8 +127,9 @@ def _plausible(fmt: str, mapping: dict[str, str], table: Table) -> bool:
             continue
         if isinstance(_first_value(table.records, col), (list, dict)):
             return False
-    if fmt == "text":  # a lone text column in a table that has other text columns is probably not plain text
-        others = [c for c in table.columns if c != mapping["text"] and isinstance(_first_value(table.records, c), str)]
+    if fmt == "text":  # a text column beside other prose columns is probably a pair we could not name
+        others = [c for c in table.columns if c != mapping["text"] and _column_profile(table, c)[2] == "str"
+                  and _column_profile(table, c)[3] >= 0.5]
         return not others or table.file_type == "txt"
     return True
 
@@ -152,7 +153,8 @@ def suggest_mapping(table: Table) -> dict[str, str] | None:
         return None
     n = min(len(table.records), 2000)
     longest = max(prose, key=lambda c: profiles[c][0])
-    labels = [c for c in strings if c != longest and profiles[c][1] <= max(2, 0.5 * n) and profiles[c][0] < 40]
+    labels = [c for c in strings if c != longest and profiles[c][1] <= max(2, 0.5 * n) and profiles[c][0] < 40
+              and (profiles[c][3] < 0.5 or profiles[c][0] < 15)]  # labels are short, rarely sentences
     if labels:
         return {"text": longest, "label": min(labels, key=lambda c: profiles[c][1])}
     others = [c for c in prose if c != longest]

@@ -83,6 +83,14 @@ def test_plain_text(tmp_path):
     assert [_roles(c) for c in convs] == [[("assistant", "Doc one.")], [("assistant", "Doc two.")]]
 
 
+def test_text_column_beside_ids_is_plain_text(tmp_path):
+    convs, info = _load(tmp_path, [{"id": "a1", "text": "A whole document here."},
+                                   {"id": "a2", "text": "Another document, longer."}])
+    assert info["format"] == "text" and convs[1]["meta"]["id"] == "a2"
+    with pytest.raises(UserError, match="--map question=body --map answer=text"):
+        _load(tmp_path, [{"text": "A whole long document here.", "body": "Some other prose here."}])
+
+
 def test_turns_column_and_self_instruct_instances(tmp_path):
     convs, info = _load(tmp_path, [{"id": "x", "turns": [{"role": "user", "content": "a"},
                                                           {"role": "assistant", "content": "b"}]}])
