@@ -72,8 +72,9 @@ def _run(tmp: Path, quick: bool) -> dict:
                 mask_pii=True, dedupe=True, model=tok, name="bench-clinc")
     # the processor's steps alone, for the breakdown
     proc = AdvancedDataProcessor(seed=42)
-    for step, fn in (("  clean", proc.clean), ("  mask_pii", proc.mask_pii), ("  dedupe (exact + MinHash)", proc.dedupe),
-                     ("  split (stratified)", proc.split)):
+    steps = (("  clean", proc.clean), ("  mask_pii", proc.mask_pii), ("  dedupe (exact + MinHash)", proc.dedupe),
+             ("  split (stratified)", proc.split))
+    for step, fn in steps:
         out = _timed(results, step, fn, convs)
         convs = out if isinstance(out, list) else convs
     total = sum(s for phase, s in results if not phase.startswith("  "))

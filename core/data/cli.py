@@ -6,7 +6,7 @@ from typing import Any
 
 from core.errors import UserError
 
-from .dataset import _analyzer, prepare_dataset
+from .dataset import make_analyzer, prepare_dataset
 from .quality import DEFAULT
 from .schema import load_conversations
 
@@ -53,7 +53,7 @@ def _print_report(info: dict, report: dict) -> None:
 def analyze_command(args) -> int:
     """Detect, normalise and print the quality report (``--json``: one JSON document)."""
     convs, info = load_conversations(args.data, format=args.format, mapping=parse_map(args.map))
-    analyzer, note = _analyzer(_model_arg(args.model), args.max_seq_len)
+    analyzer, note = make_analyzer(_model_arg(args.model), args.max_seq_len)
     report = analyzer.analyze(convs, info)
     if note:
         report["notes"] = [note]

@@ -46,7 +46,7 @@ def safe_filename(name: str) -> str:
     return f"{slugify(stem, 'upload')}{ext.lower()}"
 
 
-def _analyzer(model: Any, max_seq_len: int) -> tuple[DataQualityAnalyzer, str | None]:
+def make_analyzer(model: Any, max_seq_len: int) -> tuple[DataQualityAnalyzer, str | None]:
     """The analyzer with the requested tokenizer; the default model falling back to approximate counts."""
     try:
         return DataQualityAnalyzer(tokenizer=model, max_seq_len=max_seq_len), None
@@ -71,7 +71,7 @@ def prepare_dataset(path, *, format: str | None = None, mapping: dict[str, str] 
         if dataset_dir(name).exists():
             raise UserError(f"A dataset named {name!r} already exists; choose another --name or delete it first.")
     convs, info = load_conversations(path, format=format, mapping=mapping)
-    analyzer, note = _analyzer(model, max_seq_len)
+    analyzer, note = make_analyzer(model, max_seq_len)
     dataset_id = name or new_id(Path(path).stem)
     final = dataset_dir(dataset_id)
     tmp = kind_dir("datasets") / f".tmp-{dataset_id}-{secrets.token_hex(3)}"

@@ -24,7 +24,8 @@ ALIASES = {".ndjson": ".jsonl", ".tab": ".tsv", ".text": ".txt", ".md": ".txt", 
 DEFAULT_MAX_MB = 200.0
 # Magic numbers of common binary files, to refuse e.g. a PDF renamed to .csv with a precise message.
 MAGIC = {b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive (or an Excel/Word file)", b"\x89PNG": "a PNG image",
-         b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"PAR1": "a Parquet file", b"\x1f\x8b": "a gzip archive",
+         b"\xff\xd8\xff": "a JPEG image", b"GIF8": "a GIF image", b"PAR1": "a Parquet file",
+         b"\x1f\x8b": "a gzip archive",
          b"\xd0\xcf\x11\xe0": "an old Office (.xls/.doc) file", b"SQLite format 3": "an SQLite database",
          b"\x7fELF": "a program (ELF binary)"}
 _CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\u3400-\u4dbf\uff00-\uffef]")

@@ -144,7 +144,8 @@ class SmartDataLoader:
             rendered = [self._rendered(c) for c in convs[start:start + chunk]]
             enc = self.tok([r[0] for r in rendered], add_special_tokens=False, return_offsets_mapping=True)
             for (text, spans, is_doc), ids, offsets in zip(rendered, enc["input_ids"], enc["offset_mapping"]):
-                out.append(self._finish_doc(ids) if is_doc else (list(ids), self._label_by_offsets(ids, offsets, spans)))
+                out.append(self._finish_doc(ids) if is_doc
+                           else (list(ids), self._label_by_offsets(ids, offsets, spans)))
         return out
 
     def _truncate(self, ids: list[int], labels: list[int]) -> tuple[list[int], list[int], dict]:

@@ -64,7 +64,8 @@ class AdvancedDataProcessor:
         out = []
         for c in convs:
             msgs = [m for m in c["messages"] if m["content"].strip()]
-            if any(m["role"] == "assistant" for m in msgs) and (is_text_doc(c) or any(m["role"] == "user" for m in msgs)):
+            has_user = is_text_doc(c) or any(m["role"] == "user" for m in msgs)
+            if has_user and any(m["role"] == "assistant" for m in msgs):
                 out.append({**c, "messages": msgs})
         self._log("drop_empty", len(convs), len(out))
         return out

@@ -69,7 +69,7 @@ def _list_of_dicts_with(value: Any, keys: tuple[str, str]) -> bool:
 
 
 def _structured_columns(table: Table) -> dict[str, str]:
-    """Columns whose values are chat lists: {'messages': col} for role/content, {'conversations': col} for from/value."""
+    """Chat-list columns: {'messages': col} (role/content), {'conversations': col} (from/value), 'instances'."""
     found: dict[str, str] = {}
     for col in table.columns:
         value = _first_value(table.records, col)
@@ -171,7 +171,8 @@ def no_format_message(table: Table) -> str:
     """The 'nothing fits' message: columns found, names expected, a suggested mapping."""
     name = table.source.rsplit("/", 1)[-1] or "the file"
     cols = ", ".join(table.columns) or "(none)"
-    parts = [f"Could not tell the data format of {name}. Columns found: {cols}. Expected column names: {EXPECTED_HELP}."]
+    parts = [f"Could not tell the data format of {name}. Columns found: {cols}. "
+             f"Expected column names: {EXPECTED_HELP}."]
     list_cols = [c for c in table.columns if isinstance(_first_value(table.records, c), list)]
     for col in list_cols:
         value = _first_value(table.records, col)
@@ -286,7 +287,8 @@ def _builders() -> dict[str, Callable[[dict, dict, int], list[list[dict]]]]:
         if "instances" in m:
             out = []
             for inst in rec.get(m["instances"]) or []:
-                user = g(rec, m, "instruction") + (f"\n\n{_text(inst.get('input'))}" if _text(inst.get("input")) else "")
+                inp = _text(inst.get("input"))
+                user = g(rec, m, "instruction") + (f"\n\n{inp}" if inp.strip() else "")
                 out.append(head + [{"role": "user", "content": user},
                                    {"role": "assistant", "content": _text(inst.get("output"))}])
             return out
