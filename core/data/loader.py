@@ -25,6 +25,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from core.errors import UserError
+
 IGNORE = -100
 END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>", "<|eot|>")
 
@@ -121,7 +123,16 @@ class SmartDataLoader:
         msgs = self.messages(conv)
         if _is_text(msgs):
             return msgs[0]["content"], [], True
-        full = self._render(msgs)
+        if not getattr(self.tok, "chat_template", None):
+            raise UserError("This model's tokenizer has no chat template, so conversations cannot be formatted. "
+                            "Choose an instruct/chat model (e.g. the default), or use plain-text data.")
+        try:
+            full = self._render(msgs)
+        except Exception as exc:  # noqa: BLE001 - jinja errors raised by the template itself (e.g. no system role)
+            row = conv.get("meta", {}).get("row", "?")
+            raise UserError(f"The model's chat template refused conversation row {row}: {exc}. Templates of some "
+                            "models reject a system prompt or require user/assistant turns to alternate; remove "
+                            "the system prompt or fix that row.") from None
         return full, self._spans(msgs, full), False
 
     def _finish_doc(self, ids: list[int]) -> tuple[list[int], list[int]]:

@@ -236,3 +236,18 @@ def test_packing_needs_use_cache_false_and_the_trainer_passes_it():
         with_cache = model(input_ids=batch["input_ids"], position_ids=batch["position_ids"]).logits[0, span]
     assert torch.allclose(alone, via_trainer, atol=1e-5)
     assert not torch.allclose(alone, with_cache, atol=1e-3)  # documents why use_cache=False matters
+
+
+def test_template_errors_become_user_errors():
+    from core.errors import UserError
+
+    tok = tiny_tokenizer()
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'system' %}"
+                         "{{ raise_exception('System role not supported') }}{% endif %}{{ m['content'] }}{% endfor %}")
+    with pytest.raises(UserError, match="row 7.*System role not supported.*remove the system prompt"):
+        SmartDataLoader(tok, system_prompt="Be nice.").encode(conv(EN, 7))
+    tok.chat_template = None
+    with pytest.raises(UserError, match="no chat template"):
+        SmartDataLoader(tok).encode(conv(EN))
+    doc = SmartDataLoader(tok).encode(conv([{"role": "assistant", "content": "plain text works"}]))
+    assert tok.decode(doc["input_ids"]) == "plain text works<|im_end|>"
