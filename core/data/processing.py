@@ -14,8 +14,8 @@ from typing import Callable, Sequence
 from core.errors import UserError
 
 from .pii import mask_pii
-from .quality import TokenCounter, is_text_doc, near_duplicate_rows, prompt_and_answer
-from .text import clean_text, norm_key
+from .quality import TokenCounter, conversation_keys, is_text_doc, near_duplicate_rows
+from .text import clean_text
 
 SPLITS = ("train", "val", "test")
 
@@ -79,7 +79,7 @@ class AdvancedDataProcessor:
 
     def dedupe(self, convs: list[dict], near: bool = True, threshold: float = 0.8) -> list[dict]:
         """Drop exact duplicates (normalised text) and, with ``near``, MinHash near-duplicates; keeps first copies."""
-        keys = ["\x1f".join(norm_key(m["content"]) for m in c["messages"]) for c in convs]
+        keys, prompts, answers = conversation_keys(convs)
         seen: dict[str, int] = {}
         for i, k in enumerate(keys):
             seen.setdefault(k, i)
@@ -87,8 +87,7 @@ class AdvancedDataProcessor:
         exact_removed = len(convs) - len(keep)
         near_removed = 0
         if near and len(keep) > 1:
-            pairs = [prompt_and_answer(convs[i]) for i in keep]
-            groups = near_duplicate_rows([norm_key(p) for p, _ in pairs], [norm_key(a) for _, a in pairs], threshold)
+            groups = near_duplicate_rows([prompts[i] for i in keep], [answers[i] for i in keep], threshold)
             drop = {keep[j] for g in groups for j in g[1:]}
             near_removed = len(drop)
             keep = [i for i in keep if i not in drop]

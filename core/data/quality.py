@@ -52,6 +52,29 @@ def resolve_tokenizer(tokenizer: Any):
     return tokenizer
 
 
+def conversation_keys(convs: list[dict], key_of=None) -> tuple[list[str], list[str], list[str]]:
+    """Normalised (whole conversation, prompt = everything before the last answer, last answer) keys."""
+    memo: dict[str, str] = {}
+
+    def key(text: str) -> str:
+        if key_of is not None:
+            return key_of(text)
+        found = memo.get(text)
+        if found is None:
+            found = memo[text] = norm_key(text)
+        return found
+
+    whole, prompts, answers = [], [], []
+    for c in convs:
+        msgs = c["messages"]
+        keys = [key(m["content"]) for m in msgs]
+        last = max((j for j, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
+        whole.append("\x1f".join(keys))
+        prompts.append(" ".join(keys if last is None else keys[:last]).strip())
+        answers.append("" if last is None else keys[last])
+    return whole, prompts, answers
+
+
 def near_duplicate_rows(prompts: list[str], answers: list[str], threshold: float) -> list[list[int]]:
     """Groups of rows similar in their prompt AND their answer (plain documents: in their text).
 
@@ -129,8 +152,8 @@ class DataQualityAnalyzer:
         self._ids = [row_id(c, i) for i, c in enumerate(convs)]
         fmt = info.get("format")
         self._facts = self._message_facts(convs)
-        self._keys = [[self._facts[m["content"]][0] for m in c["messages"]] for c in convs]
-        self._pa = [self._split_keys(c, i) for i, c in enumerate(convs)]
+        self._whole, prompts, answers = conversation_keys(convs, key_of=lambda t: self._facts[t][0])
+        self._pa = list(zip(prompts, answers))
         checks = {
             "size": self._size(convs),
             "empty": self._empty(convs),
@@ -206,7 +229,7 @@ class DataQualityAnalyzer:
         return {"empty_fields": len(empty), "no_answer": len(no_answer), "ends_with_user": len(trailing_user)}
 
     def _duplicates(self, convs: list[dict]) -> dict:
-        keys = ["\x1f".join(k) for k in self._keys]
+        keys = self._whole
         first: dict[str, int] = {}
         exact = []
         for i, k in enumerate(keys):
@@ -250,13 +273,6 @@ class DataQualityAnalyzer:
     def _prompt_answer_keys(self, conv: dict, i: int) -> tuple[str, str]:
         """Normalised keys of (everything before the last assistant turn, that turn)."""
         return self._pa[i]
-
-    def _split_keys(self, conv: dict, i: int) -> tuple[str, str]:
-        msgs, keys = conv["messages"], self._keys[i]
-        last = max((j for j, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
-        if last is None:
-            return " ".join(keys).strip(), ""
-        return " ".join(keys[:last]).strip(), keys[last]
 
     def _lengths(self, convs: list[dict]) -> dict:
         lengths = TokenCounter(self.tokenizer).lengths(convs)
