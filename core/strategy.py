@@ -11,7 +11,18 @@ Three parts:
   hyperparameters, plain-word reasons and the runner-up (with why it lost) out. Never a config that does not fit.
 * :func:`fit_check` — the problems of a config on this machine and the smallest change that makes it fit.
 
-The CLI face is ``python -m core estimate --config RUN.yaml [--json]`` (:func:`estimate_command`).
+The CLI face is ``python -m core estimate --config RUN.yaml [--json]`` (:func:`estimate_command`)::
+
+    from core.strategy import ResourceEstimator, StrategySelector, fit_check
+    est = ResourceEstimator("smollm2-135m-instruct")            # this machine (benchmarked once, cached)
+    est.parameters("lora", {"r": 8})                             # ParamCount(trainable=..., total=..., ...)
+    est.memory("full", batch_size=4, seq_len=512).breakdown      # bytes per part; .fits against the budget
+    est.estimate(config_dict_or_TrainingConfig)                  # params + memory + time per step/epoch/run
+    rec = StrategySelector().recommend("knowledge_qa", 3000, quality=quality_json, time_budget_s=3600)
+    rec.method, rec.params, rec.train, rec.reasons, rec.runner_up, rec.to_config("my-dataset")
+    fit_check(config).suggestion                                 # e.g. {"train.batch_size": 2, "train.grad_accum": 4}
+
+Memory is modelled for float32 training on the CPU (measured peak RSS) and, uncalibrated, on a CUDA GPU.
 """
 from __future__ import annotations
 
@@ -362,33 +373,56 @@ def _method_shape(net, cfg) -> MethodShape:
 
 
 # ================================================================ the loss: logits for all tokens or labels only?
-@functools.lru_cache(maxsize=1)
-def loss_logits_mode() -> str:
-    """"all" if core.training.loss computes logits for every position, "labels" if only for labelled ones.
+@dataclass(frozen=True)
+class LossProfile:
+    """How the trainer's loss spends memory and time on the output head."""
 
-    Found by running the real loss once on the tiny model and counting the rows its output head sees, so the
-    estimate follows the trainer whichever way it is written.
-    """
+    mode: str                    # "all": logits for every position; "labels": only where the next token is a label
+    chunk: Optional[int] = None  # rows of logits alive at once (chunked cross-entropy), None = all at once
+    recompute: bool = False      # chunks are recomputed in backward (activation checkpointing)
+
+
+@functools.lru_cache(maxsize=1)
+def loss_profile() -> LossProfile:
+    """Found by running ``core.training.loss.causal_lm_loss`` once on the tiny model and watching its output head,
+    so the estimate follows the trainer whichever way its loss is written."""
     try:
         from core.models import tiny_model
-        from core.training.loss import causal_lm_loss
+        from core.training import loss as loss_module
     except ImportError:
-        return "all"
+        return LossProfile("all")
     model, _ = tiny_model("tiny-llama")
     seen = []
     head = model.get_output_embeddings()
     handle = head.register_forward_hook(lambda m, i, o: seen.append(o.shape[:-1].numel()))
-    ids = torch.randint(0, 200, (2, 32))
+    ids = torch.randint(0, 200, (2, 32), generator=torch.Generator().manual_seed(0))  # leave the global RNG alone
     labels = torch.full_like(ids, -100)
     labels[:, -4:] = ids[:, -4:]
     try:
         with torch.no_grad():
-            causal_lm_loss(model, {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)})
+            loss_module.causal_lm_loss(model, {"input_ids": ids, "labels": labels,
+                                               "attention_mask": torch.ones_like(ids)})
     except Exception:  # noqa: BLE001 - an unexpected loss signature: assume the expensive case
-        return "all"
+        return LossProfile("all")
     finally:
         handle.remove()
-    return "labels" if seen and seen[0] < ids.numel() else "all"
+    # No call of the head module with every row means the loss projects selected hidden states itself.
+    if seen and seen[0] >= ids.numel() - ids.shape[0]:
+        return LossProfile("all")
+    chunk = getattr(loss_module, "CE_CHUNK", None)
+    return LossProfile("labels", chunk=chunk, recompute=chunk is not None)
+
+
+def loss_logits_mode() -> str:
+    """"all" or "labels" (see :func:`loss_profile`)."""
+    return loss_profile().mode
+
+
+def _logit_rows(tokens: int, label_tokens: Optional[int]) -> int:
+    """Rows of the output head per micro-batch: every token, or the labelled ones (half when unknown)."""
+    if loss_profile().mode == "all":
+        return tokens
+    return min(tokens, label_tokens) if label_tokens is not None else tokens // 2
 
 
 # ================================================================ estimates
@@ -506,18 +540,18 @@ class ResourceEstimator:
         """Peak memory of training: framework, weights, gradients, AdamW states, activations, loss buffers.
 
         ``label_tokens``: labelled tokens in the largest batch (only matters when the loss computes logits for
-        labelled positions only); ``masked``: whether batches carry an attention mask (padding, not packing).
+        labelled positions only); ``masked``: whether batches carry an attention mask — padded batches and packed
+        rows of several examples both do (a block-diagonal mask); only one example per row goes without.
         """
         count, _ = self._meta(method, params)
         if masked is None:
-            masked = method == "prefix"  # the trainer packs (no mask) except for prefix tuning
+            masked = True
         tokens = batch_size * seq_len
         floats = sum(self.activation_floats(method, params, seq_len, masked).values())
         activations = floats * tokens * BYTES * (1 + CAL["activation_slack"])
-        rows = tokens if loss_logits_mode() == "all" or label_tokens is None else min(tokens, label_tokens)
-        if loss_logits_mode() == "labels" and label_tokens is None:
-            rows = tokens // 2  # unknown data: assume half the tokens are answers
-        logits = CAL["logits_buffers"] * rows * self.arch.vocab * BYTES
+        rows = _logit_rows(tokens, label_tokens)
+        alive = min(rows, loss_profile().chunk or rows)  # a chunked loss holds one chunk of logits at a time
+        logits = CAL["logits_buffers"] * alive * self.arch.vocab * BYTES + rows * self.arch.hidden * BYTES
         cuda = self.machine.device == "cuda"
         framework = (CAL["gpu_framework_mb"] if cuda else self.speed.framework_mb + CAL["misc_mb"]) * MiB
         breakdown = {
@@ -544,7 +578,8 @@ class ResourceEstimator:
         head = 2 * a.hidden * a.vocab                           # output projection per logit row
         grad_layers = shape.trainable_blocks if method == "freeze" else a.layers
         fwd = tokens * a.layers * (lin + attn + extra) + logit_rows * head
-        bwd_in = tokens * grad_layers * (lin + 2 * attn + extra) + logit_rows * head
+        recompute = logit_rows * head if loss_profile().recompute else 0  # checkpointed head runs again
+        bwd_in = tokens * grad_layers * (lin + 2 * attn + extra) + logit_rows * head + recompute
         weight_share = {"full": 1.0, "freeze": shape.trainable_blocks / a.layers}.get(method, 0.0)
         bwd_w = tokens * a.layers * (lin * weight_share + extra) + (logit_rows * head if method == "full" else 0)
         return {"forward": fwd, "backward (inputs)": bwd_in, "backward (weights)": bwd_w}
@@ -553,16 +588,16 @@ class ResourceEstimator:
                   masked: Optional[bool] = None) -> StepTime:
         """Seconds for one optimizer step over micro-batches given as (batch, seq_len, label_tokens)."""
         if masked is None:
-            masked = method == "prefix"
+            masked = True
         count, _ = self._meta(method, params)
         speed, total_flops, tokens, act_bytes = self.speed, 0.0, 0, 0.0
         for b, t, labels in batches:
-            rows = b * t if loss_logits_mode() == "all" else max(1, labels)
+            rows = _logit_rows(b * t, labels)
             total_flops += sum(self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows,
                                           masked=masked).values())
             tokens += b * t
             floats = sum(self.activation_floats(method, params, t, masked).values())
-            act_bytes += (floats * b * t + 3 * rows * self.arch.vocab) * BYTES
+            act_bytes += (floats * b * t + 3 * rows * self.arch.vocab * (2 if loss_profile().recompute else 1)) * BYTES
         gflops = speed.matmul_gflops * CAL["matmul_efficiency"] * 1e9
         bandwidth = speed.bandwidth_gbs * 1e9
         breakdown = {
@@ -574,12 +609,13 @@ class ResourceEstimator:
         return StepTime(seconds=sum(breakdown.values()), breakdown=breakdown, flops=total_flops, tokens=tokens)
 
     def forward_time(self, method: str, params: Optional[dict], *, batches: list[tuple[int, int]]) -> float:
-        """Seconds of no-grad forward passes (evaluation) over (batch, seq_len) batches, logits for all tokens."""
+        """Seconds of no-grad forward passes of the loss (evaluation) over (batch, seq_len) batches."""
         seconds = 0.0
         for b, t in batches:
-            fwd = self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=b * t, masked=True)["forward"]
+            rows = _logit_rows(b * t, None)
+            fwd = self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows, masked=True)["forward"]
             seconds += fwd / (self.speed.matmul_gflops * CAL["matmul_efficiency"] * 1e9)
-            seconds += 3 * b * t * self.arch.vocab * BYTES / (self.speed.bandwidth_gbs * 1e9)  # softmax passes
+            seconds += 3 * rows * self.arch.vocab * BYTES / (self.speed.bandwidth_gbs * 1e9)  # softmax passes
             seconds += CAL["per_layer_overhead_s"] * self.arch.layers / 3  # forward only: a third of the calls
         return seconds
 
@@ -589,7 +625,7 @@ class ResourceEstimator:
         cfg = normalize_config(config)
         method, params, tc = cfg["method"], cfg.get(cfg["method"]) or {}, cfg["train"]
         count = self.parameters(method, params)
-        masked = method == "prefix" or not tc["packing"]
+        masked = True  # padded batches and packed rows of several examples both carry an attention mask
         data = dataset_shapes(cfg, self.model) if with_data and cfg.get("data") else {}
         B, T = tc["batch_size"], tc["max_seq_len"]
         if data.get("batches"):
@@ -740,7 +776,7 @@ def _set(cfg: dict, dotted: str, value) -> dict:
 def _config_memory(est: ResourceEstimator, cfg: dict) -> int:
     tc, method = cfg["train"], cfg["method"]
     return est.memory(method, cfg.get(method) or {}, batch_size=tc["batch_size"], seq_len=tc["max_seq_len"],
-                      masked=method == "prefix" or not tc["packing"]).total
+                      masked=True).total
 
 
 def fit_check(config: Any, estimator: Optional[ResourceEstimator] = None) -> FitReport:
@@ -1023,9 +1059,7 @@ class StrategySelector:
         return float(lengths.get("mean") or TYPICAL_TOKENS[task])
 
     def _fits(self, choice: Choice, batch: int, seq: int) -> bool:
-        masked = choice.method == "prefix"
-        return self.estimator.memory(choice.method, choice.params, batch_size=batch, seq_len=seq,
-                                     masked=masked).fits
+        return self.estimator.memory(choice.method, choice.params, batch_size=batch, seq_len=seq).fits
 
     def _run_time(self, choice: Choice, n: int, batch: int, seq: int, mean_tokens: float,
                   epochs: float) -> tuple[float, float, int]:
@@ -1038,8 +1072,7 @@ class StrategySelector:
             rows = max(1, math.ceil(n * min(mean_tokens, seq) / width * 1.05))
         steps = max(1, math.ceil(rows / batch))
         step = self.estimator.step_time(choice.method, choice.params,
-                                        batches=[(batch, width, batch * width // 2)],
-                                        masked=choice.method == "prefix").seconds
+                                        batches=[(batch, width, batch * width // 2)]).seconds
         return step, step * steps, steps
 
     def _blocker(self, choice: Choice, n: int, seq: int, mean_tokens: float,
@@ -1153,7 +1186,7 @@ def _human(seconds: float) -> str:
 def estimate_command(args) -> int:
     """``python -m core estimate --config RUN.yaml [--json]``: parameters, memory and time for a run config."""
     cfg = normalize_config(args.config)
-    est = ResourceEstimator(cfg["model"])
+    est = ResourceEstimator(cfg["model"], machine=Machine.detect(cfg["train"].get("device", "auto")))
     result = est.estimate(cfg)
     if getattr(args, "json", False):
         print(json.dumps(result.to_dict(), indent=2, default=str))
