@@ -192,7 +192,7 @@ def no_format_message(table: Table) -> str:
 
 # ---------------------------------------------------------------- explicit mappings
 def resolve_mapping(table: Table, fmt: str | None, mapping: dict[str, str] | None) -> tuple[str, dict[str, str]]:
-    """Apply a user's ``format`` and/or ``{field: column}`` mapping; fill the rest by detection."""
+    """Apply a user's ``format`` and/or ``{field: column}`` mapping; missing required fields are found by name."""
     if fmt is not None and fmt not in FORMATS:
         raise UserError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)} (or leave it out to detect).")
     if not mapping:
@@ -219,16 +219,34 @@ def resolve_mapping(table: Table, fmt: str | None, mapping: dict[str, str] | Non
     unknown = [f for f in mapping if f not in known]
     if unknown:
         raise UserError(f"Unknown mapping field(s) {', '.join(unknown)}; fields are: {', '.join(sorted(known))}.")
-    candidates = [fmt] if fmt else [f for f in ("alpaca", "prompt_completion", "qa", "messages", "sharegpt",
-                                                 "classification", "text") if all(r in mapping for r in REQUIRED[f])]
-    if "instruction" in mapping and "instances" in mapping and not fmt:
-        candidates = ["alpaca"]
-    if not candidates or not (all(r in mapping for r in REQUIRED[candidates[0]])
-                              or (candidates[0] == "alpaca" and "instances" in mapping)):
-        want = fmt or "a format"
-        raise UserError(f"The mapping {mapping!r} does not give every field {want} needs. Required fields per "
-                        f"format: " + "; ".join(f"{f}: {'+'.join(r)}" for f, r in REQUIRED.items()) + ".")
-    return candidates[0], mapping
+    if "instruction" in mapping and "instances" in mapping and fmt in (None, "alpaca"):
+        return "alpaca", mapping
+    order = [fmt] if fmt else ["alpaca", "prompt_completion", "qa", "messages", "sharegpt", "classification", "text"]
+    for candidate in order:
+        completed = _complete(candidate, mapping, table.columns)
+        if completed:
+            return candidate, completed
+    want = fmt or "a format"
+    raise UserError(f"The mapping {mapping!r} does not give every field {want} needs (and the missing ones could not "
+                    "be found by name). Required fields per format: "
+                    + "; ".join(f"{f}: {'+'.join(r)}" for f, r in REQUIRED.items()) + ".")
+
+
+def _complete(fmt: str, mapping: dict[str, str], columns: list[str]) -> dict[str, str] | None:
+    """The mapping with the format's missing required fields found by name, if it concerns this format at all."""
+    fields = set(REQUIRED[fmt]) | set(OPTIONAL[fmt])
+    if not set(mapping) & fields:
+        return None
+    used = set(mapping.values())
+    out = dict(mapping)
+    for field in REQUIRED[fmt]:
+        if field not in out:
+            col = _find(columns, field, used)
+            if col is None:
+                return None
+            out[field] = col
+            used.add(col)
+    return out
 
 
 # ---------------------------------------------------------------- normalisation

@@ -112,6 +112,10 @@ def test_explicit_mapping_and_forced_format(tmp_path):
     convs, info = _load(tmp_path, [{"text": "a b", "label": "x"}], format="qa",
                         mapping={"question": "text", "answer": "label"})
     assert info["format"] == "qa"
+    convs, info = _load(tmp_path, [{"text": "hello there", "intent": "greet"}], mapping={"label": "intent"})
+    assert info["format"] == "classification" and info["mapping"] == {"label": "intent", "text": "text"}
+    with pytest.raises(UserError, match="could not\nbe found|could not be found"):
+        _load(tmp_path, rows, mapping={"answer": "intent"})
     with pytest.raises(UserError, match="needs columns for question \\+ answer"):
         _load(tmp_path, rows, format="qa")
     with pytest.raises(UserError, match="does not have.*Columns found: utt, intent"):
