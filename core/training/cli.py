@@ -69,6 +69,9 @@ def train_command(args) -> int:
         finally:
             if lock is not None:
                 lock.release()
+        if state == "failed" and ctx.is_main:
+            print(f"error: the run failed: {(runs.read_json(folder / 'status.json') or {}).get('error')}",
+                  file=sys.stderr)
         return 0 if state in ("completed", "stopped") else 1
     finally:
         D.cleanup(ctx)

@@ -201,6 +201,9 @@ class AdvancedTrainer:
             min_lr_ratio=tc.min_lr_ratio, max_grad_norm=tc.max_grad_norm)
         self._say(f"optimizer: AdamW peak lr {self.optimizer.base_lr:g} ({'recommended for ' + self.config.method if tc.lr is None else 'from config'}), "
               f"{tc.scheduler} schedule, {self.optimizer.warmup_steps} warmup steps")
+        if self.ctx.is_main:  # half-written checkpoints of a killed process are never loaded; clear them
+            for stale in (self.run_dir / CHECKPOINTS).glob(".*step-*"):
+                shutil.rmtree(stale, ignore_errors=True)
         if self.resume and latest_checkpoint(self.run_dir) is not None:
             self._load_checkpoint(latest_checkpoint(self.run_dir))
         elif self.ctx.is_main:
