@@ -43,7 +43,8 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--dedupe", action="store_true", help="drop exact and near duplicates")
     p.add_argument("--clean", action="store_true", help="normalise whitespace, strip control characters and HTML")
     p.add_argument("--mask-pii", action="store_true", help="replace e-mails, phones, cards and ids by placeholders")
-    p.add_argument("--split", default="0.8,0.1,0.1", help="train,val,test fractions")
+    p.add_argument("--split", default="0.8,0.1,0.1",
+                   help="train,val,test fractions, or 'source' to keep the file's own splits")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--name", help="dataset id (default: from the file name)")
     p.add_argument("--model", default=None, help="tokenizer for the quality report (default: the default model; "

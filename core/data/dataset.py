@@ -98,7 +98,8 @@ def prepare_dataset(path, *, format: str | None = None, mapping: dict[str, str] 
                            **{part: len(parts[part]) for part in SPLITS}},
                 "operations": processor.operations, "options": {"dedupe": dedupe, "clean": clean,
                                                                 "mask_pii": mask_pii},
-                "seed": seed, "split": list(fractions), "quality_score": report["score"], "lineage": lineage,
+                "seed": seed, "split": fractions if isinstance(fractions, str) else list(fractions),
+                "quality_score": report["score"], "lineage": lineage,
                 "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
         meta["drift_warnings"] = DataQualityMonitor().record(lineage, dataset_id, report)
         atomic_write_json(tmp / "meta.json", meta)

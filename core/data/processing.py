@@ -20,8 +20,22 @@ from .text import clean_text
 SPLITS = ("train", "val", "test")
 
 
-def parse_split(value: str | Sequence[float]) -> tuple[float, float, float]:
-    """'0.8,0.1,0.1' or a 3-sequence -> fractions that sum to 1, or UserError."""
+SOURCE = "source"  # keep the splits the file itself defines (meta.split, e.g. CLINC150's train/val/test)
+
+
+def source_split_name(name: str) -> str | None:
+    """A source split name -> train/val/test, or None (e.g. CLINC150's oos_* parts map by their suffix)."""
+    low = name.lower()
+    for part, hints in (("train", ("train",)), ("val", ("val", "dev", "valid")), ("test", ("test", "eval"))):
+        if any(h in low for h in hints):
+            return part
+    return None
+
+
+def parse_split(value: str | Sequence[float]) -> tuple[float, float, float] | str:
+    """'0.8,0.1,0.1' or a 3-sequence -> fractions that sum to 1; 'source' stays 'source'; else UserError."""
+    if isinstance(value, str) and value.strip().lower() == SOURCE:
+        return SOURCE
     try:
         parts = [float(x) for x in (value.split(",") if isinstance(value, str) else value)]
     except (TypeError, ValueError):
@@ -36,7 +50,8 @@ def parse_split(value: str | Sequence[float]) -> tuple[float, float, float]:
     if parts and parts[0] <= 0:
         problems.append("the train fraction must be above 0")
     if problems:
-        raise UserError(f"--split {value!r}: " + "; ".join(problems) + ". Example: 0.8,0.1,0.1.")
+        raise UserError(f"--split {value!r}: " + "; ".join(problems) + ". Example: 0.8,0.1,0.1 (or 'source' to keep "
+                        "the file's own splits).")
     return tuple(parts)  # type: ignore[return-value]
 
 
@@ -122,6 +137,8 @@ class AdvancedDataProcessor:
               stratify: bool = True) -> dict[str, list[dict]]:
         """Seeded train/val/test split, stratified by ``meta.label`` when every row has one."""
         fractions = parse_split(fractions)
+        if fractions == SOURCE:
+            return self._source_split(convs)
         rng = random.Random(self.seed)
         labels = [c.get("meta", {}).get("label") for c in convs]
         stratified = stratify and all(lab is not None for lab in labels) and len(set(labels)) > 1
@@ -142,6 +159,23 @@ class AdvancedDataProcessor:
             out[name] = [convs[i] for i in parts[name]]
         self._log("split", len(convs), sum(len(v) for v in out.values()), stratified=stratified,
                   **{name: len(v) for name, v in out.items()})
+        return out
+
+    def _source_split(self, convs: list[dict]) -> dict[str, list[dict]]:
+        """Keep the file's own splits (meta.split); rows of splits that name none of train/val/test are refused."""
+        out: dict[str, list[dict]] = {s: [] for s in SPLITS}
+        unknown = set()
+        for c in convs:
+            name = str(c.get("meta", {}).get("split", ""))
+            part = source_split_name(name) if name else None
+            if part is None:
+                unknown.add(name or "(none)")
+            else:
+                out[part].append(c)
+        if unknown or not out["train"]:
+            raise UserError(f"--split source needs every row to come from a train/val/test split of the file; found "
+                            f"{', '.join(sorted(unknown)) or 'no train rows'}. Use fractions such as 0.8,0.1,0.1.")
+        self._log("split", len(convs), len(convs), source=True, **{name: len(v) for name, v in out.items()})
         return out
 
     @staticmethod

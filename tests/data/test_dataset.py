@@ -132,3 +132,14 @@ def test_cli_analyze_text_report(tmp_path, capsys):
     assert main(["analyze", str(src), "--model", "approx"]) == 0
     out = capsys.readouterr().out
     assert "format qa, 30 rows" in out and "quality score" in out and "--mask-pii" in out and "rows: 3" in out
+
+
+def test_cli_prepare_split_source(tmp_path, capsys):
+    src = tmp_path / "splits.json"
+    src.write_text(json.dumps({"train": [[f"text number {i} here", f"l{i % 3}"] for i in range(30)],
+                               "val": [["a val text", "l0"], ["another val text", "l1"]],
+                               "test": [["the test text", "l2"]]}))
+    assert main(["prepare", str(src), "--model", "approx", "--split", "source", "--name", "kept"]) == 0
+    meta = json.loads((dataset_dir("kept") / "meta.json").read_text())
+    assert (meta["split"], meta["counts"]["train"], meta["counts"]["val"], meta["counts"]["test"]) == ("source", 30, 2, 1)
+    assert [c["messages"][0]["content"] for c in load_split("kept", "test")] == ["the test text"]

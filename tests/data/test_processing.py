@@ -122,3 +122,18 @@ def test_run_pipeline_reports_every_step():
     assert "mail [EMAIL]" in texts
     with pytest.raises(UserError, match="No usable rows"):
         AdvancedDataProcessor().run(convs_of([{"question": "q", "answer": ""}]))
+
+
+def test_split_source_keeps_the_files_splits():
+    convs = cls_convs(cls_rows(12))
+    names = ["train", "oos_train", "val", "test", "oos_test", "dev"] * 2
+    for c, name in zip(convs, names):
+        c["meta"]["split"] = name
+    parts = AdvancedDataProcessor().split(convs, "source")
+    assert {k: len(v) for k, v in parts.items()} == {"train": 4, "val": 4, "test": 4}
+    assert {c["meta"]["split"] for c in parts["val"]} == {"val", "dev"}
+    convs[0]["meta"]["split"] = "extra"
+    with pytest.raises(UserError, match="found extra"):
+        AdvancedDataProcessor().split(convs, "source")
+    with pytest.raises(UserError, match="found \\(none\\)"):
+        AdvancedDataProcessor().split(cls_convs(cls_rows(4)), "source")
