@@ -21,10 +21,9 @@ from typing import Any, Optional
 
 import torch
 
-from core.runs import append_jsonl, atomic_write_json, read_json, read_jsonl, atomic_write_text
+from core.runs import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 HEARTBEAT_S = 2.0
-FINAL_STATES = ("stopped", "failed", "completed")
 
 
 def peak_memory_mb(device: Optional[torch.device] = None) -> float:

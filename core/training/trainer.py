@@ -46,6 +46,10 @@ def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
     return max(steps)[1] if steps else None
 
 
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
 def _label_tokens(batch: dict) -> int:
     return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
@@ -149,7 +153,7 @@ class AdvancedTrainer:
         model.train()
         trainable, total = trainable_parameters(model)
         self._say(f"model {self.config.model}: method {self.config.method}, {trainable:,} trainable of {total:,} "
-              f"parameters ({100 * trainable / max(total, 1):.3f}%)")
+                  f"parameters ({100 * trainable / max(total, 1):.3f}%)")
         return model, tok
 
     def _build_data(self, tok):
@@ -181,8 +185,9 @@ class AdvancedTrainer:
         self.steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / self.per_step))
         self.total_steps = tc.max_steps or max(1, math.ceil(tc.epochs * self.steps_per_epoch))
         self._say(f"data: {len(self.train_examples)} training examples, {len(self.val_examples)} validation examples, "
-              f"{self.batches_per_epoch} batches/epoch, {self.steps_per_epoch} steps/epoch, {self.total_steps} steps "
-              f"(global batch {tc.batch_size} x {self.ctx.world_size} processes x {tc.grad_accum} accumulation)")
+                  f"{self.batches_per_epoch} batches/epoch, {self.steps_per_epoch} steps/epoch, "
+                  f"{self.total_steps} steps "
+                  f"(global batch {tc.batch_size} x {self.ctx.world_size} processes x {tc.grad_accum} accumulation)")
         if isinstance(stats, dict):
             self._say(f"encoding stats: {json.dumps(stats, default=str)[:500]}")
 
@@ -192,15 +197,14 @@ class AdvancedTrainer:
         self.model, self.tok = self._build_model()
         self._build_data(self.tok)
         tc = self.tc
-        from core.training.distributed import unwrap
-
         self.optimizer = SmartOptimizer(
-            unwrap(self.model).named_parameters(), method=self.config.method, lr=tc.lr,
+            D.unwrap(self.model).named_parameters(), method=self.config.method, lr=tc.lr,
             weight_decay=tc.weight_decay, total_steps=self.total_steps,
             warmup_steps=round(tc.warmup_ratio * self.total_steps), scheduler=tc.scheduler,
             min_lr_ratio=tc.min_lr_ratio, max_grad_norm=tc.max_grad_norm)
-        self._say(f"optimizer: AdamW peak lr {self.optimizer.base_lr:g} ({'recommended for ' + self.config.method if tc.lr is None else 'from config'}), "
-              f"{tc.scheduler} schedule, {self.optimizer.warmup_steps} warmup steps")
+        source = f"recommended for {self.config.method}" if tc.lr is None else "from the config"
+        self._say(f"optimizer: AdamW peak lr {self.optimizer.base_lr:g} ({source}), {tc.scheduler} schedule, "
+                  f"{self.optimizer.warmup_steps} warmup steps")
         if self.ctx.is_main:  # half-written checkpoints of a killed process are never loaded; clear them
             for stale in (self.run_dir / CHECKPOINTS).glob(".*step-*"):
                 shutil.rmtree(stale, ignore_errors=True)
@@ -279,7 +283,7 @@ class AdvancedTrainer:
     def _train_step(self, micro: list[dict]) -> Optional[str]:
         """One optimizer step over this global batch; returns a failure reason after too many non-finite steps."""
         dev = self.ctx.device
-        slots = [({k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in b.items()}, w) for b, w in self._slots(micro)]
+        slots = [(_to_device(b, dev), w) for b, w in self._slots(micro)]
         local_labels = sum(_label_tokens(b) for b, w in slots if w)
         local_real = sum(_real_tokens(b, self.tok.pad_token_id) for b, w in slots if w)
         global_labels, global_real = D.all_reduce_sum([local_labels, local_real], self.ctx)
@@ -346,7 +350,7 @@ class AdvancedTrainer:
                         continue
                     if self._stop_requested and not self.ctx.distributed:
                         return None
-                    batch = {k: (v.to(self.ctx.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+                    batch = _to_device(batch, self.ctx.device)
                     s, n = causal_lm_loss(model, batch)
                     loss_sum += float(s)
                     n_tokens += n
@@ -370,8 +374,7 @@ class AdvancedTrainer:
         epoch = self.step / self.steps_per_epoch
         self.monitor.log_eval(self.step, epoch, eval_loss)
         self.monitor.update(eval_loss=eval_loss, state_detail=None)
-        if self.ctx.is_main:
-            self._say(f"eval at step {self.step}: loss {eval_loss:.4f} ppl {math.exp(min(eval_loss, 50)):.2f}")
+        self._say(f"eval at step {self.step}: loss {eval_loss:.4f} ppl {math.exp(min(eval_loss, 50)):.2f}")
         if self.best_eval is None or eval_loss < self.best_eval:
             self.best_eval, self.evals_without_improvement = eval_loss, 0
         elif self.step > 0:
@@ -404,7 +407,8 @@ class AdvancedTrainer:
             tmp = root / f".step-{self.step}.tmp-{os.getpid()}"
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir()
-            peft_sd = {k: v.detach().to("cpu").clone().contiguous() for k, v in peft_state_dict(D.unwrap(self.model)).items()}
+            peft_sd = {k: v.detach().to("cpu").clone().contiguous()  # clone: tied/shared tensors save separately
+                       for k, v in peft_state_dict(D.unwrap(self.model)).items()}
             save_file(peft_sd, str(tmp / "peft.safetensors"))
             opt_tensors, opt_meta = self.optimizer.state_tensors()
             save_file(opt_tensors, str(tmp / "optimizer.safetensors"))

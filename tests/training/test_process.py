@@ -14,7 +14,7 @@ from tests.training.conftest import (ROOT, core_env, make_chat_data, read_metric
                                      train_cmd, wait_for, write_config)
 
 pytestmark = pytest.mark.slow
-DELAY = {"AF_DEBUG_STEP_DELAY": "0.25"}  # slows each step so a signal lands mid-run
+DELAY = {"AF_DEBUG_STEP_DELAY": "0.5"}  # slows each step so a signal lands mid-run
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_sigterm_then_resume_matches_uninterrupted(tmp_path, workspace, referenc
 
 
 def test_sigkill_is_reported_failed_and_resume_recovers(workspace, reference, monkeypatch):
-    monkeypatch.setenv("AF_DEBUG_STEP_DELAY", "0.25")
+    monkeypatch.setenv("AF_DEBUG_STEP_DELAY", "0.5")
     run_id = runs.launch(reference["cfg"])
     run = runs.run_dir(run_id)
     assert runs.status(run_id)["state"] in ("queued", "running")
@@ -100,20 +100,23 @@ def test_sigkill_is_reported_failed_and_resume_recovers(workspace, reference, mo
 
 
 def test_second_launch_is_queued_until_the_first_ends(workspace, reference, monkeypatch):
-    monkeypatch.setenv("AF_DEBUG_STEP_DELAY", "0.1")
-    cfg = {**reference["cfg"], "train": {**reference["cfg"]["train"], "max_steps": 8}}
-    first = runs.launch(cfg)
+    monkeypatch.setenv("AF_DEBUG_STEP_DELAY", "2")  # the first run cannot finish before the test stops it
+    first = runs.launch(reference["cfg"])
     wait_for(lambda: runs.status(first)["state"] == "running", what="first run running")
-    second = runs.launch(cfg)
-    third = runs.launch(cfg)
-    wait_for(lambda: (runs.run_dir(second) / "train.log").read_text().count("queued") >= 1, what="queued note")
-    assert runs.status(second)["state"] == "queued" and runs.status(first)["state"] == "running"
+    short = {**reference["cfg"], "train": {**reference["cfg"]["train"], "max_steps": 2}}
+    second, third = runs.launch(short), runs.launch(short)
+    for rid in (second, third):
+        wait_for(lambda: "queued" in (runs.run_dir(rid) / "train.log").read_text(), what=f"{rid} queued")
+    assert runs.status(second)["state"] == runs.status(third)["state"] == "queued"
+    assert runs.status(first)["state"] == "running"
     assert runs.stop(third)["state"] == "stopping"  # a queued run can be cancelled
-    end1 = wait_for(lambda: (s := runs.status(first))["state"] == "completed" and s, timeout=180, what="first")
-    end2 = wait_for(lambda: (s := runs.status(second))["state"] == "completed" and s, timeout=180, what="second")
-    assert end2["started_at"] >= end1["heartbeat"] - 1.0  # it only started once the first released the lock
     st3 = wait_for(lambda: (s := runs.status(third))["state"] == "stopped" and s, timeout=60, what="third")
     assert st3.get("detail") == "stopped while queued" and not (runs.run_dir(third) / "metrics.jsonl").exists()
+    assert runs.status(second)["state"] == "queued"  # still waiting for the first
+    runs.stop(first)
+    end1 = wait_for(lambda: (s := runs.status(first))["state"] == "stopped" and s, timeout=120, what="first")
+    end2 = wait_for(lambda: (s := runs.status(second))["state"] == "completed" and s, timeout=180, what="second")
+    assert end2["started_at"] >= end1["heartbeat"] - 1.0  # it only started once the first released the lock
 
 
 def test_resume_of_unknown_run_and_reused_id_are_user_errors(tmp_path, workspace, chat_data):
