@@ -21,7 +21,7 @@ from core.errors import UserError
 
 MAX_ID_LEN = 100
 _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-KINDS = ("models", "datasets", "runs")
+KINDS = ("models", "datasets", "runs", "labs")
 
 
 def workspace_home() -> Path:
