@@ -131,7 +131,9 @@ class MachineSpeed:
 
 
 def _timed(fn, min_s: float = 0.25, reps: int = 3) -> float:
-    """Median seconds per call of ``fn`` over ``reps`` windows of at least ``min_s`` (after a warm-up call)."""
+    """Best seconds per call of ``fn`` over ``reps`` windows of at least ``min_s`` (after a warm-up call).
+
+    The best window, not the median: estimates describe this machine, not whatever else happens to run on it."""
     fn()
     results = []
     for _ in range(reps):
@@ -143,7 +145,7 @@ def _timed(fn, min_s: float = 0.25, reps: int = 3) -> float:
             if elapsed >= min_s:
                 break
         results.append(elapsed / n)
-    return sorted(results)[len(results) // 2]
+    return min(results)
 
 
 def measure_machine(device: str = "cpu") -> MachineSpeed:
@@ -844,7 +846,7 @@ TINY = 300      # Li & Liang 2021 ran their low-data experiments with 50-500 exa
 SMALL = 1000    # below this, every extra trainable weight is a chance to overfit
 LARGE = 20000   # from here on full fine-tuning has the data to use its capacity (Biderman et al. 2024)
 TASKS = ("style", "knowledge_qa", "classification", "multi_turn")
-TASK_ALIASES = {"persona": "style", "style/persona": "style", "tone": "style", "qa": "knowledge_qa",
+TASK_ALIASES = {"support": "knowledge_qa", "persona": "style", "style/persona": "style", "tone": "style", "qa": "knowledge_qa",
                 "knowledge": "knowledge_qa", "faq": "knowledge_qa", "routing": "classification",
                 "classification/routing": "classification", "intent": "classification", "chat": "multi_turn",
                 "multi-turn": "multi_turn", "multiturn": "multi_turn", "dialogue": "multi_turn"}
@@ -990,6 +992,7 @@ class Recommendation:
     runner_up: dict            # {"method", "params", "why_not"}
     estimate: dict             # memory and time of the recommended config
     notes: list = field(default_factory=list)
+    config: Optional[dict] = None  # a run config, when the recommendation was made for a dataset
 
     def to_config(self, data: str, model: str = "smollm2-135m-instruct", system_prompt: Optional[str] = None) -> dict:
         """A run config (DESIGN §3) with this recommendation filled in."""
@@ -1049,7 +1052,7 @@ class StrategySelector:
         est = self._estimate(primary, train, n, mean_tokens)
         return Recommendation(task=task, method=primary.method, params=primary.params, train=train, reasons=reasons,
                               runner_up={"method": runner.method, "params": runner.params,
-                                         "why_not": " ".join(runner.reasons)},
+                                         "why_not": " ".join(runner.reasons), "why": " ".join(runner.reasons)},
                               estimate=est, notes=_quality_notes(quality))
 
     # ------------------------------------------------------------ helpers
@@ -1147,6 +1150,40 @@ class StrategySelector:
                 "memory_breakdown": mem.breakdown, "trainable": count.trainable, "total_params": count.total,
                 "step_s": step_s, "epoch_s": epoch_s, "steps_per_epoch": steps, "total_steps": total_steps,
                 "total_s": step_s * total_steps}
+
+
+def recommend_for_dataset(data: str, purpose: Optional[str] = None, model: Optional[str] = None,
+                          time_budget_s: Optional[float] = None, system_prompt: Optional[str] = None) -> Recommendation:
+    """The recommendation for a prepared dataset (id or folder) or a data file, with a ready run config.
+
+    The size is the training split's; the quality report is the dataset's ``quality.json`` when there is one. Without
+    a purpose the task is classification when the data has labels, knowledge Q&A otherwise.
+    """
+    from core.data import load_split
+    from core.runs import read_json
+
+    model = model or "smollm2-135m-instruct"
+    train = load_split(data, "train")
+    folder = Path(data) if Path(data).is_dir() else None
+    if folder is None:
+        try:
+            from core.runs import dataset_dir
+
+            folder = dataset_dir(data) if dataset_dir(data).is_dir() else None
+        except UserError:
+            folder = None
+    quality = read_json(folder / "quality.json", None) if folder else None
+    if purpose:
+        task = normalize_task(purpose)
+    elif (quality or {}).get("num_labels", 0) >= 2 or sum(bool(c.get("meta", {}).get("label")) for c in train) > len(train) / 2:
+        task = "classification"
+    elif sum(len(c.get("messages", [])) > 3 for c in train) > len(train) / 2:
+        task = "multi_turn"
+    else:
+        task = "knowledge_qa"
+    rec = StrategySelector(model).recommend(task, len(train), quality=quality, time_budget_s=time_budget_s)
+    rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
+    return rec
 
 
 def normalize_task(task: str) -> str:

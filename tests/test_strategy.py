@@ -331,3 +331,19 @@ def test_estimate_command_bad_config_exits_2(tmp_path, capsys):
     bad.write_text("data: x\nmethod: lorra\n")
     assert main(["estimate", "--config", str(bad)]) == 2
     assert "method" in capsys.readouterr().err
+
+
+def test_recommend_for_dataset_file_gives_a_run_config(tmp_path, monkeypatch):
+    import core.strategy as strategy
+    from core.training.config import TrainingConfig
+
+    monkeypatch.setattr(strategy, "machine_speed", lambda machine=None, refresh=False: SPEED)
+    data = tmp_path / "intents.csv"
+    data.write_text("text,label\n" + "".join(f"please help with thing {i},intent_{i % 3}\n" for i in range(60)))
+    rec = strategy.recommend_for_dataset(str(data), model="tiny-llama")
+    assert rec.task == "classification"  # labelled data without a stated purpose
+    assert rec.method == "lora"  # fewer than 1000 labelled examples
+    cfg = TrainingConfig.from_dict(rec.config)
+    assert cfg.data == str(data) and cfg.model == "tiny-llama"
+    assert rec.to_dict()["runner_up"]["why"]
+    assert strategy.recommend_for_dataset(str(data), purpose="style", model="tiny-llama").method == "prefix"
