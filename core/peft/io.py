@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save
 
 from core.errors import UserError
 from core.peft.apply import (CONFIG_ATTR, apply_peft, get_peft_config, hidden_size, peft_state_dict,
-                             set_peft_state_dict, trainable_parameters)
+                             set_peft_state_dict)
 from core.peft.config import config_from_dict
 from core.peft.inject import linear_modules, num_layers, replace_module
 from core.peft.lora import LoRALinear
@@ -176,7 +176,3 @@ def export_peft(model: nn.Module, directory: str | Path) -> Path:
     atomic_write_bytes(directory / PEFT_WEIGHTS, save(state, metadata={"format": "pt"}))
     atomic_write_json(directory / ADAPTER_CONFIG, config)
     return directory
-
-
-__all__ = ["save_adapter", "load_adapter", "read_adapter_config", "merge_lora", "export_peft", "base_fingerprint",
-           "trainable_parameters", "lora_layers"]

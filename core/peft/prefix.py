@@ -82,11 +82,12 @@ class PrefixTuning(nn.Module):
     # ------------------------------------------------------------------ the hook on the backbone
     def attach(self, backbone: nn.Module) -> None:
         """Make ``backbone`` receive the prefixes on every call."""
-        self._signature = inspect.signature(backbone.forward)
+        self._positional = [p.name for p in inspect.signature(backbone.forward).parameters.values()
+                            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
         self._handle = backbone.register_forward_pre_hook(self._pre_hook, with_kwargs=True)
 
     def _pre_hook(self, backbone: nn.Module, args: tuple, kwargs: dict):
-        kwargs = dict(self._signature.bind_partial(*args, **kwargs).arguments) if args else dict(kwargs)
+        kwargs = {**dict(zip(self._positional, args)), **kwargs}  # GPT-2 passes input_ids positionally
         if "past_key_values" in kwargs:  # transformers 5 renamed it `cache`
             kwargs["cache"] = kwargs.pop("past_key_values")
         if kwargs.get("position_ids") is not None:  # counted without the prefix (e.g. by generate())

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from core.errors import UserError
-from core.peft import (AdapterConfig, LoRAConfig, LoRALinear, apply_peft, get_peft_config, load_adapter,
+from core.peft import (AdapterConfig, LoRALinear, apply_peft, get_peft_config, load_adapter,
                        merge_lora, peft_state_dict, save_adapter, trainable_parameters)
 from core.peft.io import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from tests.peft.helpers import KINDS, cases, fresh, logits, method_configs, right_padded_batch, train_steps
