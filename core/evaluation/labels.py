@@ -7,8 +7,15 @@ prompt and only its own ancestors; its position id is prompt length + depth. So 
 it followed the prompt alone, shared label prefixes ("card_…") are computed once, and only the logits of the
 positions that predict a label token go through the LM head (``logits_to_keep``).
 
+The default "pruned" mode finds the best label exactly while scoring far fewer trie nodes: the prompt is run once
+(its KV cache kept), then trie nodes are run a few at a time against that cache. A label's log-likelihood is a sum
+of log-probabilities (each <= 0), so a partial path already scoring below the best complete label can never win and
+its subtree is skipped (branch and bound). Early steps dive depth-first along the most likely path to get a good
+bound; later steps expand, best first, every node still above it. Labels cut off this way get ``-inf`` in the score
+matrix; the winner's score and every completed label's score are exact.
+
 The "batched" mode (prompt + each label as a right-padded batch, plain 2-D masks) is the fallback for models whose
-forward rewrites the attention mask (prefix tuning) and the reference the trie mode is tested against.
+forward rewrites the attention mask (prefix tuning) and the reference the trie modes are tested against.
 """
 from __future__ import annotations
 
@@ -65,14 +72,18 @@ class LabelScorer:
     """Log-likelihood of each label as the assistant's answer, for many prompts."""
 
     def __init__(self, model, tok, labels: Sequence[str], mode: str = "auto", prompts_per_batch: int = 4,
-                 labels_per_batch: int = 64, normalize: str = "sum"):
-        if mode not in ("auto", "trie", "batched"):
-            raise ValueError(f"mode must be auto, trie or batched, not {mode!r}")
+                 labels_per_batch: int = 64, normalize: str = "sum", nodes_per_step: int = 32, dive_width: int = 2):
+        if mode not in ("auto", "pruned", "trie", "batched"):
+            raise ValueError(f"mode must be auto, pruned, trie or batched, not {mode!r}")
         if normalize not in ("sum", "mean"):
             raise ValueError(f"normalize must be sum or mean, not {normalize!r}")
         self.model, self.tok, self.labels = model, tok, list(labels)
         self.mode = _auto_mode(model) if mode == "auto" else mode
         self.prompts_per_batch, self.labels_per_batch, self.normalize = prompts_per_batch, labels_per_batch, normalize
+        self.nodes_per_step, self.dive_width = nodes_per_step, dive_width
+        if self.normalize == "mean" and self.mode == "pruned":
+            self.mode = "trie"  # length-normalised scores are not monotone along a path: no pruning bound
+        self.nodes_scored = 0  # trie nodes run through the model (the work pruning saves)
         self._label_ids: dict[str, list[list[int]]] = {}
 
     def label_ids(self, prompt_messages: list[dict]) -> list[list[int]]:
@@ -88,10 +99,10 @@ class LabelScorer:
               progress: Optional[ProgressFn] = None) -> torch.Tensor:
         """(N prompts, K labels) summed (or mean) log-probabilities of each label's tokens after each prompt."""
         out = []
-        step = self.prompts_per_batch if self.mode == "trie" else 1
+        step = 1 if self.mode == "batched" else self.prompts_per_batch
+        fn = {"pruned": self._score_pruned, "trie": self._score_trie, "batched": self._score_batched}[self.mode]
         for start in range(0, len(prompts), step):
             chunk = prompts[start:start + step]
-            fn = self._score_trie if self.mode == "trie" else self._score_batched
             out.append(fn(chunk, label_ids))
             if progress:
                 progress(min(1.0, (start + len(chunk)) / len(prompts)), "label scoring")
@@ -138,6 +149,7 @@ class LabelScorer:
         parents = torch.tensor(trie.parents, dtype=torch.long)
         pred_pos = torch.where(parents < 0, torch.full_like(parents, p_max - 1), p_max + parents)
         keep = torch.unique(pred_pos)
+        self.nodes_scored += b * m
         out = self.model(input_ids=input_ids.to(device), attention_mask=mask.to(device),
                          position_ids=position_ids.to(device), logits_to_keep=keep.to(device), use_cache=False)
         logp = torch.log_softmax(_at_least_fp32(out.logits), dim=-1).cpu()   # (B, len(keep), V)
@@ -147,6 +159,101 @@ class LabelScorer:
         for k, nodes in enumerate(trie.paths):
             path[k, nodes] = 1.0
         return node_logp.double() @ path.double().T                 # (B, K)
+
+    # ------------------------------------------------------------ pruned mode (branch and bound over the trie)
+    def _score_pruned(self, prompts: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]]) -> torch.Tensor:
+        trie = LabelTrie.build(label_ids)
+        children: dict[int, list[int]] = {}
+        for node, parent in enumerate(trie.parents):
+            children.setdefault(parent, []).append(node)
+        ends_at: dict[int, list[int]] = {}
+        for k, path in enumerate(trie.paths):
+            ends_at.setdefault(path[-1], []).append(k)
+        b, p_max = len(prompts), max(len(p) for p in prompts)
+        device = next(self.model.parameters()).device
+        dtype = next(self.model.parameters()).dtype
+        pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
+        neg = torch.finfo(dtype).min
+
+        # 1. the prompts, left-padded, with their KV cache kept
+        ids = torch.full((b, p_max), pad, dtype=torch.long)
+        pos = torch.zeros((b, p_max), dtype=torch.long)
+        allowed = torch.zeros((b, p_max, p_max), dtype=torch.bool)
+        causal = torch.ones(p_max, p_max, dtype=torch.bool).tril()
+        for r, prompt in enumerate(prompts):
+            n_pad = p_max - len(prompt)
+            ids[r, n_pad:] = torch.tensor(prompt, dtype=torch.long)
+            pos[r, n_pad:] = torch.arange(len(prompt))
+            allowed[r] = causal
+            allowed[r, :, :n_pad] = False
+            allowed[r, torch.arange(n_pad), torch.arange(n_pad)] = True
+        visible = [allowed[r, -1].clone() for r in range(b)]  # prompt columns every trie node may see
+        out = self.model(input_ids=ids.to(device), position_ids=pos.to(device), use_cache=True, logits_to_keep=1,
+                         attention_mask=_additive(allowed, dtype, neg).to(device))
+        cache = _cache_of(out)
+        root_logp = torch.log_softmax(_at_least_fp32(out.logits[:, -1]), dim=-1).cpu()
+
+        scores = torch.full((b, len(label_ids)), float("-inf"), dtype=torch.float64)
+        prefix = [dict() for _ in range(b)]       # node -> log-prob of the path up to and including it
+        column = [dict() for _ in range(b)]       # expanded node -> its cache column
+        frontier = [set() for _ in range(b)]      # known, unexpanded, non-leaf nodes
+        bound = [float("-inf")] * b
+
+        def learn(r: int, node: int, value: float) -> None:
+            prefix[r][node] = value
+            if node in ends_at:
+                for k in ends_at[node]:
+                    scores[r, k] = value
+                bound[r] = max(bound[r], value)
+            else:
+                frontier[r].add(node)
+
+        for r in range(b):
+            for node in children.get(-1, []):
+                learn(r, node, float(root_logp[r, trie.tokens[node]]))
+
+        # 2. expand trie nodes against the cache until no unexpanded node can beat the best complete label
+        kv_len = p_max
+        while True:
+            picks = []
+            for r in range(b):
+                live = [n for n in frontier[r] if prefix[r][n] > bound[r]]
+                if bound[r] == float("-inf"):  # dive: the deepest, most likely nodes first, to find a bound
+                    live.sort(key=lambda n: (-trie.depths[n], -prefix[r][n]))
+                    live = live[:self.dive_width]
+                else:
+                    live.sort(key=lambda n: -prefix[r][n])
+                    live = live[:self.nodes_per_step]
+                frontier[r] -= set(live)
+                picks.append(live)
+            q = max(len(x) for x in picks)
+            if q == 0:
+                break
+            ids = torch.full((b, q), pad, dtype=torch.long)
+            pos = torch.zeros((b, q), dtype=torch.long)
+            allowed = torch.zeros((b, q, kv_len + q), dtype=torch.bool)
+            for r, nodes in enumerate(picks):
+                allowed[r, :, :p_max] = visible[r]
+                for i, node in enumerate(nodes):
+                    ids[r, i] = trie.tokens[node]
+                    pos[r, i] = len(prompts[r]) + trie.depths[node]
+                    parent = trie.parents[node]
+                    while parent >= 0:  # ancestors were all expanded earlier: their keys are in the cache
+                        allowed[r, i, column[r][parent]] = True
+                        parent = trie.parents[parent]
+                    column[r][node] = kv_len + i
+                allowed[r, torch.arange(q), kv_len + torch.arange(q)] = True  # itself (and padding rows)
+            out = self.model(input_ids=ids.to(device), position_ids=pos.to(device), cache=cache,
+                             use_cache=True, attention_mask=_additive(allowed, dtype, neg).to(device))
+            cache = _cache_of(out)
+            kv_len += q
+            self.nodes_scored += sum(len(x) for x in picks)
+            logp = torch.log_softmax(_at_least_fp32(out.logits), dim=-1).cpu()
+            for r, nodes in enumerate(picks):
+                for i, node in enumerate(nodes):
+                    for child in children.get(node, []):
+                        learn(r, child, prefix[r][node] + float(logp[r, i, trie.tokens[child]]))
+        return scores
 
     # ------------------------------------------------------------ batched mode (fallback and reference)
     def _score_batched(self, prompts: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -160,13 +267,26 @@ class LabelScorer:
         return torch.stack(rows)
 
 
+def _additive(allowed: torch.Tensor, dtype: torch.dtype, neg: float) -> torch.Tensor:
+    """A (B, Q, K) bool "may attend" tensor as the (B, 1, Q, K) additive float mask transformers accepts as is."""
+    mask = torch.zeros(allowed.shape, dtype=dtype)
+    mask.masked_fill_(~allowed, neg)
+    return mask.unsqueeze(1)
+
+
+def _cache_of(out):
+    """The KV cache of a forward's output (transformers 5 names it ``cache``; older releases past_key_values)."""
+    cache = getattr(out, "cache", None)
+    return cache if cache is not None else out.past_key_values
+
+
 def _at_least_fp32(t: torch.Tensor) -> torch.Tensor:
     """Half-precision logits are upcast for the softmax; float64 (used by exactness tests) is kept."""
     return t if t.dtype == torch.float64 else t.float()
 
 
 def _auto_mode(model) -> str:
-    """'trie' unless the model's forward rewrites attention masks (prefix tuning), then 'batched'."""
+    """'pruned' unless the model's forward rewrites attention masks (prefix tuning), then 'batched'."""
     try:
         from core.peft import get_peft_config
 
@@ -175,7 +295,7 @@ def _auto_mode(model) -> str:
             return "batched"
     except Exception:  # noqa: BLE001 - no PEFT applied or the engine is absent: plain model
         pass
-    return "trie"
+    return "pruned"
 
 
 @torch.no_grad()

@@ -79,7 +79,7 @@ def test_report_has_every_section(report_and_html):
         r = report[who]
         assert r["loss"]["loss"] > 0 and r["loss"]["perplexity"] > 1
         assert set(r["metrics"]["classification"]) >= {"accuracy", "macro_f1", "confusion"}
-        assert r["label_scoring"]["n"] == 6 and r["label_scoring"]["mode"] == "trie"
+        assert r["label_scoring"]["n"] == 6 and r["label_scoring"]["mode"] == "pruned"
         assert len(r["examples"]) == 6 and all(e["scored_label"] in LABELS for e in r["examples"])
     # base and tuned really are different models (the adapter is not zero)
     assert report["base"]["loss"]["loss"] != report["tuned"]["loss"]["loss"]

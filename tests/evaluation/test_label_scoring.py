@@ -38,7 +38,7 @@ def test_trie_shares_prefixes():
     assert anc[3].tolist() == [True, True, False, True, False]
 
 
-@pytest.mark.parametrize("mode", ["trie", "batched"])
+@pytest.mark.parametrize("mode", ["trie", "batched", "pruned"])
 def test_scores_equal_brute_force(tiny, mode):
     """In float64 (so float32 rounding cannot hide a masking or position bug) the scores agree within 1e-5."""
     model, tok = tiny
@@ -48,6 +48,10 @@ def test_scores_equal_brute_force(tiny, mode):
     scores = scorer.score([prompt_ids(tok, m) for m in msgs], scorer.label_ids(msgs[0]))
     brute = torch.tensor([[_brute_force(model, tok, m, lab) for lab in LABELS] for m in msgs], dtype=torch.float64)
     assert scores.shape == (len(QUESTIONS), len(LABELS))
+    if mode == "pruned":  # labels pruned away are -inf; every label it did complete is exact
+        done = torch.isfinite(scores)
+        assert done.any(dim=1).all()
+        scores = torch.where(done, scores, brute)
     assert torch.allclose(scores, brute, atol=1e-5, rtol=0)
     predicted, _ = scorer.predict([prompt_ids(tok, m) for m in msgs], scorer.label_ids(msgs[0]))
     assert predicted == [LABELS[i] for i in brute.argmax(dim=1).tolist()]
@@ -72,7 +76,7 @@ def test_planted_label_wins(tiny):
 def test_mean_normalisation_divides_by_label_length(tiny):
     model, tok = tiny
     msgs = [[{"role": "user", "content": "x"}]]
-    s = LabelScorer(model, tok, LABELS, normalize="sum")
+    s = LabelScorer(model, tok, LABELS, mode="trie", normalize="sum")
     m = LabelScorer(model, tok, LABELS, normalize="mean")
     lab = s.label_ids(msgs[0])
     p = [prompt_ids(tok, msgs[0])]
@@ -88,3 +92,23 @@ def test_float32_scores_match_training_loss(tiny):
     scores = scorer.score([prompt_ids(tok, m) for m in msgs], scorer.label_ids(msgs[0]))
     ref = torch.tensor([[_loss_based(model, tok, m, lab) for lab in LABELS] for m in msgs], dtype=torch.float64)
     assert torch.allclose(scores, ref, rtol=1e-6, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gpt2"])
+@pytest.mark.parametrize("nodes_per_step,dive_width", [(32, 2), (1, 1), (3, 5)])
+def test_pruned_search_finds_the_exact_best_label(kind, nodes_per_step, dive_width):
+    """Many labels sharing prefixes, several prompts of different lengths in one batch: same winner and score."""
+    from core.models import tiny_model
+
+    model, tok = tiny_model(kind)
+    labels = [f"{a}_{b}" for a in ("card", "cash", "pin", "top_up") for b in ("fee", "failed", "pending", "limit")]
+    msgs = [[{"role": "user", "content": q}] for q in QUESTIONS + ["x" * 40]]
+    full = LabelScorer(model, tok, labels, mode="trie", prompts_per_batch=5)
+    pruned = LabelScorer(model, tok, labels, mode="pruned", prompts_per_batch=3, nodes_per_step=nodes_per_step,
+                         dive_width=dive_width)
+    ids = [prompt_ids(tok, m) for m in msgs]
+    lab = full.label_ids(msgs[0])
+    s_full, s_pruned = full.score(ids, lab), pruned.score(ids, lab)
+    assert s_pruned.argmax(dim=1).tolist() == s_full.argmax(dim=1).tolist()
+    assert torch.allclose(s_pruned.max(dim=1).values, s_full.max(dim=1).values, atol=1e-4)
+    assert pruned.nodes_scored <= full.nodes_scored
