@@ -77,3 +77,15 @@ def test_unsupported_family_is_refused():
 
     with pytest.raises(UserError, match="Could not find the decoder blocks"):
         apply_peft(Tiny(), LoRAConfig(r=2, target_modules="all-linear"))
+
+
+def test_adapter_on_blocks_without_an_mlp_is_refused():
+    from core.peft import AdapterConfig
+
+    model, _ = fresh("tiny-llama")
+    for block in model.model.layers:
+        del block.mlp
+        block.dense = nn.Sequential()
+    with pytest.raises(UserError, match=r"no mlp sub-layer found in LlamaDecoderLayer \(children: self_attn"):
+        apply_peft(model, AdapterConfig(placement=("attn", "mlp")))
+    apply_peft(model, AdapterConfig(bottleneck=4, placement=("attn",)))  # attention alone is fine
