@@ -63,6 +63,10 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--data", help="test data file (default: the run's test split)")
     p.add_argument("--limit", type=int, help="evaluate at most N examples")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--no-robustness", action="store_true", help="skip the perturbation tests")
+    p.add_argument("--no-performance", action="store_true", help="skip the speed measurements")
+    p.add_argument("--label-scoring", choices=["auto", "on", "off"], default="auto",
+                   help="rank known labels by likelihood (auto: on for classification data)")
     p = sub["chat"]
     p.add_argument("run_id")
     p.add_argument("--prompt")

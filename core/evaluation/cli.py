@@ -38,7 +38,10 @@ def eval_command(args) -> int:
     """Evaluate a run; exit 2 (via UserError) for a missing run/adapter or test data of another format."""
     from core.evaluation import evaluate_run
 
-    report = evaluate_run(args.run_id, data=args.data, limit=args.limit, progress=_progress())
+    scoring = {"auto": None, "on": True, "off": False}[getattr(args, "label_scoring", "auto") or "auto"]
+    report = evaluate_run(args.run_id, data=args.data, limit=args.limit, progress=_progress(),
+                          robustness=not getattr(args, "no_robustness", False),
+                          performance=not getattr(args, "no_performance", False), label_scoring=scoring)
     if args.json:
         slim = {k: v for k, v in report.items() if k not in ("base", "tuned")}
         slim["base"] = {k: v for k, v in report["base"].items() if k != "examples"}

@@ -143,7 +143,7 @@ class MultiMetricEvaluator:
         label_ids = scorer.label_ids(messages[0]) if messages else []
         predicted, _ = scorer.predict(ids, label_ids, progress)
         metrics = classification_metrics(predicted, list(references), self.labels)
-        metrics.update(mode=scorer.mode, seconds=time.perf_counter() - t0)
+        metrics.update(mode=scorer.mode, seconds=time.perf_counter() - t0, trie_nodes_scored=scorer.nodes_scored)
         return {"predicted": predicted, "metrics": metrics}
 
     def evaluate_model(self, model, test: Sequence[dict], val: Sequence[dict] = (),

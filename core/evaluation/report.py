@@ -127,6 +127,15 @@ def _section_metrics(report: dict, chart) -> str:
     return "".join(parts)
 
 
+def _section_samples(report: dict, n: int = 12) -> str:
+    base = (report.get("base") or {}).get("examples") or []
+    tuned = (report.get("tuned") or {}).get("examples") or []
+    rows = [{"prompt": b["messages"][-1]["content"] if b.get("messages") else "", "reference": b["reference"],
+             "base answer": b["answer"], "tuned answer": t["answer"]} for b, t in list(zip(base, tuned))[:n]]
+    return ("<p class='muted'>The first test prompts, answered by both models with the same decoding.</p>" +
+            _table(rows, pre=("prompt", "reference", "base answer", "tuned answer")))
+
+
 def _section_errors(report: dict) -> str:
     err = report.get("errors") or {}
     parts = []
@@ -183,7 +192,8 @@ def render_html(report: dict) -> str:
     chart = _Charts()
     title = f"Evaluation of run {report.get('run_id')}"
     sections = [("Data quality", _section_quality(report)), ("Training curves", _section_training(report, chart)),
-                ("Metrics: base vs tuned", _section_metrics(report, chart)), ("Error analysis", _section_errors(report)),
+                ("Metrics: base vs tuned", _section_metrics(report, chart)),
+                ("Sample answers: base vs tuned", _section_samples(report)), ("Error analysis", _section_errors(report)),
                 ("Robustness", _section_robustness(report, chart)), ("Speed", _section_speed(report, chart))]
     body = "".join(f"<h2>{_e(h)}</h2>{s}" for h, s in sections)
     meta = (f"<p class='muted'>Model {_e(report.get('model'))}, method {_e(report.get('method'))}; "

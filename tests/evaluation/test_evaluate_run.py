@@ -158,3 +158,31 @@ def test_eval_verb_free_text_json(tmp_path, capsys):
     assert {"exact_match", "token_f1", "rouge_l", "bleu", "chrf", "answer_length"} <= set(doc["tuned"]["metrics"]["text"])
     assert "[" in captured.err and "%" in captured.err  # progress went to stderr
     assert (run_dir(run_id) / "eval" / "report.html").exists()
+
+
+def test_prepared_dataset_run_reports_quality_and_uses_the_test_split(tmp_path, capsys):
+    from core.data import load_split, prepare_dataset
+    from tests.evaluation.conftest import write_classification_csv
+
+    csv_path = write_classification_csv(tmp_path / "intents.csv")
+    dataset_id = prepare_dataset(csv_path, model=None, split=(0.5, 0.25, 0.25), name="intents")
+    run_id = make_run(tmp_path, data=dataset_id)
+    code = main(["eval", run_id, "--no-robustness", "--no-performance", "--label-scoring", "off", "--json"])
+    assert code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["n_test"] == len(load_split(dataset_id, "test")) and doc["data"].startswith("intents")
+    assert doc["data_quality"] and "score" in doc["data_quality"]
+    assert doc["robustness"] is None and doc["performance"] == []
+    assert "label_scoring" not in doc["tuned"]
+    html = (run_dir(run_id) / "eval" / "report.html").read_text(encoding="utf-8")
+    assert "score" in html.split("<h2>Data quality</h2>")[1].split("<h2>")[0]
+    assert_offline(html)
+
+
+def test_prefix_run_scores_labels_with_the_batched_fallback(tmp_path):
+    run_id = make_run(tmp_path, method="prefix")
+    report = evaluate_run(run_id, data=str(tmp_path / "intents.csv"), limit=3, robustness=False)
+    assert report["tuned"]["label_scoring"]["mode"] == "batched"
+    assert report["base"]["label_scoring"]["mode"] == "pruned"
+    assert [p["name"] for p in report["performance"]] == ["base", "tuned (unmerged)"]  # no merge for prefix
+    assert report["base"]["loss"]["loss"] != report["tuned"]["loss"]["loss"]
