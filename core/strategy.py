@@ -50,8 +50,9 @@ BENCH_FILE = ".machine_bench.json"
 
 # ---------------------------------------------------------------- calibration
 # Constants fitted against measured peak RSS and step times of the default model on this project's 2-core machine
-# by bench/estimate_bench.py (subprocess per config, ru_maxrss). They are the only numbers here not derived from
-# the model's structure or the machine's measured speed; see the bench's table for how well they hold.
+# by bench/estimate_bench.py (subprocess per config, ru_maxrss; step times in CPU seconds per thread because the
+# machine was shared). They are the only numbers here not derived from the model's structure or the machine's
+# measured speed; see the bench's table for how well they hold.
 CAL = {
     # Process memory beyond "import torch, transformers" (measured per machine): tokenizer, data, core modules.
     "misc_mb": 150.0,
@@ -60,8 +61,11 @@ CAL = {
     "logits_buffers": 5.0,
     # Freed-but-kept allocator memory, as a share of the activations (backward frees them in a different order).
     "activation_slack": 0.10,
-    # Matmuls in a training step reach this share of the micro-benchmark's GFLOP/s (smaller, odd-shaped GEMMs).
-    "matmul_efficiency": 0.70,
+    # Matmuls in a training step reach this share of the micro-benchmark's GFLOP/s at large batches (odd-shaped
+    # GEMMs, transposed operands in backward, attention) ...
+    "matmul_efficiency": 0.40,
+    # ... and half of it at this many tokens per micro-batch (small GEMMs use the cores poorly): eff * M/(M+M0).
+    "matmul_half_tokens": 233.0,
     # Element-wise work (norms, activations, softmax, masks) per step, in passes over the activation bytes.
     "elementwise_passes": 6.0,
     # AdamW (foreach=False) + gradient clipping, in passes over the trainable parameters' bytes.
@@ -130,28 +134,37 @@ class MachineSpeed:
     measured_at: float
 
 
-def _timed(fn, min_s: float = 0.25, reps: int = 3) -> float:
-    """Best seconds per call of ``fn`` over ``reps`` windows of at least ``min_s`` (after a warm-up call).
+def _cpu_clock() -> float:
+    """Process CPU seconds per torch thread: on an idle machine equal to wall time, and unlike wall time not
+    stretched when other programs share the cores (this project's development machine is shared)."""
+    return time.process_time() / max(1, torch.get_num_threads())
+
+
+def _timed(fn, clock=time.perf_counter, min_s: float = 0.25, reps: int = 3) -> float:
+    """Best seconds per call of ``fn`` over ``reps`` windows of at least ``min_s`` wall seconds (after a warm-up).
 
     The best window, not the median: estimates describe this machine, not whatever else happens to run on it."""
     fn()
     results = []
     for _ in range(reps):
-        n, t0 = 0, time.perf_counter()
+        n, w0, t0 = 0, time.perf_counter(), clock()
         while True:
             fn()
             n += 1
-            elapsed = time.perf_counter() - t0
-            if elapsed >= min_s:
+            if time.perf_counter() - w0 >= min_s:
                 break
-        results.append(elapsed / n)
+        results.append((clock() - t0) / n)
     return min(results)
 
 
 def measure_machine(device: str = "cpu") -> MachineSpeed:
-    """A ~2 s micro-benchmark: a model-shaped float32 matmul, a large copy, and the RSS of the bare framework."""
+    """A ~2 s micro-benchmark: a model-shaped float32 matmul, a large copy, and the RSS of the bare framework.
+
+    On the CPU the speeds are in CPU seconds per thread (see :func:`_cpu_clock`): what the machine does when the
+    run has it to itself. Time estimates are therefore for an otherwise idle machine."""
     dev = torch.device(device)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    clock = time.perf_counter if dev.type == "cuda" else _cpu_clock
     # (tokens x hidden) @ (hidden x intermediate): the shape of SmolLM2's MLP at a 512-token batch.
     m, k, n = (4096, 2048, 8192) if dev.type == "cuda" else (512, 576, 1536)
     a, b = torch.randn(m, k, device=dev), torch.randn(k, n, device=dev)
@@ -160,7 +173,7 @@ def measure_machine(device: str = "cpu") -> MachineSpeed:
         torch.mm(a, b)
         sync()
 
-    gflops = 2 * m * k * n / _timed(mm) / 1e9
+    gflops = 2 * m * k * n / _timed(mm, clock) / 1e9
     x = torch.empty(16 * MiB // 4 * (16 if dev.type == "cuda" else 4), device=dev)  # 64 MiB (1 GiB on a GPU)
     y = torch.empty_like(x)
 
@@ -168,7 +181,7 @@ def measure_machine(device: str = "cpu") -> MachineSpeed:
         y.copy_(x)
         sync()
 
-    bandwidth = 2 * x.numel() * 4 / _timed(copy) / 1e9  # read + write
+    bandwidth = 2 * x.numel() * 4 / _timed(copy, clock) / 1e9  # read + write
     return MachineSpeed(device=device, threads=torch.get_num_threads(), matmul_gflops=round(gflops, 2),
                         bandwidth_gbs=round(bandwidth, 2), framework_mb=round(_framework_rss_mb(), 1),
                         measured_at=time.time())
@@ -176,10 +189,14 @@ def measure_machine(device: str = "cpu") -> MachineSpeed:
 
 def _framework_rss_mb() -> float:
     """Peak RSS of a fresh interpreter that imports torch and transformers (what every run pays first)."""
-    code = ("import resource, torch, transformers, transformers.modeling_utils; "
+    # What a training process imports before it loads a model (run from the repository, like the trainer).
+    code = ("import resource, torch, transformers; from transformers import AutoModelForCausalLM, AutoTokenizer; "
+            "import core.models, core.peft, core.training.loss, core.training.optim; "
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    root = Path(__file__).resolve().parents[1]
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True,
+                             cwd=root)
         kib = float(out.stdout.strip().splitlines()[-1])
         return kib / 1024 if platform.system() != "Darwin" else kib / MiB  # macOS reports bytes
     except (subprocess.SubprocessError, ValueError, IndexError, OSError):
@@ -592,23 +609,28 @@ class ResourceEstimator:
         if masked is None:
             masked = True
         count, _ = self._meta(method, params)
-        speed, total_flops, tokens, act_bytes = self.speed, 0.0, 0, 0.0
+        speed, total_flops, tokens, act_bytes, matmul_s = self.speed, 0.0, 0, 0.0, 0.0
         for b, t, labels in batches:
             rows = _logit_rows(b * t, labels)
-            total_flops += sum(self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows,
-                                          masked=masked).values())
+            flops = sum(self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows, masked=masked).values())
+            total_flops += flops
+            matmul_s += flops / self._gflops(b * t)
             tokens += b * t
             floats = sum(self.activation_floats(method, params, t, masked).values())
             act_bytes += (floats * b * t + 3 * rows * self.arch.vocab * (2 if loss_profile().recompute else 1)) * BYTES
-        gflops = speed.matmul_gflops * CAL["matmul_efficiency"] * 1e9
         bandwidth = speed.bandwidth_gbs * 1e9
         breakdown = {
-            "matmuls": total_flops / gflops,
+            "matmuls": matmul_s,
             "element-wise": CAL["elementwise_passes"] * act_bytes / bandwidth,
             "optimizer": CAL["optimizer_passes"] * count.trainable * BYTES / bandwidth,
             "overhead": CAL["per_layer_overhead_s"] * self.arch.layers * len(batches),
         }
         return StepTime(seconds=sum(breakdown.values()), breakdown=breakdown, flops=total_flops, tokens=tokens)
+
+    def _gflops(self, tokens: int) -> float:
+        """FLOP/s a training step's matmuls reach with ``tokens`` tokens per micro-batch (calibrated share)."""
+        share = CAL["matmul_efficiency"] * tokens / (tokens + CAL["matmul_half_tokens"])
+        return self.speed.matmul_gflops * 1e9 * share
 
     def forward_time(self, method: str, params: Optional[dict], *, batches: list[tuple[int, int]]) -> float:
         """Seconds of no-grad forward passes of the loss (evaluation) over (batch, seq_len) batches."""
@@ -616,7 +638,7 @@ class ResourceEstimator:
         for b, t in batches:
             rows = _logit_rows(b * t, None)
             fwd = self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows, masked=True)["forward"]
-            seconds += fwd / (self.speed.matmul_gflops * CAL["matmul_efficiency"] * 1e9)
+            seconds += fwd / self._gflops(b * t)
             seconds += 3 * rows * self.arch.vocab * BYTES / (self.speed.bandwidth_gbs * 1e9)  # softmax passes
             seconds += CAL["per_layer_overhead_s"] * self.arch.layers / 3  # forward only: a third of the calls
         return seconds
