@@ -875,6 +875,7 @@ TASK_ALIASES = {"support": "knowledge_qa", "persona": "style", "style/persona": 
 # Typical conversation length in tokens (chat template included) when no quality report says otherwise.
 TYPICAL_TOKENS = {"style": 150, "knowledge_qa": 200, "classification": 60, "multi_turn": 400}
 DEFAULT_SEQ_LEN = {"style": 512, "knowledge_qa": 512, "classification": 256, "multi_turn": 1024}
+EVAL_EVERY, MAX_EVAL = 50, 200  # the run config's defaults: train.eval_every, train.max_eval_examples
 FALLBACK_LR = {"lora": 1e-3, "adapter": 1e-3, "prefix": 1e-2, "full": 2e-5, "freeze": 5e-5}
 
 LORA_QV = {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]}
@@ -1144,15 +1145,17 @@ class StrategySelector:
         if budget:
             step_s, epoch_s, steps = self._run_time(choice, n, batch, seq, mean_tokens, epochs)
             step_s *= train["grad_accum"]
-            epoch_s = step_s * math.ceil(steps / train["grad_accum"])
-            while train["epochs"] > 1 and epoch_s * train["epochs"] > budget:
+            steps = math.ceil(steps / train["grad_accum"])
+            eval_s = self._eval_s(choice, n, batch, seq, mean_tokens)
+            while train["epochs"] > 1 and _run_s(train["epochs"] * steps, step_s, eval_s) > budget:
                 train["epochs"] -= 1
-            if epoch_s * train["epochs"] > budget:
-                max_steps = max(1, int(budget / step_s))
+            if _run_s(train["epochs"] * steps, step_s, eval_s) > budget:
+                # steps * step_s + (steps / EVAL_EVERY + 1) * eval_s <= budget
+                max_steps = max(1, int((budget - eval_s) / (step_s + eval_s / EVAL_EVERY)))
                 train["max_steps"] = max_steps
                 notes.append(f"Your time budget of {_human(budget)} allows about {max_steps} steps "
-                             f"(~{min(1.0, max_steps * step_s / epoch_s):.0%} of one epoch at ~{step_s:.1f} s/step); "
-                             "max_steps caps the run.")
+                             f"(~{min(1.0, max_steps / steps):.0%} of one epoch at ~{step_s:.1f} s/step, "
+                             "evaluations included); max_steps caps the run.")
             elif train["epochs"] < epochs:
                 notes.append(f"epochs lowered to {train['epochs']} to stay within your time budget of "
                              f"{_human(budget)}.")
@@ -1167,11 +1170,20 @@ class StrategySelector:
         steps = math.ceil(steps / train["grad_accum"])
         epoch_s = step_s * steps
         total_steps = train["max_steps"] or steps * train["epochs"]
+        eval_s = self._eval_s(choice, n, train["batch_size"], train["max_seq_len"], mean_tokens)
         count = self.estimator.parameters(choice.method, choice.params)
         return {"memory_bytes": mem.total, "memory_budget": mem.budget, "fits": mem.fits,
                 "memory_breakdown": mem.breakdown, "trainable": count.trainable, "total_params": count.total,
                 "step_s": step_s, "epoch_s": epoch_s, "steps_per_epoch": steps, "total_steps": total_steps,
-                "total_s": step_s * total_steps}
+                "eval_s": eval_s, "total_s": _run_s(total_steps, step_s, eval_s),
+                "assumes": "an otherwise idle machine (other programs on the same cores stretch the time)"}
+
+    def _eval_s(self, choice: Choice, n: int, batch: int, seq: int, mean_tokens: float) -> float:
+        """Seconds of one evaluation: the trainer scores up to MAX_EVAL validation examples (~10% of the data)."""
+        val = min(MAX_EVAL, max(1, round(n * 0.1)))
+        width = int(min(seq, max(16, mean_tokens * 1.3)))  # padded to the longest in each batch
+        return self.estimator.forward_time(choice.method, choice.params,
+                                           batches=[(batch, width)] * math.ceil(val / batch))
 
 
 def recommend_for_dataset(data: str, purpose: Optional[str] = None, model: Optional[str] = None,
@@ -1206,6 +1218,11 @@ def recommend_for_dataset(data: str, purpose: Optional[str] = None, model: Optio
     rec = StrategySelector(model).recommend(task, len(train), quality=quality, time_budget_s=time_budget_s)
     rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
     return rec
+
+
+def _run_s(steps: int, step_s: float, eval_s: float) -> float:
+    """A run's seconds: its steps plus an evaluation every EVAL_EVERY steps and one at the end."""
+    return steps * step_s + (steps // EVAL_EVERY + (1 if steps % EVAL_EVERY else 0)) * eval_s
 
 
 def normalize_task(task: str) -> str:
