@@ -104,3 +104,21 @@ def test_starting_a_lab_trains_evaluates_and_exports(workspace, monkeypatch):
     assert len(at.dataframe) >= 2  # the sample answers
     at.button(key=f"learn_open_{run_id}").click().run()
     assert json.loads((workspace / "project.json").read_text())["active_run"] == run_id
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_a_running_lab_shows_live_status_not_results(workspace, lang):
+    import os
+
+    write_project(workspace, active_dataset="demo-data")
+    seed_dataset(workspace)
+    seed_run_files(workspace, "lab-y-lora", "completed", steps=4)
+    running = seed_run_files(workspace, "lab-y-full", "running", steps=3)
+    status = json.loads((running / "status.json").read_text())
+    (running / "status.json").write_text(json.dumps({**status, "pid": os.getpid(), "heartbeat": time.time()}))
+    _lab_record(workspace, "lab-y", [("lora", "lab-y-lora"), ("full", "lab-y-full")])
+    at = open_page("learn", lang)
+    shown = texts(at)
+    assert "lab-y-full" in shown and t("state.running", lang) in shown and "3/6" in shown
+    assert t("learn.lab.stop", lang) in [b.label for b in at.button]
+    assert not at.dataframe  # no comparison table while the lab trains
