@@ -1289,9 +1289,10 @@ def format_estimate(e: Estimate) -> str:
                      f"({d.get('examples', 0):,} examples, {d.get('tokens', 0):,} tokens, "
                      f"{d.get('label_tokens', 0):,} answer tokens, {'packed' if d.get('packing') else 'padded'})")
         if e.total_s is not None:
-            evals = (f", including {d['evals']} evaluation{'s' if d['evals'] > 1 else ''} of about "
-                     f"{_human(d['eval_s'])} each" if d.get("evals") else "")
+            evals = (f", including {d['evals']} evaluation{'s' if d['evals'] > 1 else ''} (about "
+                     f"{_human(d['eval_s'])} each)" if d.get("evals") else "")
             lines.append(f"Whole run: {e.total_steps} steps, about {_human(e.total_s)}{evals}")
+        lines.append("  (times assume the machine is otherwise idle; other programs on the same cores stretch them)")
     for prob in e.problems:
         lines.append(f"Problem: {prob}")
     if e.suggestion:
