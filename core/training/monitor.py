@@ -77,6 +77,7 @@ class TrainingMonitor:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
+        self.stop_requested = False  # set from the trainer's signal handler (no locking there: a plain flag)
 
     # ------------------------------------------------------------ status
     def update(self, **fields: Any) -> None:
@@ -92,9 +93,10 @@ class TrainingMonitor:
         status["pid"] = os.getpid()
         status["heartbeat"] = time.time()
         if status.get("state") == "running":
-            # core.runs.stop() marks "stopping" from another process; do not overwrite it before we react.
+            # A signal seen by the trainer (stop_requested), or core.runs.stop() marking "stopping" from another
+            # process: show "stopping" until the final state, never flip back to "running".
             on_disk = read_json(self.status_path, {}) or {}
-            if on_disk.get("state") == "stopping" and on_disk.get("pid") == os.getpid():
+            if self.stop_requested or (on_disk.get("state") == "stopping" and on_disk.get("pid") == os.getpid()):
                 status["state"] = "stopping"
         atomic_write_json(self.status_path, status)
 
@@ -124,7 +126,7 @@ class TrainingMonitor:
     def finish(self, state: str, error: Optional[str] = None, **fields: Any) -> None:
         """Write a final state (completed/stopped/failed) and stop the heartbeat."""
         self.stop_heartbeat()
-        self.update(state=state, error=error, **fields)
+        self.update(state=state, error=error, state_detail=None, **fields)
 
     # ------------------------------------------------------------ metrics
     def log(self, record: dict) -> None:

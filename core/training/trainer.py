@@ -121,6 +121,7 @@ class AdvancedTrainer:
     def _on_signal(self, signum, _frame) -> None:
         # Only set a flag: the loop checks it between steps, so the step in flight completes and is checkpointed.
         self._stop_requested = True
+        self.monitor.stop_requested = True  # the heartbeat thread shows "stopping" within a beat
         print(f"received signal {signum}: finishing the current step, then checkpointing", flush=True)
 
     def _say(self, message: str) -> None:
@@ -131,6 +132,7 @@ class AdvancedTrainer:
     def request_stop(self) -> None:
         """Ask the loop to stop after the current step (same as SIGTERM)."""
         self._stop_requested = True
+        self.monitor.stop_requested = True
 
     def _seed(self) -> None:
         seed = self.tc.seed
