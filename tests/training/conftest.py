@@ -44,7 +44,8 @@ def write_config(path: Path, cfg: dict) -> Path:
 def core_env(extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(ROOT)
-    env.pop(f"AF_DEBUG_STEP_DELAY", None)
+    env.pop("AF_DEBUG_STEP_DELAY", None)
+    env.setdefault("OMP_NUM_THREADS", "1")  # tiny models: one thread each is fastest on a shared CPU
     env.update(extra or {})
     return env
 

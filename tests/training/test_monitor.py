@@ -32,6 +32,16 @@ def test_stopping_mark_from_another_process_is_kept(tmp_path):
     assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopping"
 
 
+def test_signal_flag_shows_stopping_until_final_state(tmp_path):
+    mon = TrainingMonitor(tmp_path)
+    mon.update(state="running")
+    mon.stop_requested = True  # what the trainer's SIGTERM handler sets
+    mon.update(step=2)
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopping"
+    mon.finish("stopped")
+    assert json.loads((tmp_path / "status.json").read_text())["state"] == "stopped"
+
+
 def test_metrics_lines_and_non_finite_values(tmp_path):
     mon = TrainingMonitor(tmp_path)
     metrics = TrainingMetrics(total_steps=4)
