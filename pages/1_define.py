@@ -1,7 +1,7 @@
 """Step 1 · Define: the assistant's name, purpose, persona, system prompt and base model; a quick hello check."""
 import streamlit as st
 
-from ui import labeler, t, update_project
+from ui import labeler, load_project, t, update_project
 from ui.common import ensure_shell, header, next_step
 from ui.models import model_panel
 
@@ -13,29 +13,37 @@ BASE_CHOICES = ("default", "local", "hub")
 
 project = header("define")
 
+FIELDS = {"f_name": "name", "f_purpose": "purpose", "f_persona": "persona", "f_prompt": "system_prompt"}
+for key, field in FIELDS.items():  # the form starts from the saved project (widget state then lives in the session)
+    st.session_state.setdefault(key, project[field] if field != "purpose" or project[field] in PURPOSES else PURPOSES[0])
+
+
+def use_example(example: str) -> None:
+    """Fill the form and the project from an example (a callback: runs before the widgets are drawn)."""
+    values = {field: t(f"define.example.{example}.{'prompt' if field == 'system_prompt' else field}")
+              for field in FIELDS.values()}
+    update_project(**values)
+    for key, field in FIELDS.items():
+        st.session_state[key] = values[field]
+
+
 st.subheader(t("define.examples"))
 cols = st.columns(len(EXAMPLES))
 for col, example in zip(cols, EXAMPLES):
-    if col.button(t(f"define.example.{example}.label"), key=f"ex_{example}", width="stretch"):
-        project = update_project(name=t(f"define.example.{example}.name"),
-                                 purpose=t(f"define.example.{example}.purpose"),
-                                 persona=t(f"define.example.{example}.persona"),
-                                 system_prompt=t(f"define.example.{example}.prompt"))
-        for k in ("f_name", "f_purpose", "f_persona", "f_prompt"):
-            st.session_state.pop(k, None)
+    col.button(t(f"define.example.{example}.label"), key=f"ex_{example}", width="stretch", on_click=use_example,
+               args=(example,))
+project = load_project()
 
 model = project["base_model"]
 base_kind = "default" if model in ("smollm2-135m-instruct", "default") else \
     "local" if model.startswith(("/", ".", "~")) else "tiny" if model.startswith("tiny-") else "hub"
 
 with st.form("define"):
-    name = st.text_input(t("define.name"), value=project["name"], key="f_name", placeholder=t("define.name_ph"))
-    purpose = st.selectbox(t("define.purpose"), PURPOSES, key="f_purpose", format_func=labeler("purpose.{}"),
-                           index=PURPOSES.index(project["purpose"]) if project["purpose"] in PURPOSES else 0)
-    persona = st.text_area(t("define.persona"), value=project["persona"], key="f_persona",
-                           placeholder=t("define.persona_ph"), height=80)
-    prompt = st.text_area(t("define.prompt"), value=project["system_prompt"], key="f_prompt",
-                          placeholder=t("define.prompt_ph"), height=110, help=t("define.prompt_help"))
+    name = st.text_input(t("define.name"), key="f_name", placeholder=t("define.name_ph"))
+    purpose = st.selectbox(t("define.purpose"), PURPOSES, key="f_purpose", format_func=labeler("purpose.{}"))
+    persona = st.text_area(t("define.persona"), key="f_persona", placeholder=t("define.persona_ph"), height=80)
+    prompt = st.text_area(t("define.prompt"), key="f_prompt", placeholder=t("define.prompt_ph"), height=110,
+                          help=t("define.prompt_help"))
     choices = BASE_CHOICES + (("tiny",) if base_kind == "tiny" else ())  # tiny test models only when already set
     kind = st.radio(t("define.base"), choices, index=choices.index(base_kind), horizontal=True,
                     format_func=labeler("define.base.{}"))

@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.runs import dataset_dir, read_json, slugify
+from core.runs import dataset_dir, new_id, read_json, slugify
 from ui import t, update_project
 from ui.common import ensure_shell, engine, header, need, next_step, not_available
 from ui.prepare_view import split_counts
@@ -42,7 +42,7 @@ elif submitted:
             dataset_id = prepare_dataset(upload["path"], format=upload.get("format"), mapping=upload.get("mapping"),
                                          dedupe=dedupe, clean=clean, mask_pii=mask_pii,
                                          split=(train_pct / 100, val_pct / 100, test_pct / 100), seed=int(seed),
-                                         name=name.strip() or None, model=project["base_model"])
+                                         name=name.strip() or new_id(default_name), model=project["base_model"])
             status.update(label=t("prepare.done", id=dataset_id), state="complete")
         project = update_project(active_dataset=dataset_id)
         st.session_state["sidebar_dataset"] = dataset_id

@@ -39,11 +39,11 @@ with tab_chat:
         cols = st.columns(2) if turn.get("base") is not None else [st.container()]
         with cols[0].chat_message("assistant", avatar="🏭"):
             st.caption(t("chat.tuned"))
-            st.write(turn["tuned"])
+            st.write(turn["tuned"] if turn["tuned"].strip() else t("model.empty_answer"))
         if turn.get("base") is not None:
             with cols[1].chat_message("assistant", avatar="🧱"):
                 st.caption(t("chat.base"))
-                st.write(turn["base"])
+                st.write(turn["base"] if turn["base"].strip() else t("model.empty_answer"))
     prompt = st.chat_input(t("chat.input"), disabled=chat_api is None)
     if prompt:
         with st.chat_message("user"):
@@ -58,6 +58,8 @@ with tab_chat:
             with st.spinner(t("chat.loading_tuned")):
                 model, tok = tuned_model(run_id)
             tuned = st.write_stream(chat_stream(model, tok, messages, max_new))
+            if not str(tuned).strip():
+                st.caption(t("model.empty_answer"))
         base = None
         if compare:
             with cols[1].chat_message("assistant", avatar="🧱"):
@@ -65,6 +67,8 @@ with tab_chat:
                 with st.spinner(t("chat.loading_base")):
                     bmodel, btok = base_model(config.get("model") or project["base_model"])
                 base = st.write_stream(chat_stream(bmodel, btok, messages, max_new))
+                if not str(base).strip():
+                    st.caption(t("model.empty_answer"))
         history.append({"user": prompt, "tuned": tuned if isinstance(tuned, str) else "".join(map(str, tuned)),
                         "base": base if base is None or isinstance(base, str) else "".join(map(str, base))})
 

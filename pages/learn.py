@@ -195,7 +195,9 @@ def results_view(lab_id: str) -> None:
 
     rows = lab.lab_results(lab_id)
     table = lab.lab_table(rows)
-    shown = table.rename(columns={c: t(k) for c, k in COLUMN_KEYS.items()})
+    shown = table.round({"trainable_pct": 3, "peak_mb": 0, "wall_s": 1, "tokens_per_s": 1, "final_val_loss": 4,
+                         "metric": 4, "label_scoring_accuracy": 4})
+    shown = shown.rename(columns={c: t(k) for c, k in COLUMN_KEYS.items()})
     shown[t("learn.col.method")] = [t(f"method.{m}.name") for m in table["method"]]
     st.subheader(t("learn.lab.table"))
     st.dataframe(shown, hide_index=True, width="stretch")

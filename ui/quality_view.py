@@ -66,7 +66,7 @@ def render_quality(report: dict, upload: dict) -> None:
     c1.metric(t("analyze.score"), f"{score:.0f} / 100" if isinstance(score, (int, float)) else "—")
     c2.metric(t("analyze.rows"), f"{report.get('rows', 0):,}")
     c3.metric(t("analyze.findings"), len(findings))
-    c4.metric(t("analyze.format"), t(f"format.{report.get('format') or '?'}"))
+    c4.metric(t("analyze.format"), report.get("format") or "?", help=t(f"format.{report.get('format') or '?'}"))
     if isinstance(score, (int, float)):
         st.progress(max(0.0, min(1.0, score / 100)))
     for note in report.get("notes") or []:
@@ -124,6 +124,8 @@ def quality_figures(report: dict) -> list:
 
 
 def _style(fig, title: str, xaxis: str | None = None):
-    fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10}, showlegend=True,
-                      xaxis_title=xaxis)
+    import plotly.graph_objects as go
+
+    fig.update_layout(title=title, height=320, margin={"l": 10, "r": 10, "t": 40, "b": 10},
+                      showlegend=isinstance(fig.data[0], go.Pie), xaxis_title=xaxis)
     return fig
