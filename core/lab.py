@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import os
 import re
 import statistics
 import subprocess
@@ -187,8 +188,6 @@ def _run_inprocess(cfg: dict, run_id: str) -> int:
 
 def _run_subprocess(cfg: dict, run_id: str) -> int:
     """Train one run in a fresh ``python -m core train`` process, waiting for it (own peak memory per run)."""
-    import os
-
     from core.runs import _repo_root, workspace_home
 
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=labs_dir(), delete=False) as fh:
@@ -221,6 +220,8 @@ def launch_lab(dataset: str, model: str = "smollm2-135m-instruct", budget_s: flo
            "runs": [{"method": c["method"], "run_id": f"{lab_id}-{c['method']}", "plan": c["_plan"]}
                     for c in configs]}
     atomic_write_json(lab_path(lab_id), lab)  # written first, so the page can show the queue at once
+    if runner != "queue":
+        _mark_waiting(lab, os.getpid())
     progress = progress or (lambda f, m: None)
     for i, (cfg, entry) in enumerate(zip(configs, lab["runs"])):
         progress(i / len(configs), f"{cfg['method']}: {entry['run_id']}")
@@ -232,6 +233,16 @@ def launch_lab(dataset: str, model: str = "smollm2-135m-instruct", budget_s: flo
             _run_inprocess(cfg, entry["run_id"])
     progress(1.0, "launched" if runner == "queue" else "trained")
     return lab_id
+
+
+def _mark_waiting(lab: dict, pid: int) -> None:
+    """Runs this process will train later are "queued" under its pid (core.runs.status marks them failed if it dies)."""
+    import time
+
+    for entry in lab["runs"]:
+        atomic_write_json(run_dir(entry["run_id"], create=True) / "status.json", {
+            "state": "queued", "pid": pid, "step": None, "total_steps": None, "heartbeat": time.time(),
+            "error": None, "run_id": entry["run_id"]})
 
 
 def lab_status(lab_id: str) -> dict:
