@@ -134,3 +134,21 @@ def test_a_queued_lab_runs_through_the_run_queue(workspace):
     for r in rows:  # a queued run's trainer writes train.log; the parameter count comes from that line
         assert f"{r['trainable']:,} trainable of {r['total']:,}" in (run_dir(r["run_id"]) / "train.log").read_text()
         assert r["metric"] is None and not r["evaluated"]  # not evaluated yet: blank, not invented
+
+
+def test_bench_banking77_data_is_20_train_and_10_test_per_intent(workspace, shared_data):
+    from bench.methods import banking77_splits, write_dataset
+    from core.data import load_split
+
+    splits = banking77_splits(quick=False)
+    labels = {r["category"] for r in splits["train"]}
+    assert len(labels) == 77 and len(splits["train"]) == 77 * 20 and len(splits["test"]) == 77 * 10
+    assert len(splits["val"]) == 77 * 2
+    assert not {r["text"] for r in splits["train"]} & {r["text"] for r in splits["val"]}  # disjoint rows
+    test_csv = (shared_data / "banking77" / "test.csv").read_text(encoding="utf-8")
+    assert all(r["text"].split()[0] in test_csv for r in splits["test"][:20])  # drawn from test.csv
+    dataset_id = write_dataset("banking77", quick=False)
+    test = load_split(dataset_id, "test")
+    assert len(test) == 770 and test[0]["messages"][-1]["content"] == test[0]["meta"]["label"]
+    assert [c["messages"][0]["content"] for c in load_split(dataset_id, "train")] == \
+        [r["text"] for r in splits["train"]]
