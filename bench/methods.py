@@ -6,6 +6,7 @@ Run::
     python -m bench.methods --dataset bitext       # Bitext customer support (short responses), token F1
     python -m bench.methods --quick                # a tiny slice and a few steps (a few minutes)
     python -m bench.methods --quick --model tiny-llama   # smoke test of the machinery (seconds per method)
+    python -m bench.methods --epochs 3             # every method 3 epochs instead of a shared time budget
     python -m core bench methods [--quick]
 
 Data: Banking77 from ``../shared/data/banking77`` — 20 examples per intent from ``train.csv`` for training, 2 more per
@@ -122,8 +123,12 @@ def write_dataset(name: str, quick: bool) -> str:
 
 def main(quick: bool = False, dataset: str = "banking77", model: Optional[str] = None,
          budget_s: Optional[float] = None, methods: Sequence[str] = METHODS, steps: Optional[int] = None,
-         eval_limit: Optional[int] = None, runner: str = "subprocess"):
-    """Prepare the data, train the methods one after another, evaluate each, print and return the table."""
+         eval_limit: Optional[int] = None, runner: str = "subprocess", epochs: Optional[float] = None):
+    """Prepare the data, train the methods one after another, evaluate each, print and return the table.
+
+    ``epochs`` trains every method for that many epochs (the budget is then ignored); otherwise each method gets
+    ``budget_s / len(methods)`` seconds, turned into steps with the estimator's time per step.
+    """
     from core.lab import evaluate_lab, export_html, format_table, lab_table, launch_lab
 
     model = model or "smollm2-135m-instruct"
@@ -135,14 +140,17 @@ def main(quick: bool = False, dataset: str = "banking77", model: Optional[str] =
         train["max_steps"] = steps or 4
     elif steps:
         train["max_steps"] = steps
+    if epochs:
+        train["epochs"] = epochs
     base = {"system_prompt": SYSTEM[dataset], "train": train}
-    print(f"dataset {dataset_id}, model {model}, budget {budget_s:.0f} s for {len(methods)} methods", flush=True)
+    plan = f"{epochs:g} epochs each" if epochs else f"budget {budget_s:.0f} s for {len(methods)} methods"
+    print(f"dataset {dataset_id}, model {model}, {plan}", flush=True)
 
     def progress(fraction: float, message: str) -> None:
         print(f"  [{time.time() - t0:6.0f} s] {message}", flush=True)
 
-    lab_id = launch_lab(dataset_id, model, budget_s, methods=methods, base_config=base, name=f"bench-{dataset}",
-                        runner=runner, progress=progress)
+    lab_id = launch_lab(dataset_id, model, None if epochs else budget_s, methods=methods, base_config=base,
+                        name=f"bench-{dataset}", runner=runner, progress=progress)
     evaluate_lab(lab_id, limit=eval_limit or (4 if quick else None), progress=progress)
     table = lab_table(lab_id)
     print(f"\nlab {lab_id} (runs under {os.environ.get('ASSISTANT_FACTORY_HOME', 'workspace')}/runs/)")
@@ -158,6 +166,7 @@ def _cli(argv: Optional[list] = None) -> int:
     parser.add_argument("--model", default=None, help="base model (default smollm2-135m-instruct; tiny-llama to smoke-test)")
     parser.add_argument("--budget", type=float, default=None, help="seconds for all methods together")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
+    parser.add_argument("--epochs", type=float, default=None, help="train each method this many epochs (no budget)")
     parser.add_argument("--steps", type=int, default=None, help="fixed max_steps per method (overrides the budget)")
     parser.add_argument("--eval-limit", type=int, default=None, help="test examples per evaluation")
     parser.add_argument("--workspace", default=None, help="workspace folder (default $ASSISTANT_FACTORY_HOME)")
@@ -166,7 +175,7 @@ def _cli(argv: Optional[list] = None) -> int:
         os.environ["ASSISTANT_FACTORY_HOME"] = str(Path(args.workspace).resolve())
     main(quick=args.quick, dataset=args.dataset, model=args.model, budget_s=args.budget,
          methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), steps=args.steps,
-         eval_limit=args.eval_limit)
+         eval_limit=args.eval_limit, epochs=args.epochs)
     return 0
 
 

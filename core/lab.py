@@ -122,19 +122,20 @@ def _steps_for(budget_s: float, model: str, timing: dict, epochs: float) -> int:
     return steps
 
 
-def plan_lab(dataset: str, model: str, budget_s: float, methods: Sequence[str] = METHODS,
+def plan_lab(dataset: str, model: str, budget_s: Optional[float], methods: Sequence[str] = METHODS,
              base_config: Optional[dict] = None) -> list[dict]:
     """One run config per method; ``max_steps`` chosen so each run fits ``budget_s / len(methods)``.
 
     Method sections come from core.strategy's recommendations, the learning rate from SmartOptimizer's per-method
-    default (``lr: null``). An explicit ``train.max_steps`` in ``base_config`` wins over the budget.
+    default (``lr: null``). An explicit ``train.max_steps`` in ``base_config`` wins over the budget;
+    ``budget_s=None`` trains every method for ``train.epochs`` epochs (default 3) instead.
     """
     problems = [f"unknown method {m!r}" for m in methods if m not in METHODS]
     if not methods:
         problems.append("no methods chosen")
     if len(set(methods)) != len(list(methods)):
         problems.append("a method is listed twice")
-    if not isinstance(budget_s, (int, float)) or budget_s <= 0:
+    if budget_s is not None and (not isinstance(budget_s, (int, float)) or budget_s <= 0):
         problems.append(f"the time budget must be a positive number of seconds, got {budget_s!r}")
     if problems:
         raise UserError("Cannot plan the lab: " + "; ".join(problems) + f". Choose methods from {', '.join(METHODS)} "
@@ -142,7 +143,7 @@ def plan_lab(dataset: str, model: str, budget_s: float, methods: Sequence[str] =
     base = json.loads(json.dumps(base_config or {}))
     fixed_steps = (base.get("train") or {}).get("max_steps")
     data = _data_path(dataset)
-    per_method = float(budget_s) / len(methods)
+    per_method = float(budget_s) / len(methods) if budget_s is not None else None
     configs = []
     for method in methods:
         train = {"batch_size": 8, "lr": None, "max_eval_examples": LAB_EVAL_EXAMPLES, **(base.get("train") or {})}
@@ -150,15 +151,17 @@ def plan_lab(dataset: str, model: str, budget_s: float, methods: Sequence[str] =
                "model": model, "data": data, "method": method,
                method: {**method_params(method), **(base.get(method) or {})}, "train": train}
         epochs = float(train.get("epochs") or 3)
+        timing = {} if fixed_steps else _timing(cfg)
         if fixed_steps:
-            steps, timing = int(fixed_steps), {}
+            steps = int(fixed_steps)
+        elif per_method is None:  # by epochs: the trainer counts the steps; the estimate only spaces the evals
+            steps = math.ceil(epochs * timing["steps_per_epoch"]) if timing.get("steps_per_epoch") else None
         else:
-            timing = _timing(cfg)
             steps = _steps_for(per_method, model, timing, epochs)
-        train["max_steps"] = steps
-        train.setdefault("eval_every", max(1, steps // EVAL_POINTS))
-        train.setdefault("save_every", max(steps, 1))
-        cfg["_plan"] = {"budget_s": per_method, "steps": steps, **timing}
+        train["max_steps"] = steps if per_method is not None or fixed_steps else None
+        train.setdefault("eval_every", max(1, (steps or 50 * EVAL_POINTS) // EVAL_POINTS))
+        train.setdefault("save_every", max(steps or 100, 1))
+        cfg["_plan"] = {"budget_s": per_method, "steps": steps, "epochs": epochs, **timing}
         configs.append(cfg)
     return configs
 
@@ -203,7 +206,7 @@ def _run_subprocess(cfg: dict, run_id: str) -> int:
         Path(fh.name).unlink(missing_ok=True)
 
 
-def launch_lab(dataset: str, model: str = "smollm2-135m-instruct", budget_s: float = 600,
+def launch_lab(dataset: str, model: str = "smollm2-135m-instruct", budget_s: Optional[float] = 600,
                methods: Sequence[str] = METHODS, base_config: Optional[dict] = None, name: Optional[str] = None,
                runner: str = "queue", progress: Optional[ProgressFn] = None) -> str:
     """Plan and start a lab; returns its id. ``queue`` (default) launches every run through core.runs.launch

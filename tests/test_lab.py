@@ -58,6 +58,8 @@ def test_plan_gives_one_config_per_method_and_more_steps_for_more_budget(workspa
     assert small[4]["freeze"] == {"trainable_layers": 2}
     fixed = plan_lab("intents", "tiny-llama", 10, methods=("lora",), base_config={"train": {"max_steps": 7}})
     assert fixed[0]["train"]["max_steps"] == 7
+    by_epochs = plan_lab("intents", "tiny-llama", None, methods=("adapter",), base_config={"train": {"epochs": 2}})
+    assert by_epochs[0]["train"]["max_steps"] is None and by_epochs[0]["train"]["epochs"] == 2
 
 
 @pytest.mark.parametrize("kwargs, words", [
