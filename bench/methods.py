@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import random
 import sys
@@ -35,7 +36,8 @@ from typing import Optional, Sequence
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
 BANKING = SHARED / "banking77"
-BITEXT = SHARED / "bitext_customer_support" / "v1_short_responses" / "Bitext_Sample_Customer_Support_Training_Dataset.csv"
+BITEXT = (SHARED / "bitext_customer_support" / "v1_short_responses"
+          / "Bitext_Sample_Customer_Support_Training_Dataset.csv")
 METHODS = ("lora", "adapter", "prefix", "full", "freeze")
 SYSTEM = {
     "banking77": "You classify a bank customer's message. Answer with the intent label only.",
@@ -112,7 +114,7 @@ def write_dataset(name: str, quick: bool) -> str:
                 writer.writeheader()
                 writer.writerows({c: r[c] for c in columns} for r in rows)
             convs, _info = load_conversations(str(path), format=fmt)
-            text = "".join(__import__("json").dumps(c, ensure_ascii=False) + "\n" for c in convs)
+            text = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in convs)
             atomic_write_text(folder / "splits" / f"{split}.jsonl", text)
             normalized.append(text)
     atomic_write_text(folder / "normalized.jsonl", "".join(normalized))
@@ -163,7 +165,8 @@ def _cli(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny slice and a few steps")
     parser.add_argument("--dataset", choices=("banking77", "bitext"), default="banking77")
-    parser.add_argument("--model", default=None, help="base model (default smollm2-135m-instruct; tiny-llama to smoke-test)")
+    parser.add_argument("--model", default=None,
+                        help="base model (default smollm2-135m-instruct; tiny-llama to smoke-test)")
     parser.add_argument("--budget", type=float, default=None, help="seconds for all methods together")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--epochs", type=float, default=None, help="train each method this many epochs (no budget)")

@@ -53,7 +53,8 @@ def machine_diagram(method: str) -> str:
     elif method == "adapter":
         body = (f'x [label="{x}"]; L [label="{t("learn.diag.sublayer")} ({t("learn.diag.frozen")})", {frozen}];'
                 f' D [label="W_down", {trained}]; F [label="f (GELU)"]; U [label="W_up", {trained}];'
-                f' plus [label="+", shape=circle]; h [label="{h}"]; x -> L -> D -> F -> U -> plus; L -> plus; plus -> h;')
+                f' plus [label="+", shape=circle]; h [label="{h}"];'
+                ' x -> L -> D -> F -> U -> plus; L -> plus; plus -> h;')
     elif method == "prefix":
         body = (f'P [label="{t("learn.diag.prefix")} P_K, P_V", {trained}]; x [label="{x}"];'
                 f' K [label="K, V ({t("learn.diag.frozen")})", {frozen}]; Q [label="Q"]; att [label="Attention"];'
