@@ -3,8 +3,8 @@ import streamlit as st
 
 from ui import labeler, t, update_project
 from ui.common import ensure_shell, header, need, next_step, not_available, show_error
-from ui.choose_view import (METHODS, PRESETS, default_config, estimate, recommend, render_estimate,
-                            render_recommendation)
+from ui.choose_view import (METHODS, PRESETS, default_config, estimate, recommend, recommended_config,
+                            render_estimate, render_recommendation)
 from ui.runview import build_run_config
 
 ensure_shell()
@@ -32,16 +32,26 @@ if rec is None:
 else:
     render_recommendation(rec)
 
+    def use_recommendation() -> None:
+        """Save the recommended settings and let the form show them (a callback: before widgets are drawn)."""
+        update_project(method=rec["method"], run_config={**recommended_config(rec), "x_preset": "custom"})
+        st.session_state["method_pick"] = rec["method"]
+        st.session_state.pop("preset_pick", None)
+
+    st.button(t("choose.use_recommendation"), key="use_rec", on_click=use_recommendation, type="primary")
+
 saved = project.get("run_config") or {}
 base = default_config(rec, saved)
 st.subheader(t("choose.settings_title"))
 c1, c2 = st.columns(2)
 method = c1.radio(t("choose.method"), METHODS, index=METHODS.index(base["method"]), horizontal=True,
                   format_func=labeler("method.{}.name"), key="method_pick")
-preset = c2.radio(t("choose.preset"), list(PRESETS), index=list(PRESETS).index(saved.get("x_preset", "balanced"))
-                  if saved.get("x_preset", "balanced") in PRESETS else 1, horizontal=True,
-                  format_func=labeler("preset.{}"), key="preset_pick", help=t("choose.preset_help"))
-train_defaults = {**base["train"], **(PRESETS[preset] if preset != saved.get("x_preset") else {})}
+preset_options = ["custom", *PRESETS]  # custom: the recommendation's (or your saved) settings as they are
+current_preset = saved.get("x_preset") or "custom"
+preset = c2.radio(t("choose.preset"), preset_options, horizontal=True, format_func=labeler("preset.{}"),
+                  index=preset_options.index(current_preset) if current_preset in preset_options else 0,
+                  key="preset_pick", help=t("choose.preset_help"))
+train_defaults = {**base["train"], **(PRESETS[preset] if preset in PRESETS and preset != saved.get("x_preset") else {})}
 
 with st.form("settings"):
     params = {}

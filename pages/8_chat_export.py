@@ -44,33 +44,35 @@ with tab_chat:
             with cols[1].chat_message("assistant", avatar="🧱"):
                 st.caption(t("chat.base"))
                 st.write(turn["base"] if turn["base"].strip() else t("model.empty_answer"))
+    new_turn = st.container()  # the new exchange appears above the input, after the history
     prompt = st.chat_input(t("chat.input"), disabled=chat_api is None)
     if prompt:
-        with st.chat_message("user"):
-            st.write(prompt)
-        messages = ([{"role": "system", "content": system_prompt}] if system_prompt.strip() else []) + \
-            [m for turn in history for m in ({"role": "user", "content": turn["user"]},
-                                             {"role": "assistant", "content": turn["tuned"]})] + \
-            [{"role": "user", "content": prompt}]
-        cols = st.columns(2) if compare else [st.container()]
-        with cols[0].chat_message("assistant", avatar="🏭"):
-            st.caption(t("chat.tuned"))
-            with st.spinner(t("chat.loading_tuned")):
-                model, tok = tuned_model(run_id)
-            tuned = st.write_stream(chat_stream(model, tok, messages, max_new))
-            if not str(tuned).strip():
-                st.caption(t("model.empty_answer"))
-        base = None
-        if compare:
-            with cols[1].chat_message("assistant", avatar="🧱"):
-                st.caption(t("chat.base"))
-                with st.spinner(t("chat.loading_base")):
-                    bmodel, btok = base_model(config.get("model") or project["base_model"])
-                base = st.write_stream(chat_stream(bmodel, btok, messages, max_new))
-                if not str(base).strip():
+        with new_turn:
+            with st.chat_message("user"):
+                st.write(prompt)
+            messages = ([{"role": "system", "content": system_prompt}] if system_prompt.strip() else []) + \
+                [m for turn in history for m in ({"role": "user", "content": turn["user"]},
+                                                 {"role": "assistant", "content": turn["tuned"]})] + \
+                [{"role": "user", "content": prompt}]
+            cols = st.columns(2) if compare else [st.container()]
+            with cols[0].chat_message("assistant", avatar="🏭"):
+                st.caption(t("chat.tuned"))
+                with st.spinner(t("chat.loading_tuned")):
+                    model, tok = tuned_model(run_id)
+                tuned = st.write_stream(chat_stream(model, tok, messages, max_new))
+                if not str(tuned).strip():
                     st.caption(t("model.empty_answer"))
-        history.append({"user": prompt, "tuned": tuned if isinstance(tuned, str) else "".join(map(str, tuned)),
-                        "base": base if base is None or isinstance(base, str) else "".join(map(str, base))})
+            base = None
+            if compare:
+                with cols[1].chat_message("assistant", avatar="🧱"):
+                    st.caption(t("chat.base"))
+                    with st.spinner(t("chat.loading_base")):
+                        bmodel, btok = base_model(config.get("model") or project["base_model"])
+                    base = st.write_stream(chat_stream(bmodel, btok, messages, max_new))
+                    if not str(base).strip():
+                        st.caption(t("model.empty_answer"))
+            history.append({"user": prompt, "tuned": tuned if isinstance(tuned, str) else "".join(map(str, tuned)),
+                            "base": base if base is None or isinstance(base, str) else "".join(map(str, base))})
 
 with tab_export:
     st.markdown(t("export.intro"))

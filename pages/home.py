@@ -13,6 +13,12 @@ st.title(t("home.title"))
 st.markdown(t("home.tagline"))
 
 done = step_done(project)
+todo = next((s for s in STEPS if not done[s]), None)
+if todo:  # one obvious next action: where this project continues
+    label = t("home.start") if todo == STEPS[0] else t("home.continue", step=t(f"step.{todo}"))
+    st.page_link(STEP_PAGES[todo], label=label, icon="🚀")
+else:
+    st.success(t("home.all_done"), icon="🎉")
 cols = st.columns(4)
 for i, step in enumerate(STEPS):
     with cols[i % 4].container(border=True):

@@ -22,8 +22,8 @@ PRESETS = {
 DEFAULT_TRAIN = {"epochs": 2, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": None, "scheduler": "cosine",
                  "warmup_ratio": 0.05, "max_seq_len": 384, "packing": True, "eval_every": 25, "save_every": 50,
                  "seed": 42}
-PURPOSE_TASK = {"support": "qa", "knowledge": "qa", "classification": "classification", "style": "style",
-                "chat": "chat"}
+PURPOSE_TASK = {"support": "knowledge_qa", "knowledge": "knowledge_qa", "classification": "classification",
+                "style": "style", "chat": "multi_turn"}
 
 
 def _as_dict(obj: Any) -> dict:
@@ -42,18 +42,29 @@ def _as_dict(obj: Any) -> dict:
 
 def recommend(project: dict) -> Optional[dict]:
     """The StrategySelector's recommendation for the active dataset, as a dict; None without the engine."""
-    selector_cls = engine("core.strategy", "StrategySelector")
-    if selector_cls is None:
+    if engine("core.strategy", "recommend_for_dataset") is None:
         return None
     from core.runs import dataset_dir
 
-    fn = getattr(engine("core.strategy"), "recommend_for_dataset", None)
-    if fn is not None:
-        return _as_dict(fn(str(dataset_dir(project["active_dataset"])), purpose=project.get("purpose"),
-                           model=project.get("base_model")))
-    return _as_dict(selector_cls().recommend(dataset=str(dataset_dir(project["active_dataset"])),
-                                             task=PURPOSE_TASK.get(project.get("purpose"), "qa"),
-                                             model=project.get("base_model")))
+    return _cached_recommendation(str(dataset_dir(project["active_dataset"])),
+                                  PURPOSE_TASK.get(project.get("purpose"), "knowledge_qa"),
+                                  project.get("base_model") or "smollm2-135m-instruct")
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _cached_recommendation(data: str, task: str, model: str) -> dict:
+    from core.strategy import recommend_for_dataset
+
+    return _as_dict(recommend_for_dataset(data, purpose=task, model=model))
+
+
+def recommended_config(rec: dict) -> dict:
+    """The method section and train section of a recommendation, as page 5 saves them."""
+    method = rec.get("method", "lora")
+    cfg = {"method": method, "train": {**DEFAULT_TRAIN, **(rec.get("train") or {})}}
+    if method != "full":
+        cfg[method] = dict(rec.get("params") or {})
+    return cfg
 
 
 def estimate(config: dict) -> Optional[dict]:
@@ -77,12 +88,7 @@ def default_config(rec: Optional[dict], saved: dict) -> dict:
     if saved.get("method"):
         cfg = copy.deepcopy(saved)
     else:
-        cfg = {"method": "lora", "train": {}}
-        rec_cfg = (rec or {}).get("config") or {}
-        if rec_cfg:
-            cfg.update(copy.deepcopy(rec_cfg))
-        elif (rec or {}).get("method") in METHODS:
-            cfg["method"] = rec["method"]
+        cfg = recommended_config(rec) if rec else {"method": "lora", "train": {}}
     cfg["train"] = {**DEFAULT_TRAIN, **(cfg.get("train") or {})}
     if cfg.get("method") not in METHODS:
         cfg["method"] = "lora"
@@ -90,17 +96,22 @@ def default_config(rec: Optional[dict], saved: dict) -> dict:
 
 
 def render_recommendation(rec: dict) -> None:
-    """Method, reasons in plain words, runner-up and why it lost."""
+    """Method, reasons in plain words, runner-up and why it lost, notes on the data."""
     method = rec.get("method", "?")
     with st.container(border=True):
-        st.markdown(t("choose.recommended", method=t(f"method.{method}.name")))
+        st.markdown(t("choose.recommended", method=t(f"method.{method}.name")) + "  \n" +
+                    t("choose.task", task=t(f"task.{rec.get('task', 'knowledge_qa')}")))
+        params = rec.get("params") or {}
+        if params:
+            st.caption(" · ".join(f"{k} = {v}" for k, v in params.items()))
         for reason in rec.get("reasons") or []:
             st.markdown(f"- {reason}")
         runner = rec.get("runner_up") or {}
-        if runner:
-            name = runner.get("method") if isinstance(runner, dict) else str(runner)
-            why = runner.get("why") or runner.get("reason") if isinstance(runner, dict) else rec.get("runner_up_reason")
-            st.caption(t("choose.runner_up", method=t(f"method.{name}.name"), why=why or ""))
+        if runner.get("method"):
+            st.caption(t("choose.runner_up", method=t(f"method.{runner['method']}.name"),
+                         why=runner.get("why_not") or runner.get("why") or ""))
+        for note in rec.get("notes") or []:
+            st.warning(str(note), icon="🧾")
 
 
 def _duration(seconds: Optional[float]) -> str:
@@ -116,14 +127,14 @@ def render_estimate(est: dict) -> None:
     if params.get("total"):
         c1.metric(t("choose.est.params"), f"{params['trainable']:,}",
                   t("choose.est.share", share=100 * params.get("share", params["trainable"] / params["total"]),
-                    total=params["total"] / 1e6), delta_color="off")
+                    total=params["total"] / 1e6), delta_color="off", delta_arrow="off", border=True)
     if memory.get("total") is not None:
         c2.metric(t("choose.est.memory"), f"{memory['total'] / 2**30:.2f} GiB",
-                  t("choose.est.budget", budget=(memory.get("budget") or 0) / 2**30), delta_color="off")
+                  t("choose.est.budget", budget=(memory.get("budget") or 0) / 2**30), delta_color="off", delta_arrow="off", border=True)
     c3.metric(t("choose.est.time"), _duration(est.get("epoch_s")),
-              t("choose.est.steps", steps=est.get("steps_per_epoch") or "?"), delta_color="off")
+              t("choose.est.steps", steps=est.get("steps_per_epoch") or "?"), delta_color="off", delta_arrow="off", border=True)
     c4.metric(t("choose.est.total"), _duration(est.get("total_s")),
-              t("choose.est.steps", steps=est.get("total_steps") or "?"), delta_color="off")
+              t("choose.est.steps", steps=est.get("total_steps") or "?"), delta_color="off", delta_arrow="off", border=True)
     if memory.get("fits") is False:
         st.error(t("choose.est.no_fit", fix="; ".join(map(str, est.get("problems") or []))), icon="🧯")
         if est.get("suggestion"):

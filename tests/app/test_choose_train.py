@@ -18,6 +18,7 @@ def test_choose_explains_methods_estimates_and_saves(workspace, lang):
     for method in ("lora", "adapter", "prefix", "full", "freeze"):
         assert t(f"method.{method}.name", lang) in body
         assert t(f"method.{method}.explain", lang) in body
+    assert t("choose.recommended", lang, method=t("method.lora.name", lang)).split("**")[0] in body
     metrics = {m.label: m.value for m in at.metric}
     trainable = int(metrics[t("choose.est.params", lang)].replace(",", ""))
     assert 0 < trainable < 100_000  # LoRA on the tiny model: a small share of its ~92k parameters
@@ -30,6 +31,21 @@ def test_choose_explains_methods_estimates_and_saves(workspace, lang):
     assert saved["train"]["max_steps"] == 30 and saved["train"]["batch_size"] == 4  # the quick preset
     adapter_params = int({m.label: m.value for m in at.metric}[t("choose.est.params", lang)].replace(",", ""))
     assert adapter_params != trainable  # the estimate follows the chosen method
+
+
+def test_use_recommendation_saves_the_recommended_settings(workspace):
+    seed_dataset(workspace)
+    write_project(workspace, active_dataset="demo-data")
+    at = open_page("5_choose")
+    at.button(key="use_rec").click().run()
+    assert not at.exception
+    saved = json.loads((workspace / "project.json").read_text())["run_config"]
+    from core.strategy import recommend_for_dataset
+
+    rec = recommend_for_dataset(str(workspace / "datasets" / "demo-data"), purpose="knowledge_qa", model="tiny-llama")
+    assert saved["method"] == rec.method and saved[rec.method] == rec.params
+    assert saved["train"]["epochs"] == rec.train["epochs"]
+    assert at.radio(key="method_pick").value == rec.method
 
 
 def test_choose_needs_a_dataset(workspace):
