@@ -356,7 +356,7 @@ def run_row(method: str, run_id: str) -> dict:
         "val_curve": [[m["step"], m["eval_loss"]] for m in evals],
         "loss_curve": [[m["step"], m["loss"]] for m in train_lines if m.get("loss") is not None],
         "metric_name": metric_name, "metric": metric, "label_scoring_accuracy": scored,
-        "rouge_l": text.get("rouge_l"), "n_test": (report or {}).get("n_test"),
+        "rouge_l": text.get("rouge_l") if metric_name == "token_f1" else None, "n_test": (report or {}).get("n_test"),
         "samples": _samples(report) if report else [], "evaluated": report is not None,
     }
 
@@ -385,7 +385,7 @@ def evaluate_lab(lab_id: str, limit: Optional[int] = 20, progress: Optional[Prog
 
 
 COLUMNS = ["method", "trainable", "trainable_pct", "peak_mb", "wall_s", "tokens_per_s", "final_val_loss",
-           "metric", "label_scoring_accuracy", "state", "run_id"]
+           "metric", "rouge_l", "label_scoring_accuracy", "state", "run_id"]
 
 
 def lab_table(lab_or_rows) -> "pandas.DataFrame":  # noqa: F821 - pandas is imported lazily
@@ -408,15 +408,16 @@ def format_table(frame) -> str:
             return f"{int(v):,}"
         if col in ("trainable_pct",):
             return f"{v:.3f}"
-        if col in ("metric", "label_scoring_accuracy", "final_val_loss"):
+        if col in ("metric", "rouge_l", "label_scoring_accuracy", "final_val_loss"):
             return f"{v:.4f}"
         if isinstance(v, float):
             return f"{v:,.1f}"
         return str(v)
 
-    cols = [c for c in COLUMNS if c != "run_id"]
+    records = frame.to_dict("records")
+    cols = [c for c in COLUMNS if c != "run_id" and any(cell(c, r[c]) != "-" for r in records)] or ["method"]
     header = [c if c != "metric" else frame.attrs.get("metric_name", "metric") for c in cols]
-    body = [[cell(c, r[c]) for c in cols] for r in frame.to_dict("records")]
+    body = [[cell(c, r[c]) for c in cols] for r in records]
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(header)]
     lines = ["  ".join(h.ljust(w) for h, w in zip(header, widths))]
     lines += ["  ".join(v.ljust(w) for v, w in zip(b, widths)) for b in body]

@@ -137,7 +137,7 @@ def explainer() -> None:
 COLUMN_KEYS = {"method": "learn.col.method", "trainable": "learn.col.trainable", "trainable_pct": "learn.col.pct",
                "peak_mb": "learn.col.peak", "wall_s": "learn.col.wall", "tokens_per_s": "learn.col.tps",
                "final_val_loss": "learn.col.val_loss", "metric": "learn.col.metric",
-               "label_scoring_accuracy": "learn.col.scored", "state": "learn.col.state", "run_id": "learn.col.run"}
+               "rouge_l": "learn.col.rouge", "label_scoring_accuracy": "learn.col.scored", "state": "learn.col.state", "run_id": "learn.col.run"}
 
 
 def lab_form() -> None:
@@ -197,7 +197,8 @@ def results_view(lab_id: str) -> None:
     rows = lab.lab_results(lab_id)
     table = lab.lab_table(rows)
     shown = table.round({"trainable_pct": 3, "peak_mb": 0, "wall_s": 1, "tokens_per_s": 1, "final_val_loss": 4,
-                         "metric": 4, "label_scoring_accuracy": 4})
+                         "metric": 4, "rouge_l": 4, "label_scoring_accuracy": 4})
+    shown = shown.dropna(axis=1, how="all")  # e.g. no label scoring for free-text data
     shown = shown.rename(columns={c: t(k) for c, k in COLUMN_KEYS.items()})
     shown[t("learn.col.method")] = [t(f"method.{m}.name") for m in table["method"]]
     st.subheader(t("learn.lab.table"))
