@@ -515,3 +515,16 @@ def merge_demo(r: int = 4, alpha: int = 8, seed: int = 0) -> dict:
     return {"max_abs_diff": float((merged - unmerged).abs().max()),
             "lora_effect": float((unmerged - base).abs().max()), "trainable": trainable, "total": total,
             "tokens": int(ids.numel()), "params_after_merge": sum(p.numel() for p in merged_model.parameters())}
+
+
+def method_sizes(model: str, methods: Sequence[str] = METHODS) -> list[dict]:
+    """Exact trainable parameters of each method (the lab's settings) on ``model``, counted on the meta device."""
+    from core.strategy import ResourceEstimator
+
+    est = ResourceEstimator(model)
+    out = []
+    for method in methods:
+        count = est.parameters(method, method_params(method))
+        out.append({"method": method, "trainable": count.trainable, "total": count.total,
+                    "share": count.trainable / max(1, count.total)})
+    return out

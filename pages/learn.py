@@ -94,6 +94,12 @@ def rank_slider() -> None:
                       margin=dict(l=40, r=20, t=20, b=40))
     st.plotly_chart(fig, width="stretch")
     st.caption(t("learn.rank.caption", per_rank=f"{count['per_rank']:,}"))
+    sizes = lab.method_sizes(model)
+    bars = go.Figure(go.Bar(x=[t(f"method.{s['method']}.name") for s in sizes], y=[s["trainable"] for s in sizes],
+                            text=[f"{100 * s['share']:.2f}%" for s in sizes], textposition="outside"))
+    bars.update_yaxes(type="log", title=t("learn.rank.trainable"))
+    bars.update_layout(title=t("learn.sizes.title", model=model), height=340, margin=dict(l=40, r=20, t=50, b=40))
+    st.plotly_chart(bars, width="stretch", key="learn_sizes")
 
 
 def merge_section() -> None:

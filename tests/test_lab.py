@@ -9,7 +9,7 @@ import pytest
 
 from core.errors import UserError
 from core.lab import (METHODS, evaluate_lab, export_html, lab_results, lab_status, lab_table, launch_lab, list_labs,
-                      load_lab, plan_lab)
+                      load_lab, merge_demo, method_params, method_sizes, plan_lab)
 from core.runs import read_json, read_jsonl, run_dir
 
 LABELS = ("refund", "delivery", "password")
@@ -154,3 +154,13 @@ def test_bench_banking77_data_is_20_train_and_10_test_per_intent(workspace, shar
     assert len(test) == 770 and test[0]["messages"][-1]["content"] == test[0]["meta"]["label"]
     assert [c["messages"][0]["content"] for c in load_split(dataset_id, "train")] == \
         [r["text"] for r in splits["train"]]
+
+
+def test_method_sizes_and_merge_demo_are_exact(workspace):
+    sizes = method_sizes("tiny-llama")
+    assert [s["method"] for s in sizes] == list(METHODS)
+    for s in sizes:
+        assert (s["trainable"], s["total"]) == exact_trainable(s["method"], method_params(s["method"]))
+    demo = merge_demo()
+    assert demo["max_abs_diff"] < 1e-4 and demo["lora_effect"] > 1e-2
+    assert demo["params_after_merge"] == exact_trainable("full", {})[1]  # wrappers gone: the base model's size

@@ -37,6 +37,8 @@ def test_explainer_shows_line_machines_maths_and_exact_lora_count(workspace, lan
     metrics = {m.label: m.value for m in at.metric}
     assert metrics[t("learn.rank.trainable", lang)] == f"{trainable:,}"
 
+    sizes = [json.loads(c.proto.spec) for c in at.get("plotly_chart")][1]["data"][0]["y"]
+    assert sizes[0] == trainable // 2  # the lab's LoRA is rank 8: half the rank-16 count; the rest in test_lab
     at.button(key="learn_merge").click().run()
     assert not at.exception
     result = at.session_state["learn_merge_result"]
