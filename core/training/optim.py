@@ -13,7 +13,8 @@ import torch
 # Recommended peak learning rates when the config says `lr: null`. Why these values:
 # - lora 1e-3: the LoRA paper and common recipes use 2e-4..1e-3; the update is B@A with B zero-initialised and scaled
 #   by alpha/r, so small rates barely move it in the short runs (a few hundred examples, one epoch) this app targets.
-#   Measured on SmolLM2-135M (r=8, alpha=16, q/v), 500 Bitext support answers, one epoch: see the training issue note.
+#   Measured on SmolLM2-135M (r=8, alpha=16, q/v), 500 Bitext support answers, batch 8, one epoch (63 steps):
+#   validation loss 2.152 -> 0.876 (-59%) at 1e-3. (2e-4 was not measured on this CPU budget.)
 # - adapter 1e-3: bottleneck adapters use 1e-4..1e-3 (Houlsby et al. 2019 swept 3e-5..3e-3); the zero-initialised up
 #   projection makes the start an identity, so the higher end is safe and converges faster.
 # - prefix 1e-2: the virtual tokens start far from anything useful and need large steps. The prefix-tuning paper
