@@ -125,11 +125,13 @@ def write_dataset(name: str, quick: bool) -> str:
 
 def main(quick: bool = False, dataset: str = "banking77", model: Optional[str] = None,
          budget_s: Optional[float] = None, methods: Sequence[str] = METHODS, steps: Optional[int] = None,
-         eval_limit: Optional[int] = None, runner: str = "subprocess", epochs: Optional[float] = None):
+         eval_limit: Optional[int] = None, runner: str = "subprocess", epochs: Optional[float] = None,
+         overrides: Optional[dict] = None):
     """Prepare the data, train the methods one after another, evaluate each, print and return the table.
 
     ``epochs`` trains every method for that many epochs (the budget is then ignored); otherwise each method gets
-    ``budget_s / len(methods)`` seconds, turned into steps with the estimator's time per step.
+    ``budget_s / len(methods)`` seconds, turned into steps with the estimator's time per step. ``overrides`` maps
+    dotted config keys to values (``{"lora.r": 16, "train.lr": 5e-4}``) applied on top of the lab's settings.
     """
     from core.lab import evaluate_lab, export_html, format_table, lab_table, launch_lab
 
@@ -145,6 +147,9 @@ def main(quick: bool = False, dataset: str = "banking77", model: Optional[str] =
     if epochs:
         train["epochs"] = epochs
     base = {"system_prompt": SYSTEM[dataset], "train": train}
+    for key, value in (overrides or {}).items():
+        section, _, leaf = key.rpartition(".")
+        (base.setdefault(section, {}) if section else base)[leaf] = value
     plan = f"{epochs:g} epochs each" if epochs else f"budget {budget_s:.0f} s for {len(methods)} methods"
     print(f"dataset {dataset_id}, model {model}, {plan}", flush=True)
 
@@ -161,6 +166,17 @@ def main(quick: bool = False, dataset: str = "banking77", model: Optional[str] =
     return table
 
 
+def _parse_set(item: str) -> tuple:
+    """``lora.r=16`` -> ("lora.r", 16); a value that is not JSON stays a string."""
+    key, sep, raw = item.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--set needs KEY=VALUE, got {item!r}")
+    try:
+        return key.strip(), json.loads(raw)
+    except json.JSONDecodeError:
+        return key.strip(), raw
+
+
 def _cli(argv: Optional[list] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="a tiny slice and a few steps")
@@ -172,13 +188,15 @@ def _cli(argv: Optional[list] = None) -> int:
     parser.add_argument("--epochs", type=float, default=None, help="train each method this many epochs (no budget)")
     parser.add_argument("--steps", type=int, default=None, help="fixed max_steps per method (overrides the budget)")
     parser.add_argument("--eval-limit", type=int, default=None, help="test examples per evaluation")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a config value, e.g. --set lora.r=16 --set train.lr=5e-4 (JSON values)")
     parser.add_argument("--workspace", default=None, help="workspace folder (default $ASSISTANT_FACTORY_HOME)")
     args = parser.parse_args(argv)
     if args.workspace:
         os.environ["ASSISTANT_FACTORY_HOME"] = str(Path(args.workspace).resolve())
     main(quick=args.quick, dataset=args.dataset, model=args.model, budget_s=args.budget,
          methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), steps=args.steps,
-         eval_limit=args.eval_limit, epochs=args.epochs)
+         eval_limit=args.eval_limit, epochs=args.epochs, overrides=dict(_parse_set(item) for item in args.set))
     return 0
 
 

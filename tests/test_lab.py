@@ -164,3 +164,16 @@ def test_method_sizes_and_merge_demo_are_exact(workspace):
     demo = merge_demo()
     assert demo["max_abs_diff"] < 1e-4 and demo["lora_effect"] > 1e-2
     assert demo["params_after_merge"] == exact_trainable("full", {})[1]  # wrappers gone: the base model's size
+
+
+def test_bench_main_prints_the_table_with_overrides(workspace, shared_data, capsys):
+    from bench.methods import main
+
+    table = main(quick=True, dataset="banking77", model="tiny-llama", methods=("lora",), steps=1, eval_limit=1,
+                 runner="inprocess", overrides={"lora.r": 2, "train.lr": 5e-4})
+    run_id = table["run_id"].iloc[0]
+    cfg = read_json(run_dir(run_id) / "config.json")
+    assert cfg["lora"]["r"] == 2 and cfg["train"]["lr"] == 5e-4 and cfg["train"]["max_steps"] == 1
+    assert table["trainable"].iloc[0] == exact_trainable("lora", cfg["lora"])[0]
+    out = capsys.readouterr().out
+    assert "accuracy" in out and f"{table['trainable'].iloc[0]:,}" in out
