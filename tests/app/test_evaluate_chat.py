@@ -1,5 +1,6 @@
 """Steps 7-8 on a real tiny run: evaluation report base vs tuned, streaming chat beside the base, exports."""
 import json
+import time
 import zipfile
 
 import pytest
@@ -21,7 +22,16 @@ def test_evaluate_runs_and_shows_base_vs_tuned(trained_run, workspace, lang):
     at = open_page("7_evaluate", lang)
     assert any(i.value == t("evaluate.none_yet", lang) for i in at.info)
     at.number_input[0].set_value(2)
-    next(b for b in at.button if b.label == t("evaluate.run", lang)).click().run(timeout=300)
+    next(b for b in at.button if b.label == t("evaluate.run", lang)).click().run()
+    assert not at.exception
+    from ui.evaljob import state  # the evaluation runs as `python -m core eval` in its own process
+
+    assert state(trained_run)["state"] in ("running", "done")
+    deadline = time.time() + 600
+    while state(trained_run)["state"] == "running" and time.time() < deadline:
+        time.sleep(1)
+    assert state(trained_run)["state"] == "done"
+    at.run()
     assert not at.exception
     report = json.loads((workspace / "runs" / trained_run / "eval" / "report.json").read_text())
     assert report["n_test"] == 2
@@ -49,6 +59,22 @@ def test_chat_streams_tuned_and_base_answers(trained_run, lang):
     at.toggle(key="compare").set_value(False)
     at.chat_input[0].set_value("Thanks").run(timeout=120)
     assert at.session_state[f"chat_history_{trained_run}"][1]["base"] is None
+
+
+def test_failed_evaluation_shows_the_log(workspace):
+    seed_dataset(workspace)
+    seed_run_files(workspace, "no-adapter", "completed")  # completed status but no adapter: eval exits 2
+    write_project(workspace, active_dataset="demo-data", run_config=RUN_CONFIG, active_run="no-adapter")
+    at = open_page("7_evaluate")
+    next(b for b in at.button if b.label == t("evaluate.run")).click().run()
+    from ui.evaljob import state
+
+    deadline = time.time() + 300
+    while state("no-adapter")["state"] == "running" and time.time() < deadline:
+        time.sleep(1)
+    at.run()
+    assert any(e.value == t("evaluate.failed") for e in at.error)
+    assert any("error:" in c.value for c in at.code)  # the engine's own message from the log
 
 
 def test_export_builds_a_downloadable_adapter_zip(trained_run, workspace):
