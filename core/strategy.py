@@ -52,7 +52,10 @@ BENCH_FILE = ".machine_bench.json"
 # Constants fitted against measured peak RSS and step times of the default model on this project's 2-core machine
 # by bench/estimate_bench.py (subprocess per config, ru_maxrss; step times in CPU seconds per thread because the
 # machine was shared). They are the only numbers here not derived from the model's structure or the machine's
-# measured speed; see the bench's table for how well they hold.
+# measured speed; see the bench's table for how well they hold. Validation run (`python -m core bench estimate
+# --quick`, LoRA/Adapter/Prefix/full x batch 1 and 4, 128 tokens) with load average ~10 on 2 cores: peak memory
+# within -17%..+6% of ru_maxrss; step time within -49%..+26% of CPU-seconds-per-thread (too noisy there to
+# calibrate further), while wall times were 4-10x longer than on an idle machine.
 CAL = {
     # Process memory beyond "import torch, transformers" (measured per machine): tokenizer, data, core modules.
     "misc_mb": 150.0,
@@ -769,9 +772,10 @@ def dataset_shapes(cfg: dict, model: str, sample: int = 4000) -> dict:
         bs = tc.get("eval_batch_size") or tc["batch_size"]
         val_batches = [tuple(b["input_ids"].shape) for b in loader.batches(val_examples, bs, packing=False,
                                                                          shuffle=False)]
-    return {"conversations": n, "examples": int(len(examples) * scale), "val_batches": val_batches, "tokens": int(stats.get("tokens", 0) * scale),
-            "label_tokens": int(stats.get("label_tokens", 0) * scale), "batches_per_epoch": math.ceil(len(shapes) * scale),
-            "packing": packing, "scale": scale, "batches": shapes}
+    return {"conversations": n, "examples": int(len(examples) * scale), "val_batches": val_batches,
+            "tokens": int(stats.get("tokens", 0) * scale), "label_tokens": int(stats.get("label_tokens", 0) * scale),
+            "batches_per_epoch": math.ceil(len(shapes) * scale), "packing": packing, "scale": scale,
+            "batches": shapes}
 
 
 # ================================================================ fit check
@@ -868,8 +872,8 @@ TINY = 300      # Li & Liang 2021 ran their low-data experiments with 50-500 exa
 SMALL = 1000    # below this, every extra trainable weight is a chance to overfit
 LARGE = 20000   # from here on full fine-tuning has the data to use its capacity (Biderman et al. 2024)
 TASKS = ("style", "knowledge_qa", "classification", "multi_turn")
-TASK_ALIASES = {"support": "knowledge_qa", "persona": "style", "style/persona": "style", "tone": "style", "qa": "knowledge_qa",
-                "knowledge": "knowledge_qa", "faq": "knowledge_qa", "routing": "classification",
+TASK_ALIASES = {"support": "knowledge_qa", "persona": "style", "style/persona": "style", "tone": "style",
+                "qa": "knowledge_qa", "knowledge": "knowledge_qa", "faq": "knowledge_qa", "routing": "classification",
                 "classification/routing": "classification", "intent": "classification", "chat": "multi_turn",
                 "multi-turn": "multi_turn", "multiturn": "multi_turn", "dialogue": "multi_turn"}
 # Typical conversation length in tokens (chat template included) when no quality report says otherwise.
@@ -1209,7 +1213,8 @@ def recommend_for_dataset(data: str, purpose: Optional[str] = None, model: Optio
     quality = read_json(folder / "quality.json", None) if folder else None
     if purpose:
         task = normalize_task(purpose)
-    elif (quality or {}).get("num_labels", 0) >= 2 or sum(bool(c.get("meta", {}).get("label")) for c in train) > len(train) / 2:
+    elif (quality or {}).get("num_labels", 0) >= 2 or \
+            sum(bool(c.get("meta", {}).get("label")) for c in train) > len(train) / 2:
         task = "classification"
     elif sum(len(c.get("messages", [])) > 3 for c in train) > len(train) / 2:
         task = "multi_turn"
