@@ -1094,12 +1094,12 @@ class StrategySelector:
     def _run_time(self, choice: Choice, n: int, batch: int, seq: int, mean_tokens: float,
                   epochs: float) -> tuple[float, float, int]:
         """(seconds per step, seconds per epoch, steps per epoch) from the dataset's size and typical length."""
+        per_example = max(1.0, min(mean_tokens, seq))
         if choice.method == "prefix":  # padded to the batch's longest, about the typical length
-            width = int(min(seq, max(16, mean_tokens * 1.3)))
-            rows = n
-        else:  # packed rows of about seq tokens
-            width = int(min(seq, max(16, mean_tokens)))
-            rows = max(1, math.ceil(n * min(mean_tokens, seq) / width * 1.05))
+            width, rows = int(min(seq, max(16, mean_tokens * 1.3))), n
+        else:  # packed: as many examples per row as fit in seq tokens (best-fit packing wastes ~5%)
+            rows = max(math.ceil(n * per_example * 1.05 / seq), math.ceil(n / max(1, int(seq // per_example))))
+            width = int(min(seq, math.ceil(n * per_example / rows)))
         steps = max(1, math.ceil(rows / batch))
         step = self.estimator.step_time(choice.method, choice.params,
                                         batches=[(batch, width, batch * width // 2)]).seconds

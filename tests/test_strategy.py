@@ -347,3 +347,18 @@ def test_recommend_for_dataset_file_gives_a_run_config(tmp_path, monkeypatch):
     assert cfg.data == str(data) and cfg.model == "tiny-llama"
     assert rec.to_dict()["runner_up"]["why"]
     assert strategy.recommend_for_dataset(str(data), purpose="style", model="tiny-llama").method == "prefix"
+
+
+def test_packed_rows_hold_several_short_examples():
+    sel = selector()
+    choice = strategy_choice("lora")
+    _, _, steps_short_rows = sel._run_time(choice, 800, 8, 64, 40.0, 1)
+    _, _, steps_long_rows = sel._run_time(choice, 800, 8, 512, 40.0, 1)
+    assert steps_short_rows == 100  # one 40-token example per 64-token row
+    assert steps_long_rows < 15  # twelve per 512-token row: 800 * 40 * 1.05 / 512 = 66 rows, 9 batches
+
+
+def strategy_choice(method: str):
+    from core.strategy import ADAPTER, LORA_QV, PREFIX, Choice
+
+    return Choice(method, {"lora": LORA_QV, "adapter": ADAPTER, "prefix": PREFIX}.get(method, {}), [])
