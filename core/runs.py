@@ -173,14 +173,27 @@ def _repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
-def _pid_alive(pid: Any) -> bool:
-    """True when ``pid`` is a running (not zombie) process."""
+def process_start_time(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), to tell it apart from a later process reusing the pid."""
+    try:
+        import psutil
+
+        return psutil.Process(pid).create_time()
+    except Exception:  # noqa: BLE001 - gone, no access, or no psutil
+        return None
+
+
+def _pid_alive(pid: Any, started: Any = None) -> bool:
+    """True when ``pid`` is a running (not zombie) process, and the same one that started at ``started``."""
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
         import psutil
 
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        proc = psutil.Process(pid)
+        if isinstance(started, (int, float)) and abs(proc.create_time() - started) > 1.0:
+            return False  # the pid now belongs to another process
+        return proc.status() != psutil.STATUS_ZOMBIE
     except ImportError:  # pragma: no cover - psutil is a requirement; plain fallback
         try:
             os.kill(pid, 0)
@@ -227,7 +240,8 @@ def _spawn(run_id: str, extra_args: list[str]) -> int:
                                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True, env=env)
     _CHILDREN[run_id] = proc
-    atomic_write_json(folder / "status.json", {"state": "queued", "pid": proc.pid, "step": None,
+    atomic_write_json(folder / "status.json", {"state": "queued", "pid": proc.pid,
+                                               "pid_started": process_start_time(proc.pid), "step": None,
                                                "total_steps": None, "heartbeat": time.time(), "error": None,
                                                "run_id": run_id})
     return proc.pid
@@ -266,7 +280,7 @@ def stop(run_id: str) -> dict:
 
     st = status(run_id)
     pid = st.get("pid")
-    if st.get("state") not in ACTIVE_STATES or not _pid_alive(pid):
+    if st.get("state") not in ACTIVE_STATES or not _pid_alive(pid, st.get("pid_started")):
         return st
     try:
         if os.getpgid(pid) == pid:  # our child leads its own session: signal the whole group (torchrun workers too)
@@ -290,9 +304,9 @@ def status(run_id: str) -> dict:
     if st is None:
         return {"state": "unknown", "run_id": run_id, "pid": None, "step": None, "total_steps": None,
                 "heartbeat": None, "error": "no status.json yet"}
-    if st.get("state") in ACTIVE_STATES and not _pid_alive(st.get("pid")):
+    if st.get("state") in ACTIVE_STATES and not _pid_alive(st.get("pid"), st.get("pid_started")):
         st = read_json(folder / "status.json") or st  # it may have written its final state just before exiting
-        if st.get("state") in ACTIVE_STATES and not _pid_alive(st.get("pid")):
+        if st.get("state") in ACTIVE_STATES and not _pid_alive(st.get("pid"), st.get("pid_started")):
             tail = log_tail(run_id)
             st = {**st, "state": "failed",
                   "error": "The training process ended without saving a final state (killed, out of memory or "

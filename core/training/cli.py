@@ -87,18 +87,20 @@ def _wait_for_lock(lock: "runs.TrainingLock", folder: Path, run_id: str) -> bool
         aborted["flag"] = True
 
     old = signal.signal(signal.SIGTERM, on_term)
+
+    def write(state: str, **extra) -> None:
+        runs.atomic_write_json(folder / "status.json", {
+            "state": state, "pid": os.getpid(), "pid_started": runs.process_start_time(os.getpid()), "step": None,
+            "total_steps": None, "heartbeat": time.time(), "error": None, "run_id": run_id, **extra})
+
     try:
         def on_wait(holder):
             print(f"another training run (pid {holder}) holds the workspace; queued until it ends", flush=True)
-            runs.atomic_write_json(folder / "status.json", {
-                "state": "queued", "pid": os.getpid(), "step": None, "total_steps": None, "heartbeat": time.time(),
-                "error": None, "run_id": run_id, "waiting_for_pid": holder})
+            write("queued", waiting_for_pid=holder)
 
         if lock.acquire(should_abort=lambda: aborted["flag"], on_wait=on_wait):
             return True
-        runs.atomic_write_json(folder / "status.json", {
-            "state": "stopped", "pid": os.getpid(), "step": None, "total_steps": None, "heartbeat": time.time(),
-            "error": None, "run_id": run_id, "detail": "stopped while queued"})
+        write("stopped", detail="stopped while queued")
         print("stopped while queued", flush=True)
         return False
     finally:

@@ -26,6 +26,15 @@ from core.runs import append_jsonl, atomic_write_json, atomic_write_text, read_j
 HEARTBEAT_S = 2.0
 
 
+def _own_start_time():
+    from core.runs import process_start_time
+
+    return process_start_time(os.getpid())
+
+
+_START_TIME = _own_start_time()  # lets core.runs.status() detect a pid reused by another process
+
+
 def peak_memory_mb(device: Optional[torch.device] = None) -> float:
     """Peak memory of this process: CUDA allocator peak on a GPU, peak resident set size on CPU."""
     if device is not None and device.type == "cuda":
@@ -91,6 +100,7 @@ class TrainingMonitor:
     def _write_locked(self) -> None:
         status = dict(self._status)
         status["pid"] = os.getpid()
+        status["pid_started"] = _START_TIME
         status["heartbeat"] = time.time()
         if status.get("state") == "running":
             # A signal seen by the trainer (stop_requested), or core.runs.stop() marking "stopping" from another
