@@ -13,6 +13,7 @@ BENCHES = {
     "estimate": "bench.estimate_bench",
     "throughput": "bench.throughput",
     "methods": "bench.methods",
+    "eval": "bench.eval_bench",
 }
 
 

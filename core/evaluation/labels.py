@@ -71,7 +71,7 @@ class LabelTrie:
 class LabelScorer:
     """Log-likelihood of each label as the assistant's answer, for many prompts."""
 
-    def __init__(self, model, tok, labels: Sequence[str], mode: str = "auto", prompts_per_batch: int = 4,
+    def __init__(self, model, tok, labels: Sequence[str], mode: str = "auto", prompts_per_batch: int = 16,
                  labels_per_batch: int = 64, normalize: str = "sum", nodes_per_step: int = 32, dive_width: int = 2):
         if mode not in ("auto", "pruned", "trie", "batched"):
             raise ValueError(f"mode must be auto, pruned, trie or batched, not {mode!r}")
