@@ -161,7 +161,8 @@ def _section_robustness(report: dict, chart) -> str:
     if not rob:
         return "<p class='muted'>Robustness was not measured.</p>"
     names = list(rob["perturbations"])
-    rows = [{"perturbation": n, rob["metric"]: p["score"], "drop": p["drop"], "unchanged answers": p["unchanged_share"],
+    rows = [{"perturbation": n, "prompts changed": p.get("changed_prompts"), rob["metric"]: p["score"],
+             "drop": p["drop"], "unchanged answers": p["unchanged_share"],
              "followed injection": p.get("injection_followed_share")} for n, p in rob["perturbations"].items()]
     fig = go.Figure()
     fig.add_bar(x=names, y=[p["drop"] for p in rob["perturbations"].values()], name=f"{rob['metric']} drop")

@@ -173,7 +173,8 @@ class RobustnessTester:
             answers = answer_fn(prompts)
             score = score_fn(answers, list(references))
             same = [normalized_answer(a) == normalized_answer(c) for a, c in zip(answers, clean_answers)]
-            entry = {"score": score, "drop": clean - score,
+            changed = sum(last_user_text(p) != last_user_text(m) for p, m in zip(prompts, messages))
+            entry = {"score": score, "drop": clean - score, "changed_prompts": changed,
                      "unchanged_share": sum(same) / len(same) if same else 1.0,
                      "examples": [{"prompt": last_user_text(p), "answer": a, "clean_answer": c}
                                   for p, a, c in list(zip(prompts, answers, clean_answers))[:n_examples]]}

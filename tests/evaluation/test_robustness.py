@@ -62,5 +62,13 @@ def test_tester_reports_drop_and_unchanged_share():
     assert case["drop"] == pytest.approx(1 - case["score"])
     assert case["unchanged_share"] == case["score"]
     assert out["perturbations"]["irrelevant_prefix"]["drop"] == 1.0  # the prefix starts upper-case
+    assert out["perturbations"]["irrelevant_prefix"]["changed_prompts"] == 4
     again = RobustnessTester(seed=3, perturbations=["case"]).run(msgs, refs, clean, answer_fn, score_fn)
     assert again["perturbations"]["case"]["score"] == case["score"]
+
+
+def test_case_on_chinese_reports_no_changed_prompt():
+    msgs = [[{"role": "user", "content": "我的卡丢了"}]]
+    out = RobustnessTester(seed=0, perturbations=["case"]).run(msgs, ["x"], ["x"], lambda ps: ["x"] * len(ps),
+                                                                lambda a, r: 1.0)
+    assert out["perturbations"]["case"]["changed_prompts"] == 0  # no letter case in Chinese: not applicable
