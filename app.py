@@ -13,6 +13,8 @@ st.set_page_config(page_title="Assistant Factory", page_icon="🏭", layout="wid
 # The language survives a reload through the URL (?lang=zh); the session keeps it between pages.
 if "lang" not in st.session_state:
     st.session_state["lang"] = st.query_params.get("lang") if st.query_params.get("lang") in LANGUAGES else "en"
+if st.session_state["lang"] != "en" and st.query_params.get("lang") != st.session_state["lang"]:
+    st.query_params["lang"] = st.session_state["lang"]  # page links drop the query: put it back for reloads
 
 
 def _set_lang() -> None:

@@ -65,7 +65,9 @@ def show_run(run_id: str) -> None:
     status = run_status(run_id)
     state = status.get("state", "unknown")
     st.subheader(t("train.run_title", id=run_id))
-    st.markdown(f"**{t('train.state')}:** {t(f'state.{state}')}")
+    detail = status.get("state_detail")  # e.g. "evaluating" between steps
+    st.markdown(f"**{t('train.state')}:** {t(f'state.{state}')}" + (f" · {detail}" if detail and state in ACTIVE_STATES
+                                                                    else ""))
     total = status.get("total_steps") or 0
     step = status.get("step") or 0
     st.progress(min(1.0, step / total) if total else 0.0, text=progress_text(run_id, status))

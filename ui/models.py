@@ -28,7 +28,8 @@ def model_panel(name: str, system_prompt: Optional[str], key: str) -> None:
     info = describe(name)
     loader = get_loader(name, start=False)
     c1, c2, c3 = st.columns(3)
-    c1.metric(t("model.active"), info["name"])
+    short = "SmolLM2-135M" if info["source"] == "embedded-gguf" else info["name"].rstrip("/").split("/")[-1]
+    c1.metric(t("model.active"), short, help=info["name"])
     c2.metric(t("model.source"), t(f"model.source.{info['source']}") if info["source"] != "?" else "?")
     state = "loaded" if loader and loader.result else "loading" if loader and not loader.done else \
         "cached" if info["cached"] else "not_loaded"

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(5400)]
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-SHOTS = ROOT / "docs" / "screenshots"
+SHOTS = Path(os.environ.get("E2E_SCREENSHOTS", ROOT / "docs" / "screenshots"))
 # By hand with the default model (timings printed per step):
 #   ASSISTANT_FACTORY_E2E_MODEL=smollm2-135m-instruct E2E_MAX_STEPS=0 E2E_EVAL_LIMIT=20 pytest -m e2e -s tests/e2e
 MODEL = os.environ.get("ASSISTANT_FACTORY_E2E_MODEL", "tiny-llama")
@@ -226,7 +226,7 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
     assert run_id
     page.reload()
     expect(page.get_by_text(f"Run {run_id}")).to_be_visible(timeout=60_000)
-    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=180_000)
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=1_200_000)
     expect(page.get_by_text("Training finished.")).to_be_visible(timeout=1_800_000)
     _idle(page)
     _shot(page, "6_train")
