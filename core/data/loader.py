@@ -301,8 +301,9 @@ class SmartDataLoader:
             mask[r, :n] = 1
             position_ids[r, :n] = torch.tensor(pos, dtype=torch.long)
             position_ids[r, n:] = torch.arange(width - n)  # padding forms its own block when packed
+        lengths = torch.tensor([len(r) for r in rows_ids], dtype=torch.long)  # lets the trainer trim padding
         return {"input_ids": input_ids, "labels": labels, "attention_mask": None if packing else mask,
-                "position_ids": position_ids}
+                "position_ids": position_ids, "row_lengths": lengths}
 
 
 def _is_text(msgs: list[dict]) -> bool:

@@ -59,6 +59,10 @@ class TrainSection:
     nonfinite_patience: int = 5              # consecutive non-finite steps before the run fails
     min_lr_ratio: float = 0.1                # cosine/linear decay floor as a fraction of lr (nanoGPT uses 0.1)
     device: str = "auto"                     # auto | cpu | cuda
+    # Rows of a batch go through forward+backward in groups of at most this many tokens (rows x width), the
+    # gradients adding up to exactly those of the whole batch: peak activation memory follows this budget,
+    # not batch_size x max_seq_len. 1024 tokens keeps CPU matmuls efficient (measured in bench/throughput.py).
+    micro_batch_tokens: int = 1024
 
     def __post_init__(self) -> None:
         problems = self.problems()
@@ -71,7 +75,7 @@ class TrainSection:
         if not _is_num(self.epochs) or self.epochs <= 0:
             p.append(f"train.epochs must be a positive number, got {self.epochs!r}.")
         for name in ("batch_size", "grad_accum", "max_seq_len", "eval_every", "save_every", "keep_checkpoints",
-                     "nonfinite_patience"):
+                     "nonfinite_patience", "micro_batch_tokens"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1:
                 p.append(f"train.{name} must be a whole number >= 1, got {v!r}.")

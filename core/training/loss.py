@@ -40,6 +40,46 @@ def model_inputs(batch: dict) -> dict:
     return inputs
 
 
+def split_rows(batch: dict, max_tokens: int) -> list[dict]:
+    """Consecutive groups of whole rows with rows x width <= max_tokens, each trimmed of trailing padding.
+
+    Summing the (loss_sum, n) of the groups gives exactly the batch's, so the trainer runs forward+backward per
+    group: peak activation memory is set by ``max_tokens`` rather than by the batch, at the same arithmetic.
+    A row longer than ``max_tokens`` forms a group of its own.
+    """
+    ids = batch["input_ids"]
+    lengths = batch.get("row_lengths")
+    if lengths is None:
+        mask = batch.get("attention_mask")
+        lengths = mask.sum(dim=1) if mask is not None else torch.full((ids.shape[0],), ids.shape[1])
+    lengths = [int(n) for n in lengths]
+    groups: list[list[int]] = []
+    width = 0
+    for row, n in enumerate(lengths):
+        if groups and max(width, n) * (len(groups[-1]) + 1) <= max_tokens:
+            groups[-1].append(row)
+            width = max(width, n)
+        else:
+            groups.append([row])
+            width = n
+    if len(groups) == 1 and max(lengths) == ids.shape[1]:
+        return [batch]
+    return [_take_rows(batch, rows, max(lengths[r] for r in rows)) for rows in groups]
+
+
+def _take_rows(batch: dict, rows: list[int], width: int) -> dict:
+    index = torch.tensor(rows)
+    out = {}
+    for key, value in batch.items():
+        if torch.is_tensor(value) and value.dim() == 2:
+            out[key] = value[index, :width]
+        elif torch.is_tensor(value) and value.dim() == 1:
+            out[key] = value[index]
+        else:
+            out[key] = value
+    return out
+
+
 def plain_causal_lm_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     """(sum of next-token cross-entropy over label tokens != -100, number of those tokens), full logits."""
     logits = model(**model_inputs(batch)).logits

@@ -26,7 +26,7 @@ from core.errors import UserError
 from core.runs import atomic_write_json, read_json
 from core.training import distributed as D
 from core.training.config import TrainingConfig
-from core.training.loss import IGNORE_INDEX, causal_lm_loss
+from core.training.loss import IGNORE_INDEX, causal_lm_loss, split_rows
 from core.training.monitor import TrainingMetrics, TrainingMonitor
 from core.training.optim import SmartOptimizer
 
@@ -55,6 +55,8 @@ def _label_tokens(batch: dict) -> int:
 
 
 def _real_tokens(batch: dict, pad_id: Optional[int]) -> int:
+    if batch.get("row_lengths") is not None:
+        return int(batch["row_lengths"].sum())
     if batch.get("attention_mask") is not None:
         return int(batch["attention_mask"].sum())
     if pad_id is None:
@@ -285,9 +287,11 @@ class AdvancedTrainer:
     def _train_step(self, micro: list[dict]) -> Optional[str]:
         """One optimizer step over this global batch; returns a failure reason after too many non-finite steps."""
         dev = self.ctx.device
-        slots = [(_to_device(b, dev), w) for b, w in self._slots(micro)]
-        local_labels = sum(_label_tokens(b) for b, w in slots if w)
-        local_real = sum(_real_tokens(b, self.tok.pad_token_id) for b, w in slots if w)
+        # Each accumulation slot runs as row groups of <= micro_batch_tokens tokens (same gradients, less memory).
+        slots = [([_to_device(sub, dev) for sub in split_rows(b, self.tc.micro_batch_tokens)], w)
+                 for b, w in self._slots(micro)]
+        local_labels = sum(_label_tokens(g) for groups, w in slots if w for g in groups)
+        local_real = sum(_real_tokens(g, self.tok.pad_token_id) for groups, w in slots if w for g in groups)
         global_labels, global_real = D.all_reduce_sum([local_labels, local_real], self.ctx)
         epoch = self.step / self.steps_per_epoch
         if global_labels == 0:
@@ -296,17 +300,19 @@ class AdvancedTrainer:
             return None
         scale = self.ctx.world_size / global_labels  # DDP averages gradients over ranks; undo that, normalise by tokens
         local_loss = 0.0
-        for j, (batch, weight) in enumerate(slots):
+        for j, (groups, weight) in enumerate(slots):
             # Dropout masks depend only on (seed, step, global micro-batch index), not on which process or which
             # accumulation slot runs the batch: N processes then match one process with the same global batch.
             torch.manual_seed(_micro_seed(self.tc.seed, self.step, j * self.ctx.world_size + self.ctx.rank))
-            sync_ctx = (self.ddp_model.no_sync() if self.ctx.distributed and j < len(slots) - 1
-                        else contextlib.nullcontext())
-            with sync_ctx:
-                loss_sum, _ = causal_lm_loss(self.ddp_model, batch)
-                (loss_sum * (scale * weight)).backward()
-            if weight:
-                local_loss += float(loss_sum.detach())
+            for k, batch in enumerate(groups):
+                last = j == len(slots) - 1 and k == len(groups) - 1
+                sync_ctx = (self.ddp_model.no_sync() if self.ctx.distributed and not last
+                            else contextlib.nullcontext())
+                with sync_ctx:
+                    loss_sum, _ = causal_lm_loss(self.ddp_model, batch)
+                    (loss_sum * (scale * weight)).backward()
+                if weight:
+                    local_loss += float(loss_sum.detach())
         loss = D.all_reduce_sum([local_loss], self.ctx)[0] / global_labels
         grad_norm = self.optimizer.grad_norm()
         self.step += 1

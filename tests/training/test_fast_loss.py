@@ -67,3 +67,34 @@ def test_no_label_tokens_gives_zero_loss_with_a_graph():
     total, n = L.causal_lm_loss(model, batch)
     assert n == 0 and float(total) == 0.0
     total.backward()  # must not raise: DDP needs every rank to run backward
+
+
+@pytest.mark.parametrize("packing", [True, False])
+def test_row_groups_respect_the_budget_and_add_up_to_the_whole_batch(packing):
+    from core.data.loader import SmartDataLoader
+
+    model, tok = tiny_model("tiny-llama")
+    model = apply_peft(model, CONFIGS["lora"]).eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.requires_grad:
+                p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
+    convs = [{"messages": [{"role": "user", "content": "q" * (5 + 7 * i)}, {"role": "assistant", "content": "a" * (3 + i)}]}
+             for i in range(9)]
+    loader = SmartDataLoader(tok, max_seq_len=120)
+    examples = [loader.encode(c) for c in convs]
+    (batch,) = list(loader.batches(examples, batch_size=16, packing=packing, shuffle=False))
+    groups = L.split_rows(batch, max_tokens=130)
+    assert len(groups) > 1
+    for g in groups:
+        assert g["input_ids"].numel() <= 130 or g["input_ids"].shape[0] == 1
+        assert int(g["row_lengths"].max()) == g["input_ids"].shape[1], "trailing padding is trimmed"
+    whole_loss, whole_n, whole_grads = _loss_and_grads(model, L.causal_lm_loss, batch)
+    model.zero_grad(set_to_none=True)
+    parts = [L.causal_lm_loss(model, g) for g in groups]
+    sum(s for s, _ in parts).backward()
+    assert sum(n for _, n in parts) == whole_n
+    assert float(sum(s for s, _ in parts)) == pytest.approx(whole_loss, rel=1e-6)
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            torch.testing.assert_close(p.grad, whole_grads[name], rtol=1e-5, atol=1e-6, msg=name)
