@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 BITEXT = ROOT / ".." / "shared" / "data" / "bitext_customer_support" / "v1_short_responses" / \
@@ -111,9 +113,9 @@ def worker(spec: dict) -> dict:
         if impl == "peft":
             batch = padded_batch(chunk, tok.pad_token_id)
             loss = model(**batch).loss
+            loss.backward()
         else:
-            loss = _our_loss(model, tok, chunk, method)
-        loss.backward()
+            loss = _our_step(model, tok, chunk, method)
         opt.step()
         opt.zero_grad(set_to_none=True)
         if step > 0:
@@ -125,16 +127,25 @@ def worker(spec: dict) -> dict:
             "peak_rss_mb": rss_mb, "final_loss": sum(losses[-3:]) / len(losses[-3:]), "losses": losses}
 
 
-def _our_loss(model, tok, chunk: list[dict], method: str):
-    """Our trainer's default path: the loader's batches (packed unless prefix) and the fast loss."""
+def _our_step(model, tok, chunk: list[dict], method: str):
+    """Our trainer's default step: the loader's batch (packed into 512-token rows unless prefix), run as row
+    groups of <= 1024 tokens (train.micro_batch_tokens), each with the fast loss; returns the mean loss."""
     from core.data.loader import SmartDataLoader
-    from core.training.loss import causal_lm_loss
+    from core.training.config import TrainSection
+    from core.training.loss import causal_lm_loss, split_rows
 
-    loader = SmartDataLoader(tok, system_prompt=SYSTEM, max_seq_len=2048)
-    packing = method != "prefix"
+    section = TrainSection()
+    loader = SmartDataLoader(tok, system_prompt=SYSTEM, max_seq_len=section.max_seq_len)
+    packing = section.packing and method != "prefix"
     (batch,) = list(loader.batches(chunk, batch_size=len(chunk), packing=packing, shuffle=False))
-    loss_sum, n = causal_lm_loss(model, batch)
-    return loss_sum / n
+    groups = split_rows(batch, section.micro_batch_tokens)
+    n_total = sum(int((g["labels"][:, 1:] != -100).sum()) for g in groups)
+    total = 0.0
+    for group in groups:
+        loss_sum, _ = causal_lm_loss(model, group)
+        (loss_sum / n_total).backward()
+        total += float(loss_sum)
+    return torch.tensor(total / n_total)
 
 
 def run_case(impl: str, method: str, steps: int, batch: int) -> dict:

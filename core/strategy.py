@@ -657,8 +657,9 @@ class ResourceEstimator:
         B, T = tc["batch_size"], tc["max_seq_len"]
         if data.get("batches"):
             widest = max(data["batches"], key=lambda s: s[0] * s[1])
-            mem = self.memory(method, params, batch_size=widest[0], seq_len=widest[1],
-                              label_tokens=max(s[2] for s in data["batches"]), masked=masked)
+            rows = _rows_per_group(widest[0], widest[1], tc)
+            mem = self.memory(method, params, batch_size=rows, seq_len=widest[1],
+                              label_tokens=max(s[2] for s in data["batches"]) * rows // widest[0], masked=masked)
             per_batch = [self.step_time(method, params, batches=[s], masked=masked) for s in data["batches"]]
             accum = tc["grad_accum"]
             steps = max(1, math.ceil(len(per_batch) / accum))
@@ -669,7 +670,7 @@ class ResourceEstimator:
             steps = math.ceil(steps * data.get("scale", 1.0))
             step = self.step_time(method, params, batches=[widest] * accum, masked=masked)
         else:
-            mem = self.memory(method, params, batch_size=B, seq_len=T, masked=masked)
+            mem = self.memory(method, params, batch_size=_rows_per_group(B, T, tc), seq_len=T, masked=masked)
             step = self.step_time(method, params, batches=[(B, T, B * T // 2)] * tc["grad_accum"], masked=masked)
             epoch, steps = None, None
         total_steps = tc.get("max_steps") or (math.ceil(tc["epochs"] * steps) if steps else None)
@@ -689,6 +690,13 @@ class ResourceEstimator:
             report = fit_check(cfg, estimator=self)
             est.problems, est.suggestion = report.problems, report.suggestion
         return est
+
+
+def _rows_per_group(batch: int, seq_len: int, train: dict) -> int:
+    """Rows the trainer runs through one forward+backward: it splits a batch into groups of at most
+    ``train.micro_batch_tokens`` tokens (core.training.loss.split_rows), so activations follow that budget."""
+    budget = train.get("micro_batch_tokens") or batch * seq_len
+    return max(1, min(batch, budget // max(1, seq_len)))
 
 
 # ================================================================ config and data helpers
