@@ -27,7 +27,7 @@ running = job["state"] == "running"
 
 with st.form("evaluate"):
     c1, c2 = st.columns([1, 3])
-    limit = c1.number_input(t("evaluate.limit"), 0, 100_000, 20 if report is None else 0, help=t("evaluate.limit_help"))
+    limit = c1.number_input(t("evaluate.limit"), 0, 100_000, 20, help=t("evaluate.limit_help"))
     c2.caption(t("evaluate.explain"))
     go = st.form_submit_button(t("evaluate.run" if report is None else "evaluate.rerun"), type="primary",
                                disabled=not available or running)
