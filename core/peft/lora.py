@@ -42,9 +42,12 @@ class LoRALayer(nn.Module):
         nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
         nn.init.zeros_(self.lora_B.weight)
 
-    def delta_weight(self) -> torch.Tensor:
-        """``scaling * B @ A`` in ``(out, in)`` layout."""
-        return (self.lora_B.weight @ self.lora_A.weight) * self.scaling
+    def delta_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """``scaling * B @ A`` in ``(out, in)`` layout (computed in ``dtype`` when given)."""
+        b, a = self.lora_B.weight, self.lora_A.weight
+        if dtype is not None:
+            b, a = b.to(dtype), a.to(dtype)
+        return (b @ a) * self.scaling
 
 
 class LoRALinear(LoRALayer):
@@ -71,15 +74,16 @@ class LoRALinear(LoRALayer):
 
     def _weight_norm(self, delta: torch.Tensor) -> torch.Tensor:
         """Per-output-feature norm of ``W + delta`` (DoRA), detached: a constant for backprop."""
-        return torch.linalg.norm(self.base_weight() + delta, dim=1).detach()
+        return torch.linalg.norm(self.base_weight().to(delta.dtype) + delta, dim=1).detach()
 
-    def merged_weight(self) -> torch.Tensor:
-        """The weight this layer computes with, in ``(out, in)`` layout."""
-        delta = self.delta_weight()
+    def merged_weight(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The weight this layer computes with, in ``(out, in)`` layout (computed in ``dtype`` when given)."""
+        delta = self.delta_weight(dtype)
+        base = self.base_weight().to(delta.dtype)
         if not self.use_dora:
-            return self.base_weight() + delta
-        factor = self.lora_magnitude_vector / self._weight_norm(delta)
-        return factor.view(-1, 1) * (self.base_weight() + delta)
+            return base + delta
+        factor = self.lora_magnitude_vector.to(delta.dtype) / self._weight_norm(delta)
+        return factor.view(-1, 1) * (base + delta)
 
     # ------------------------------------------------------------------ forward
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +112,8 @@ class LoRALinear(LoRALayer):
         """Fold the update into the base weight (checked finite first); a second call does nothing."""
         if self.merged:
             return
-        new = self.merged_weight()
+        # float64 then one rounding: the merged layer stays within float32 noise of the unmerged one
+        new = self.merged_weight(torch.float64).to(self.base_layer.weight.dtype)
         if not torch.isfinite(new).all():
             raise ValueError("The LoRA weights contain NaN or Inf; merging would break the model. "
                              "Retrain with a lower learning rate or load a healthy checkpoint.")
