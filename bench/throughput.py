@@ -134,7 +134,8 @@ def _our_step(model, tok, chunk: list[dict], method: str):
     from core.training.config import TrainSection
     from core.training.loss import causal_lm_loss, split_rows
 
-    section = TrainSection()
+    section = TrainSection(packing=os.environ.get("BENCH_PACKING", str(TrainSection.packing)) == "True",
+                           micro_batch_tokens=int(os.environ.get("BENCH_MICRO_TOKENS", TrainSection.micro_batch_tokens)))
     loader = SmartDataLoader(tok, system_prompt=SYSTEM, max_seq_len=section.max_seq_len)
     packing = section.packing and method != "prefix"
     (batch,) = list(loader.batches(chunk, batch_size=len(chunk), packing=packing, shuffle=False))

@@ -728,7 +728,7 @@ def _read_config_file(path: Path) -> dict:
 
 
 TRAIN_DEFAULTS = {"epochs": 3, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": None, "max_seq_len": 512,
-                  "packing": True, "max_train_examples": None, "eval_every": 50, "max_eval_examples": 200,
+                  "packing": False, "max_train_examples": None, "eval_every": 50, "max_eval_examples": 200,
                   "eval_batch_size": None}
 
 

@@ -106,7 +106,7 @@ with st.form("settings"):
         "save_every": cols[0].number_input(t("hp.save_every"), 1, 100_000, int(tr.get("save_every", 100))),
         "seed": cols[1].number_input(t("hp.seed"), 0, 2**31 - 1, int(tr.get("seed", 42))),
         "warmup_ratio": cols[2].number_input(t("hp.warmup"), 0.0, 0.5, float(tr.get("warmup_ratio", 0.05)), step=0.01),
-        "packing": cols[3].checkbox(t("hp.packing"), bool(tr.get("packing", True)) and method != "prefix",
+        "packing": cols[3].checkbox(t("hp.packing"), bool(tr.get("packing", False)) and method != "prefix",
                                     disabled=method == "prefix", help=t("hp.packing_help")),
     }
     saved_ok = st.form_submit_button(t("choose.save"), type="primary")

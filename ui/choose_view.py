@@ -20,7 +20,7 @@ PRESETS = {
                  "save_every": 100},
 }
 DEFAULT_TRAIN = {"epochs": 2, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": None, "scheduler": "cosine",
-                 "warmup_ratio": 0.05, "max_seq_len": 384, "packing": True, "eval_every": 25, "save_every": 50,
+                 "warmup_ratio": 0.05, "max_seq_len": 384, "packing": False, "eval_every": 25, "save_every": 50,
                  "seed": 42}
 PURPOSE_TASK = {"support": "knowledge_qa", "knowledge": "knowledge_qa", "classification": "classification",
                 "style": "style", "chat": "multi_turn"}

@@ -41,7 +41,7 @@ def model_inputs(batch: dict) -> dict:
 
 
 def split_rows(batch: dict, max_tokens: int) -> list[dict]:
-    """Consecutive groups of whole rows with rows x width <= max_tokens, each trimmed of trailing padding.
+    """Groups of whole rows (similar lengths together) with rows x width <= max_tokens, trimmed of trailing padding.
 
     Summing the (loss_sum, n) of the groups gives exactly the batch's, so the trainer runs forward+backward per
     group: peak activation memory is set by ``max_tokens`` rather than by the batch, at the same arithmetic.
@@ -55,14 +55,16 @@ def split_rows(batch: dict, max_tokens: int) -> list[dict]:
     lengths = [int(n) for n in lengths]
     groups: list[list[int]] = []
     width = 0
-    for row, n in enumerate(lengths):
+    # Longest rows first: rows of similar length share a group, so trimming leaves little padding to compute.
+    for row in sorted(range(len(lengths)), key=lambda r: (-lengths[r], r)):
+        n = lengths[row]
         if groups and max(width, n) * (len(groups[-1]) + 1) <= max_tokens:
             groups[-1].append(row)
             width = max(width, n)
         else:
             groups.append([row])
             width = n
-    if len(groups) == 1 and max(lengths) == ids.shape[1]:
+    if len(groups) == 1 and max(lengths) == ids.shape[1] and groups[0] == list(range(len(lengths))):
         return [batch]
     return [_take_rows(batch, rows, max(lengths[r] for r in rows)) for rows in groups]
 

@@ -30,7 +30,8 @@ def make_chat_data(path: Path, n: int = 48, seed: int = 0) -> Path:
 def tiny_config(data: Path, **train) -> dict:
     """A fast run config on tiny-llama with LoRA (dropout on, so RNG restore matters for exact resume)."""
     base = {"epochs": 2, "batch_size": 4, "max_seq_len": 128, "lr": 5e-2, "warmup_ratio": 0.1, "eval_every": 5,
-            "save_every": 4, "seed": 1, "max_eval_examples": 8, "keep_checkpoints": 2}
+            "save_every": 4, "seed": 1, "max_eval_examples": 8, "keep_checkpoints": 2,
+            "packing": True}  # the packed path is the one with most to get wrong: resume, DDP, masks
     base.update(train)
     return {"model": "tiny-llama", "data": str(data), "method": "lora", "system_prompt": "Map codes.",
             "lora": {"r": 4, "alpha": 8, "dropout": 0.1, "target_modules": ["q_proj", "v_proj"]}, "train": base}

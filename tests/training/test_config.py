@@ -16,7 +16,7 @@ def test_defaults_follow_design_and_round_trip():
     t = cfg.train
     assert (t.epochs, t.batch_size, t.grad_accum, t.lr, t.scheduler, t.warmup_ratio, t.max_seq_len, t.packing,
             t.eval_every, t.save_every, t.seed, t.early_stopping_patience) == (3, 8, 1, None, "cosine", 0.05, 512,
-                                                                             True, 50, 100, 42, None)
+                                                                             False, 50, 100, 42, None)
     again = TrainingConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again.to_dict() == cfg.to_dict()
 
