@@ -17,7 +17,6 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,11 +85,10 @@ def worker(spec: dict) -> dict:
 
 def measure(method: str, batch: int, seq_len: int, steps: int) -> dict:
     """One config in a fresh interpreter."""
-    spec = json.dumps({"method": method, "batch": batch, "seq_len": seq_len, "steps": steps})
-    proc = subprocess.run([sys.executable, __file__, "--worker", spec], capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{method} batch {batch} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from bench.common import run_worker
+
+    spec = {"method": method, "batch": batch, "seq_len": seq_len, "steps": steps}
+    return run_worker(__file__, spec, f"{method} batch {batch}")
 
 
 def estimate(est, method: str, batch: int, seq_len: int) -> dict:

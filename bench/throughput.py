@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -55,8 +54,6 @@ def examples(tok, n: int, seed: int = 0) -> list[dict]:
 
 def padded_batch(batch: list[dict], pad_id: int) -> dict:
     """peft side: right-pad to the batch's longest (what a plain HF loop does)."""
-    import torch
-
     width = max(len(e["input_ids"]) for e in batch)
     ids = torch.full((len(batch), width), pad_id)
     labels = torch.full((len(batch), width), -100)
@@ -93,8 +90,6 @@ def our_model(model, method: str):
 
 def worker(spec: dict) -> dict:
     """Train one case for spec['steps'] steps; return tokens/s, peak RSS and the loss curve."""
-    import torch
-
     from core.models import load_model
 
     torch.set_num_threads(int(spec.get("threads", os.cpu_count() or 1)))
@@ -151,11 +146,9 @@ def _our_step(model, tok, chunk: list[dict], method: str):
 
 def run_case(impl: str, method: str, steps: int, batch: int) -> dict:
     """One case in a fresh interpreter."""
-    spec = json.dumps({"impl": impl, "method": method, "steps": steps, "batch": batch})
-    proc = subprocess.run([sys.executable, __file__, "--worker", spec], capture_output=True, text=True, cwd=ROOT)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{impl}/{method} failed:\n{proc.stderr[-3000:]}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    from bench.common import run_worker
+
+    return run_worker(__file__, {"impl": impl, "method": method, "steps": steps, "batch": batch}, f"{impl}/{method}")
 
 
 def table(results: list[dict]) -> str:
