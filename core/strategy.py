@@ -66,9 +66,12 @@ CAL = {
     "activation_slack": 0.10,
     # Matmuls in a training step reach this share of the micro-benchmark's GFLOP/s at large batches (odd-shaped
     # GEMMs, transposed operands in backward, attention) ...
-    "matmul_efficiency": 0.40,
+    # Refitted on a quiet machine (bench/estimate_bench.py --quick, load < 1.5, 126 GFLOP/s micro-benchmark):
+    # 128-token micro-batches reached ~48-56% of it, 512-token ones ~69-80% (two runs); the first fit (0.40 / 233) was made
+    # while other jobs shared the cores and over-estimated step time 2.5-3.6x.
+    "matmul_efficiency": 0.95,
     # ... and half of it at this many tokens per micro-batch (small GEMMs use the cores poorly): eff * M/(M+M0).
-    "matmul_half_tokens": 233.0,
+    "matmul_half_tokens": 87.0,
     # Element-wise work (norms, activations, softmax, masks) per step, in passes over the activation bytes.
     "elementwise_passes": 6.0,
     # AdamW (foreach=False) + gradient clipping, in passes over the trainable parameters' bytes.
