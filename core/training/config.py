@@ -32,8 +32,20 @@ def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
+class _Validated:
+    """Dataclasses that list every problem in ``problems()`` and refuse to exist with any."""
+
+    def problems(self) -> list[str]:
+        raise NotImplementedError
+
+    def __post_init__(self) -> None:
+        problems = self.problems()
+        if problems:
+            raise UserError(_format_problems(problems))
+
+
 @dataclass
-class TrainSection:
+class TrainSection(_Validated):
     """The ``train:`` section: optimisation, schedule, checkpointing and evaluation knobs."""
 
     epochs: float = 3
@@ -66,11 +78,6 @@ class TrainSection:
     # gradients adding up to exactly those of the whole batch: peak activation memory follows this budget,
     # not batch_size x max_seq_len. 1024 tokens keeps CPU matmuls efficient (measured in bench/throughput.py).
     micro_batch_tokens: int = 1024
-
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise UserError(_format_problems(problems))
 
     def problems(self) -> list[str]:
         """Every problem in this section, as user-facing sentences."""
@@ -110,7 +117,7 @@ class TrainSection:
 
 
 @dataclass
-class TrainingConfig:
+class TrainingConfig(_Validated):
     """A whole run config (DESIGN §3). Build with :meth:`from_dict` / :meth:`from_file`; invalid input raises UserError."""
 
     data: str = ""
@@ -126,11 +133,6 @@ class TrainingConfig:
     full: dict = field(default_factory=dict)
     freeze: dict = field(default_factory=lambda: {"trainable_layers": 2})
     train: TrainSection = field(default_factory=TrainSection)
-
-    def __post_init__(self) -> None:
-        problems = self.problems()
-        if problems:
-            raise UserError(_format_problems(problems))
 
     # ------------------------------------------------------------ validation
     def problems(self) -> list[str]:
