@@ -23,33 +23,41 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
-BITEXT = ROOT / ".." / "shared" / "data" / "bitext_customer_support" / "v1_short_responses" / \
-    "Bitext_Sample_Customer_Support_Training_Dataset.csv"
+BITEXT = ROOT / ".." / "shared" / "data" / "bitext_customer_support"
+VERSIONS = ("v1_short_responses", "v2_long_responses")  # alternated: lengths spread over 30–160 tokens
 SYSTEM = "You are a friendly customer-support assistant."
 CASES = [("peft", "lora"), ("ours", "lora"), ("peft", "prefix"), ("ours", "prefix"), ("ours", "adapter")]
 LR = {"lora": 2e-4, "prefix": 1e-2, "adapter": 1e-3}
 
 
 def examples(tok, n: int, seed: int = 0) -> list[dict]:
-    """n chat examples of 30–160 tokens from Bitext, encoded with labels on the answer only, in a fixed order."""
+    """n chat examples of 30–160 tokens, alternately from Bitext's short- and long-response sets (seeded order),
+    encoded with labels on the answer only. The short set alone spans only 53–91 tokens; the alternation gives
+    the spread of lengths (and so the padding) of the chat-shaped 30–160-token batches the issue describes."""
     import random
 
     import pandas as pd
 
     from core.data.loader import SmartDataLoader
 
-    frame = pd.read_csv(BITEXT)
-    rows = list(zip(frame["instruction"], frame["response"]))
-    random.Random(seed).shuffle(rows)
     loader = SmartDataLoader(tok, system_prompt=SYSTEM, max_seq_len=512)
+    pools = []
+    for version in VERSIONS:
+        frame = pd.read_csv(BITEXT / version / "Bitext_Sample_Customer_Support_Training_Dataset.csv")
+        rows = list(zip(frame["instruction"], frame["response"]))
+        random.Random(seed).shuffle(rows)
+        pools.append(iter(rows))
     out = []
-    for q, a in rows:
-        ex = loader.encode({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
-        if 30 <= len(ex["input_ids"]) <= 160:
-            out.append(ex)
-        if len(out) == n:
-            return out
-    raise RuntimeError("not enough examples")
+    while len(out) < n:
+        for pool in pools:  # one from each set in turn
+            for q, a in pool:
+                ex = loader.encode({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]})
+                if 30 <= len(ex["input_ids"]) <= 160:
+                    out.append(ex)
+                    break
+            else:
+                raise RuntimeError("not enough examples")
+    return out[:n]
 
 
 def padded_batch(batch: list[dict], pad_id: int) -> dict:

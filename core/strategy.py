@@ -435,7 +435,7 @@ def loss_profile() -> LossProfile:
     if seen and seen[0] >= ids.numel() - ids.shape[0]:
         return LossProfile("all")
     chunk = getattr(loss_module, "CE_CHUNK", None)
-    return LossProfile("labels", chunk=chunk, recompute=chunk is not None)
+    return LossProfile("labels", chunk=chunk, recompute=bool(getattr(loss_module, "HEAD_RECOMPUTE", False)))
 
 
 def loss_logits_mode() -> str:

@@ -9,9 +9,11 @@ Two paths compute the same number:
   Hugging Face loop does.
 * ``causal_lm_loss`` (the default): the output head runs only at positions whose *next* token is a label.
   SmolLM2's head is 576 x 49,152 — about a fifth of the model's arithmetic per token — and prompts, system
-  prompts and padding never need it. The head and the cross-entropy run in chunks under activation
-  checkpointing, so no (tokens x vocabulary) float32 tensor is kept for the backward pass: only the hidden
-  states (tokens x 576) are, and each chunk's logits are recomputed when its gradient is needed.
+  prompts and padding never need it. The head and the cross-entropy run in chunks, each chunk's gradients
+  computed together with its loss, so no (tokens x vocabulary) float32 tensor is kept for the backward pass
+  (only the hidden states' gradients, tokens x 576) and no logits are recomputed.
+* Rows of a padded batch that start with the same tokens (the system prompt and chat template every example
+  of an assistant shares) run that shared prefix once; the rest of each row attends to it through the KV cache.
 """
 from __future__ import annotations
 
@@ -20,10 +22,11 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.checkpoint import checkpoint
 
 IGNORE_INDEX = -100
 CE_CHUNK = 1024  # rows of logits alive at once: 1024 x 49,152 x 4 B = 200 MB at most
+MIN_SHARED_PREFIX = 4  # below this the extra forward call costs more than the rows it saves
+HEAD_RECOMPUTE = False  # the head runs once per label row (fused CE); core.strategy reads this for its time model
 
 
 def model_inputs(batch: dict) -> dict:
@@ -104,29 +107,108 @@ def causal_lm_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     targets = labels[:, 1:]
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = targets != IGNORE_INDEX  # position t predicts token t+1
+    shared = shared_prefix_length(batch, keep) if core is model else 0  # DDP: one forward per backward
     with _head_bypassed(core, head):
-        hidden = model(**model_inputs(batch), logits_to_keep=keep.to(labels.device)).logits  # (N, C)
+        if shared:
+            hidden = _forward_after_shared_prefix(model, batch, keep, shared)
+        else:
+            hidden = model(**model_inputs(batch), logits_to_keep=keep.to(labels.device)).logits  # (N, C)
     wanted = targets[targets != IGNORE_INDEX].to(hidden.device)  # (N,), same row-major order as hidden
     return chunked_cross_entropy(hidden, head.weight, head.bias, wanted), int(wanted.numel())
 
 
+def shared_prefix_length(batch: dict, keep: torch.Tensor) -> int:
+    """Leading tokens that every row of a padded batch has in common and that need no output head, or 0.
+
+    Every example of an assistant starts with the same system prompt and chat-template tokens (often a third to
+    a half of a short example). Causal attention makes their hidden states identical in every row, so they are
+    computed once and their keys/values shared; the row-wise rest attends to them through the cache.
+    """
+    ids, mask = batch["input_ids"], batch.get("attention_mask")
+    if mask is None or ids.shape[0] < 2:  # packed rows, or nothing to share
+        return 0
+    same = ((ids == ids[:1]) & (mask == 1)).all(dim=0) & ~keep.any(dim=0)
+    length = int(same.int().cumprod(dim=0).sum())  # length of the leading all-true run
+    length = min(length, int(mask.sum(dim=1).min()) - 1)  # every row keeps at least one token of its own
+    return length if length >= MIN_SHARED_PREFIX else 0
+
+
+def _forward_after_shared_prefix(model, batch: dict, keep: torch.Tensor, shared: int) -> torch.Tensor:
+    """Hidden states at ``keep`` positions: the shared prefix runs once (batch 1), the rest of the rows after it."""
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    rows = ids.shape[0]
+    prefix = model(input_ids=ids[:1, :shared], use_cache=True, logits_to_keep=1).cache
+    cache = _expanded_cache(prefix, rows, model.config)
+    positions = torch.arange(shared, ids.shape[1], device=ids.device).unsqueeze(0).expand(rows, -1)
+    out = model(input_ids=ids[:, shared:], attention_mask=mask, position_ids=positions, cache=cache,
+                use_cache=True, logits_to_keep=keep[:, shared:].to(ids.device))
+    return out.logits  # (N, C)
+
+
+def _expanded_cache(prefix, rows: int, config):
+    """A new cache holding ``prefix``'s keys/values broadcast to ``rows`` rows (a view: backward sums the rows)."""
+    from transformers import DynamicCache
+
+    cache = DynamicCache(config=config)
+    for idx, layer in enumerate(prefix.layers):
+        cache.update(layer.keys.expand(rows, -1, -1, -1), layer.values.expand(rows, -1, -1, -1), idx)
+    return cache
+
+
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias, targets: torch.Tensor,
                           chunk: int = CE_CHUNK) -> torch.Tensor:
-    """sum_i CE(hidden_i @ weight.T + bias, targets_i), never holding more than ``chunk`` rows of logits."""
+    """sum_i CE(hidden_i @ weight.T + bias, targets_i), never holding more than ``chunk`` rows of logits.
+
+    With gradients on, the head's gradients are computed in the same pass as the loss (``_HeadCrossEntropy``):
+    nothing of size (rows x vocabulary) is kept, and the head's logits are not recomputed for the backward pass.
+    """
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0  # keeps the graph (and DDP's hooks) alive for an empty micro-batch
+    if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
+        return _HeadCrossEntropy.apply(hidden, weight, bias, targets, chunk)
     total = hidden.new_zeros((), dtype=torch.float32)
     for start in range(0, hidden.shape[0], chunk):
         h, t = hidden[start:start + chunk], targets[start:start + chunk]
-        if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
-            total = total + checkpoint(_head_ce, h, weight, bias, t, use_reentrant=False)
-        else:
-            total = total + _head_ce(h, weight, bias, t)
+        total = total + F.cross_entropy(F.linear(h, weight, bias).float(), t, reduction="sum")
     return total
 
 
-def _head_ce(h: torch.Tensor, weight: torch.Tensor, bias, t: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(F.linear(h, weight, bias).float(), t, reduction="sum")
+class _HeadCrossEntropy(torch.autograd.Function):
+    """Output head + summed cross-entropy with the gradients computed chunk by chunk during the forward pass.
+
+    d(sum CE)/d(logits) = softmax(logits) - onehot(target), so each chunk's logits are turned into their gradient
+    in place and immediately multiplied back through the head; only d/d(hidden) (rows x hidden) and, when the head
+    trains, d/d(weight) survive the chunk. The backward pass just scales them by the incoming gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, chunk):  # noqa: D102 - see the class docstring
+        grad_hidden = torch.empty_like(hidden) if ctx.needs_input_grad[0] else None
+        grad_weight = torch.zeros_like(weight) if ctx.needs_input_grad[1] else None
+        grad_bias = torch.zeros_like(bias) if bias is not None and ctx.needs_input_grad[2] else None
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.shape[0], chunk):
+            h, t = hidden[start:start + chunk], targets[start:start + chunk]
+            logits = F.linear(h, weight, bias).float()  # (n, V)
+            lse = torch.logsumexp(logits, dim=1)  # (n,)
+            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+            grad[torch.arange(len(t), device=t.device), t] -= 1.0
+            grad = grad.to(hidden.dtype)
+            if grad_hidden is not None:
+                grad_hidden[start:start + chunk] = grad @ weight  # (n, C)
+            if grad_weight is not None:
+                grad_weight += grad.T @ h
+            if grad_bias is not None:
+                grad_bias += grad.sum(0)
+        ctx.save_for_backward(grad_hidden, grad_weight, grad_bias)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_out):  # noqa: D102
+        grad_hidden, grad_weight, grad_bias = ctx.saved_tensors
+        scale = lambda g: None if g is None else g * grad_out.to(g.dtype)  # noqa: E731
+        return scale(grad_hidden), scale(grad_weight), scale(grad_bias), None, None
 
 
 @contextlib.contextmanager

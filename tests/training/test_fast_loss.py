@@ -1,21 +1,24 @@
-"""The fast loss path (head only at label positions, chunked checkpointed cross-entropy) equals the plain path."""
+"""The fast loss path (head only at label positions, fused chunked cross-entropy, shared prompt prefix run once)
+computes the same loss and gradients as the plain path."""
 import pytest
 import torch
 
 from core.models import tiny_model
-from core.peft import FullConfig, LoRAConfig, PrefixConfig, apply_peft
+from core.peft import AdapterConfig, FullConfig, LoRAConfig, PrefixConfig, apply_peft
 from core.training import loss as L
 
 CONFIGS = {
     "lora": LoRAConfig(r=4, alpha=8, dropout=0.0, target_modules="all-linear"),
     "prefix": PrefixConfig(num_virtual_tokens=5, projection_dim=0),
-    "full": FullConfig(),
+    "adapter": AdapterConfig(bottleneck=8),
+    "full": FullConfig(),  # the head (tied to the embeddings) trains too: its gradient comes from the fused CE
 }
 
 
-def _batch(packed: bool) -> dict:
+def _batch(packed: bool, shared: int = 0) -> dict:
     g = torch.Generator().manual_seed(0)
     ids = torch.randint(0, 250, (3, 40), generator=g)
+    ids[:, :shared] = ids[0, :shared]  # a system prompt every row starts with
     labels = ids.clone()
     labels[:, :10] = -100
     labels[2, 30:] = -100
@@ -31,13 +34,14 @@ def _loss_and_grads(model, fn, batch):
     model.zero_grad(set_to_none=True)
     total, n = fn(model, batch)
     total.backward()
-    return float(total), n, {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
+    return float(total.detach()), n, {k: p.grad.clone() for k, p in model.named_parameters() if p.requires_grad}
 
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gpt2"])
 @pytest.mark.parametrize("method", list(CONFIGS))
-@pytest.mark.parametrize("packed", [False, True])
-def test_fast_path_equals_plain_path(kind, method, packed, monkeypatch):
+@pytest.mark.parametrize("layout", ["padded", "shared-prefix", "packed"])
+def test_fast_path_equals_plain_path(kind, method, layout, monkeypatch):
+    packed = layout == "packed"
     if packed and method == "prefix":
         pytest.skip("prefix tuning trains on padded batches, never packed ones")
     monkeypatch.setattr(L, "CE_CHUNK", 7)  # several chunks, one ragged: exercises the checkpointed loop
@@ -47,7 +51,11 @@ def test_fast_path_equals_plain_path(kind, method, packed, monkeypatch):
         for p in model.parameters():
             if p.requires_grad:
                 p.add_(0.02 * torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())))
-    batch = _batch(packed)
+    batch = _batch(packed, shared=12 if layout == "shared-prefix" else 0)
+    keep = torch.zeros_like(batch["labels"], dtype=torch.bool)
+    keep[:, :-1] = batch["labels"][:, 1:] != -100
+    # labels start at position 10, so position 9 needs the head: 9 shared tokens run once, the rest per row
+    assert L.shared_prefix_length(batch, keep) == (9 if layout == "shared-prefix" else 0)
     plain_loss, plain_n, plain_grads = _loss_and_grads(model, L.plain_causal_lm_loss, batch)
     fast_loss, fast_n, fast_grads = _loss_and_grads(model, L.causal_lm_loss, batch)
     assert fast_n == plain_n == int((batch["labels"][:, 1:] != -100).sum())
@@ -57,6 +65,21 @@ def test_fast_path_equals_plain_path(kind, method, packed, monkeypatch):
         assert grad.abs().sum() > 0, f"{name} got no gradient"
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-5, atol=1e-5, msg=name)
     assert model.get_output_embeddings().__class__.__name__ == "Linear", "the head is restored after the pass"
+
+
+def test_shared_prefix_stops_before_the_first_label_and_leaves_every_row_a_token():
+    ids = torch.tensor([[5, 6, 7, 8, 9, 1, 2], [5, 6, 7, 8, 9, 3, 0], [5, 6, 7, 8, 9, 4, 4]])
+    mask = torch.tensor([[1] * 7, [1] * 6 + [0], [1] * 7])
+    labels = torch.full_like(ids, -100)
+    keep = torch.zeros_like(ids, dtype=torch.bool)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
+    assert L.shared_prefix_length(batch, keep) == 5
+    keep[1, 3] = True  # row 1 has a label at position 4: position 3 needs the head
+    assert L.MIN_SHARED_PREFIX > 3 and L.shared_prefix_length(batch, keep) == 0, "3 shared tokens: not worth a call"
+    short = {**batch, "attention_mask": torch.tensor([[1] * 7, [1] * 5 + [0, 0], [1] * 7])}
+    assert L.shared_prefix_length(short, torch.zeros_like(keep)) == 4, "row 1 (5 tokens) keeps one of its own"
+    assert L.shared_prefix_length({**batch, "input_ids": ids[:1], "attention_mask": mask[:1]}, keep[:1]) == 0
+    assert L.shared_prefix_length({**batch, "attention_mask": None}, keep) == 0, "packed rows share nothing"
 
 
 def test_no_label_tokens_gives_zero_loss_with_a_graph():
