@@ -3,8 +3,8 @@
 For LoRA, Adapter, Prefix and full fine-tuning of the default model at two batch sizes, the estimator predicts peak
 memory and time per optimizer step; then each config trains a few steps in a fresh interpreter (honest peak RSS
 from ``ru_maxrss``) through the trainer's own pieces: ``load_model``, ``apply_peft``, ``causal_lm_loss`` and
-``SmartOptimizer`` (AdamW, clipping). Batches are synthetic but shaped like the trainer's: packed rows with
-restarting position ids (a padded batch with an attention mask for prefix), half of the tokens labelled.
+``SmartOptimizer`` (AdamW, clipping). Batches are synthetic but shaped like the trainer's: padded rows with an
+attention mask (packing is off by default), the second half of each row labelled.
 Target: every estimate within 25% of its measurement.
 
     python -m core bench estimate [--quick]
@@ -28,23 +28,15 @@ TARGET = 0.25
 
 
 def make_batch(batch: int, seq_len: int, method: str, seed: int = 0) -> dict:
-    """A trainer-shaped batch: two examples per row (position ids restart), the second half of each labelled."""
+    """A trainer-shaped batch: padded rows with an attention mask (the trainer's default, packing off), one
+    example per row whose second half (the answer) is labelled. Random tokens, so rows share no prompt prefix."""
     import torch
 
     g = torch.Generator().manual_seed(seed)
     ids = torch.randint(3, 49000, (batch, seq_len), generator=g)
     labels = ids.clone()
-    half = seq_len // 2
-    labels[:, : half // 2] = -100          # first example's prompt
-    labels[:, half: half + half // 2] = -100  # second example's prompt
-    out = {"input_ids": ids, "labels": labels}
-    if method == "prefix":  # the trainer pads (never packs) for prefix tuning
-        out["attention_mask"] = torch.ones_like(ids)
-        out["position_ids"] = torch.arange(seq_len).repeat(batch, 1)
-    else:
-        out["attention_mask"] = None
-        out["position_ids"] = torch.cat([torch.arange(half), torch.arange(seq_len - half)]).repeat(batch, 1)
-    return out
+    labels[:, : seq_len // 2] = -100  # the prompt
+    return {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)}
 
 
 def worker(spec: dict) -> dict:
@@ -94,7 +86,7 @@ def measure(method: str, batch: int, seq_len: int, steps: int) -> dict:
 def estimate(est, method: str, batch: int, seq_len: int) -> dict:
     """The estimator's prediction for the same config (label tokens as in make_batch)."""
     labels = batch * (seq_len // 2)
-    masked = method == "prefix"
+    masked = True
     mem = est.memory(method, {}, batch_size=batch, seq_len=seq_len, label_tokens=labels, masked=masked)
     step = est.step_time(method, {}, batches=[(batch, seq_len, labels)], masked=masked)
     return {"peak_rss": mem.total, "step_s": step.seconds, "memory": mem.breakdown, "time": step.breakdown}
@@ -108,7 +100,7 @@ def main(quick: bool = False, methods=METHODS) -> list[dict]:
     """Estimate, measure and print the table; returns the rows."""
     from core.strategy import ResourceEstimator
 
-    seq_len, batches, steps = (128, (1, 4), 2) if quick else (256, (1, 4), 3)
+    seq_len, batches, steps = (128, (1, 4), 2) if quick else (256, (1, 4), 6)
     est = ResourceEstimator("smollm2-135m-instruct")
     speed = est.speed
     print(f"Machine: {est.machine.describe()}; measured {speed.matmul_gflops:.1f} GFLOP/s matmul, "

@@ -67,6 +67,8 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--no-performance", action="store_true", help="skip the speed measurements")
     p.add_argument("--label-scoring", choices=["auto", "on", "off"], default="auto",
                    help="rank known labels by likelihood (auto: on for classification data)")
+    p.add_argument("--fresh-base", action="store_true",
+                   help="score the base model again instead of reusing its cached results for the same prompts")
     p = sub["chat"]
     p.add_argument("run_id")
     p.add_argument("--prompt")

@@ -659,11 +659,11 @@ class ResourceEstimator:
         data = dataset_shapes(cfg, self.model) if with_data and cfg.get("data") else {}
         B, T = tc["batch_size"], tc["max_seq_len"]
         if data.get("batches"):
-            widest = max(data["batches"], key=lambda s: s[0] * s[1])
-            rows = _rows_per_group(widest[0], widest[1], tc)
-            mem = self.memory(method, params, batch_size=rows, seq_len=widest[1],
-                              label_tokens=max(s[2] for s in data["batches"]) * rows // widest[0], masked=masked)
-            per_batch = [self.step_time(method, params, batches=[s], masked=masked) for s in data["batches"]]
+            # Each loader batch is a list of forward passes (row groups, shared prefixes): see _micro_batches.
+            widest = max((s for groups in data["batches"] for s in groups), key=lambda s: s[0] * s[1])
+            mem = self.memory(method, params, batch_size=widest[0], seq_len=widest[1], label_tokens=widest[2],
+                              masked=masked)
+            per_batch = [self.step_time(method, params, batches=groups, masked=masked) for groups in data["batches"]]
             accum = tc["grad_accum"]
             steps = max(1, math.ceil(len(per_batch) / accum))
             opt_s = per_batch[0].breakdown["optimizer"]
@@ -671,7 +671,8 @@ class ResourceEstimator:
             epoch = sum(p.seconds - p.breakdown["optimizer"] for p in per_batch) + steps * opt_s
             epoch *= data.get("scale", 1.0)
             steps = math.ceil(steps * data.get("scale", 1.0))
-            step = self.step_time(method, params, batches=[widest] * accum, masked=masked)
+            largest = max(data["batches"], key=lambda groups: sum(r * t for r, t, _ in groups))
+            step = self.step_time(method, params, batches=largest * accum, masked=masked)
         else:
             mem = self.memory(method, params, batch_size=_rows_per_group(B, T, tc), seq_len=T, masked=masked)
             step = self.step_time(method, params, batches=[(B, T, B * T // 2)] * tc["grad_accum"], masked=masked)
@@ -769,10 +770,8 @@ def dataset_shapes(cfg: dict, model: str, sample: int = 4000) -> dict:
                              max_seq_len=tc["max_seq_len"])
     examples, stats = loader.encode_all(convs)
     packing = bool(tc["packing"]) and cfg["method"] != "prefix"
-    shapes = []
-    for batch in loader.batches(examples, tc["batch_size"], packing=packing, shuffle=True, seed=42, epoch=0):
-        shapes.append((int(batch["input_ids"].shape[0]), int(batch["input_ids"].shape[1]),
-                       int((batch["labels"] != -100).sum())))
+    shapes = [_micro_batches(batch, tc.get("micro_batch_tokens"))
+              for batch in loader.batches(examples, tc["batch_size"], packing=packing, shuffle=True, seed=42, epoch=0)]
     val_batches = []
     try:
         val = load_split(cfg["data"], "val")[: tc.get("max_eval_examples") or None]
@@ -787,6 +786,24 @@ def dataset_shapes(cfg: dict, model: str, sample: int = 4000) -> dict:
             "tokens": int(stats.get("tokens", 0) * scale), "label_tokens": int(stats.get("label_tokens", 0) * scale),
             "batches_per_epoch": math.ceil(len(shapes) * scale), "packing": packing, "scale": scale,
             "batches": shapes}
+
+
+def _micro_batches(batch: dict, max_tokens: Optional[int]) -> list[tuple[int, int, int]]:
+    """(rows, tokens per row, label tokens) of each forward pass the trainer makes for one loader batch: the row
+    groups of ``split_rows``, and, where the rows share a prompt prefix, that prefix once plus the rows after it."""
+    from core.training.loss import IGNORE_INDEX, shared_prefix_length, split_rows
+
+    out = []
+    for group in split_rows(batch, max_tokens or batch["input_ids"].numel()):
+        rows, width = group["input_ids"].shape
+        labels = group["labels"]
+        keep = torch.zeros_like(labels, dtype=torch.bool)
+        keep[:, :-1] = labels[:, 1:] != IGNORE_INDEX
+        shared = shared_prefix_length(group, keep)
+        if shared:
+            out.append((1, shared, 0))
+        out.append((int(rows), int(width - shared), int(keep.sum())))
+    return out
 
 
 # ================================================================ fit check

@@ -7,7 +7,7 @@ import streamlit as st
 from core.errors import UserError
 from ui import labeler, t, update_project
 from ui.common import ensure_shell, engine, header, next_step, not_available, show_error
-from ui.uploads import FORMATS, SAMPLES, UPLOAD_TYPES, format_fields, save_sample, save_upload
+from core.data.uploads import FORMATS, SAMPLES, UPLOAD_TYPES, format_fields, save_sample, save_upload
 
 ensure_shell()
 

@@ -7,7 +7,7 @@ import streamlit as st
 from core.runs import read_json, run_dir
 from ui import t
 from ui.common import engine, ensure_shell, guarded, header, need, next_step, not_available
-from ui.evaljob import log_tail, start, state
+from core.evaluation.jobs import log_tail, start, state
 from ui.evalview import render_report
 from ui.runview import run_status
 

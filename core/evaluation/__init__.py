@@ -7,6 +7,8 @@ it (tuned, unmerged), then a LoRA is merged into it for the merged speed measure
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,12 +22,13 @@ from core.evaluation.prompts import answer_ids
 from core.evaluation.report import write_report
 from core.evaluation.robustness import RobustnessTester
 from core.evaluation.textmetrics import match_label, token_f1
-from core.runs import dataset_dir, read_json, read_jsonl, run_dir
+from core.runs import atomic_write_json, dataset_dir, read_json, read_jsonl, run_dir, workspace_home
 
 ProgressFn = Callable[[float, str], None]
 VAL_LIMIT = 200          # validation-loss examples (enough for a stable mean, bounded time)
 ROBUSTNESS_LIMIT = 100   # prompts per perturbation
 PERF_PROMPTS = 5
+BASE_CACHE_VERSION = 1   # bump when the evaluator's numbers change, so older cached base results are not reused
 
 __all__ = ["evaluate_run", "MultiMetricEvaluator", "ErrorAnalyzer", "RobustnessTester", "PerformanceTester",
            "write_report"]
@@ -90,6 +93,41 @@ def _max_new_tokens(tok, labels: Optional[list]) -> int:
     return 128
 
 
+def _base_cache_file(cfg: dict, evaluator: MultiMetricEvaluator, test: list, val: list) -> Path:
+    """Where the base model's results for exactly these prompts and settings are kept.
+
+    The base model's answers do not depend on the run: a lab evaluating five methods on one dataset, or a second
+    evaluation of a run, would otherwise repeat the slowest part of the work. The key holds everything the base
+    results depend on: the model (and, for a local folder, its weight files' sizes and times), the system prompt,
+    the test and validation conversations, the decoding, the labels and the evaluator version.
+    """
+    model = str(cfg.get("model"))
+    weights = []
+    folder = Path(model).expanduser()
+    if folder.is_dir():
+        weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime) for p in folder.glob("*.safetensors"))
+    key = json.dumps({"v": BASE_CACHE_VERSION, "model": model, "weights": weights, "test": test, "val": val,
+                      "system": evaluator.system_prompt, "decoding": evaluator.decoding.to_dict(),
+                      "labels": evaluator.labels, "label_scoring": bool(evaluator.label_scoring),
+                      "max_seq_len": evaluator.max_seq_len, "loss_batch": evaluator.loss_batch_size,
+                      "scorer": evaluator.label_scorer_mode}, sort_keys=True, ensure_ascii=False, default=str)
+    digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+    return workspace_home() / "cache" / "base-eval" / f"{digest}.json"
+
+
+def _base_results(evaluator: MultiMetricEvaluator, model, cfg: dict, test: list, val: list,
+                  progress: ProgressFn, use_cache: bool) -> dict:
+    """The base model's results, from the cache when these exact prompts and settings were scored before."""
+    path = _base_cache_file(cfg, evaluator, test, val)
+    cached = read_json(path, None) if use_cache else None
+    if cached:
+        progress(1.0, "base: reused earlier results for the same prompts and settings")
+        return {**cached, "cached": True}
+    result = evaluator.evaluate_model(model, test, val, progress, "base")
+    atomic_write_json(path, result)
+    return result
+
+
 def _robustness(evaluator: MultiMetricEvaluator, model, test_result: dict, limit: int, seed: int,
                 progress: ProgressFn) -> dict:
     examples = test_result["examples"][:limit]
@@ -113,10 +151,12 @@ def _robustness(evaluator: MultiMetricEvaluator, model, test_result: dict, limit
 
 def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] = None,
                  progress: Optional[ProgressFn] = None, robustness: bool = True, performance: bool = True,
-                 label_scoring: Optional[bool] = None) -> dict:
+                 label_scoring: Optional[bool] = None, reuse_base: bool = True) -> dict:
     """Evaluate base vs tuned for a run and write ``runs/<id>/eval/report.{json,html}``; returns the report.
 
-    ``label_scoring=None`` turns label scoring on for classification data; ``limit`` caps the test examples.
+    ``label_scoring=None`` turns label scoring on for classification data; ``limit`` caps the test examples;
+    ``reuse_base`` takes the base model's results from the workspace cache when the same prompts and settings
+    were scored before (greedy decoding makes them identical).
     """
     from core.chat import adapter_dir, load_base_model, load_run_config
     from core.data import load_split
@@ -147,7 +187,7 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
     evaluator = MultiMetricEvaluator(tok, cfg.get("system_prompt"), decoding, labels, label_scoring,
                                      max_seq_len=int((cfg.get("train") or {}).get("max_seq_len") or 512))
     span = lambda a, b: (lambda f, m: progress(a + (b - a) * f, m))  # noqa: E731 - phase → overall progress
-    base = evaluator.evaluate_model(model, test, val, span(0.03, 0.35), "base")
+    base = _base_results(evaluator, model, cfg, test, val, span(0.03, 0.35), reuse_base)
     perf_msgs = [e["messages"] for e in base["examples"][:PERF_PROMPTS]]
     perf_tester = PerformanceTester(tok, perf_msgs, max_new_tokens=min(32, decoding.max_new_tokens))
     speed = [perf_tester.measure(model, "base")] if performance else []

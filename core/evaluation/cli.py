@@ -41,7 +41,8 @@ def eval_command(args) -> int:
     scoring = {"auto": None, "on": True, "off": False}[getattr(args, "label_scoring", "auto") or "auto"]
     report = evaluate_run(args.run_id, data=args.data, limit=args.limit, progress=_progress(),
                           robustness=not getattr(args, "no_robustness", False),
-                          performance=not getattr(args, "no_performance", False), label_scoring=scoring)
+                          performance=not getattr(args, "no_performance", False), label_scoring=scoring,
+                          reuse_base=not getattr(args, "fresh_base", False))
     if args.json:
         slim = {k: v for k, v in report.items() if k not in ("base", "tuned")}
         slim["base"] = {k: v for k, v in report["base"].items() if k != "examples"}

@@ -24,7 +24,7 @@ def test_evaluate_runs_and_shows_base_vs_tuned(trained_run, workspace, lang):
     at.number_input[0].set_value(2)
     next(b for b in at.button if b.label == t("evaluate.run", lang)).click().run()
     assert not at.exception
-    from ui.evaljob import state  # the evaluation runs as `python -m core eval` in its own process
+    from core.evaluation.jobs import state  # the evaluation runs as `python -m core eval` in its own process
 
     assert state(trained_run)["state"] in ("running", "done")
     deadline = time.time() + 600
@@ -67,7 +67,7 @@ def test_failed_evaluation_shows_the_log(workspace):
     write_project(workspace, active_dataset="demo-data", run_config=RUN_CONFIG, active_run="no-adapter")
     at = open_page("7_evaluate")
     next(b for b in at.button if b.label == t("evaluate.run")).click().run()
-    from ui.evaljob import state
+    from core.evaluation.jobs import state
 
     deadline = time.time() + 300
     while state("no-adapter")["state"] == "running" and time.time() < deadline:

@@ -5,7 +5,7 @@ import pytest
 
 from tests.app.conftest import LANGS, open_page, seed_upload, texts, write_project
 from ui.i18n import t
-from ui.uploads import SAMPLES, safe_name, save_upload
+from core.data.uploads import SAMPLES, safe_name, save_upload
 
 
 @pytest.mark.parametrize("lang", LANGS)

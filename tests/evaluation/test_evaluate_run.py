@@ -186,3 +186,28 @@ def test_prefix_run_scores_labels_with_the_batched_fallback(tmp_path):
     assert report["base"]["label_scoring"]["mode"] == "pruned"
     assert [p["name"] for p in report["performance"]] == ["base", "tuned (unmerged)"]  # no merge for prefix
     assert report["base"]["loss"]["loss"] != report["tuned"]["loss"]["loss"]
+
+
+def test_base_results_are_reused_only_for_the_same_prompts_and_settings(tmp_path, monkeypatch):
+    from core.evaluation.metrics import MultiMetricEvaluator
+
+    run_id = make_run(tmp_path)
+    data = str(tmp_path / "intents.csv")
+    calls = []
+    real = MultiMetricEvaluator.evaluate_model
+
+    def counting(self, model, test, val=(), progress=None, name="model"):
+        calls.append((name, len(test)))
+        return real(self, model, test, val, progress, name)
+
+    monkeypatch.setattr(MultiMetricEvaluator, "evaluate_model", counting)
+    first = evaluate_run(run_id, data=data, limit=3, robustness=False, performance=False)
+    second = evaluate_run(run_id, data=data, limit=3, robustness=False, performance=False)
+    assert calls == [("base", 3), ("tuned", 3), ("tuned", 3)], "the second evaluation reuses the base results"
+    assert second["base"]["cached"] is True and "cached" not in first["base"]
+    assert second["base"]["metrics"] == first["base"]["metrics"]
+    assert [e["answer"] for e in second["base"]["examples"]] == [e["answer"] for e in first["base"]["examples"]]
+    calls.clear()
+    evaluate_run(run_id, data=data, limit=2, robustness=False, performance=False)  # other prompts: scored anew
+    evaluate_run(run_id, data=data, limit=2, robustness=False, performance=False, reuse_base=False)
+    assert calls == [("base", 2), ("tuned", 2), ("base", 2), ("tuned", 2)]

@@ -7,23 +7,17 @@ from pathlib import Path
 from core.errors import UserError
 from core.runs import atomic_write_bytes, slugify, workspace_home
 
-ASSETS = Path(__file__).resolve().parents[1] / "assets" / "samples"
+ASSETS = Path(__file__).resolve().parents[2] / "assets" / "samples"
 SAMPLES = {"support_en": "support_faq_en.csv", "support_zh": "support_faq_zh.jsonl",
            "routing": "intent_routing.csv"}
 UPLOAD_TYPES = ("csv", "tsv", "json", "jsonl", "parquet", "xlsx", "txt")
 FORMATS = ("qa", "alpaca", "prompt_completion", "classification", "messages", "sharegpt", "text")
-# Mapping fields per format (FIELD=COLUMN, as `python -m core analyze --map`).
-FORMAT_FIELDS = {"qa": ("question", "answer"), "alpaca": ("instruction", "input", "output"),
-                 "prompt_completion": ("prompt", "completion"), "classification": ("text", "label"),
-                 "text": ("text",), "messages": ("messages",), "sharegpt": ("conversations",)}
 
 
 def format_fields(fmt: str) -> tuple[str, ...]:
-    """Required then optional mapping fields of a format (from the engine's schema when available)."""
-    try:
-        from core.data.schema import OPTIONAL, REQUIRED
-    except ImportError:
-        return FORMAT_FIELDS.get(fmt, ())
+    """Required then optional mapping fields of a format (the engine's schema), for the upload page's mapping."""
+    from core.data.schema import OPTIONAL, REQUIRED
+
     return tuple(REQUIRED.get(fmt, ())) + tuple(OPTIONAL.get(fmt, ()))
 
 
@@ -45,13 +39,7 @@ def safe_name(original: str, data: bytes) -> str:
 
 
 def save_upload(original_name: str, data: bytes) -> Path:
-    """Write uploaded bytes under a sanitised name (through core.data when it offers a saver)."""
-    try:
-        from core.data import save_upload as engine_save  # type: ignore[attr-defined]
-    except ImportError:
-        engine_save = None
-    if engine_save is not None:
-        return Path(engine_save(original_name, data))
+    """Write uploaded bytes under a sanitised name in ``<workspace>/uploads`` (atomically); refuses an empty file."""
     if not data:
         raise UserError(f"{original_name!r} is empty (0 bytes); upload a file with at least one example.")
     path = uploads_dir() / safe_name(original_name, data)

@@ -1,5 +1,6 @@
-"""Evaluation as a background process (``python -m core eval``), so a long evaluation survives a reload or a
-click elsewhere; the page polls ``runs/<id>/eval/job.json`` and the progress lines of ``eval.log``."""
+"""Evaluation as a background job: ``python -m core eval`` in its own process, so a long evaluation survives a
+page reload or a click elsewhere; callers (the Evaluate page) poll ``state()``, which reads ``runs/<id>/eval/job.json``
+and the progress lines of ``eval.log``."""
 from __future__ import annotations
 
 import os
@@ -19,6 +20,7 @@ _CHILDREN: dict[str, subprocess.Popen] = {}  # reaped by state(), so no zombies 
 
 
 def _folder(run_id: str) -> Path:
+    """``runs/<id>/eval``."""
     return run_dir(run_id) / "eval"
 
 
@@ -29,7 +31,7 @@ def start(run_id: str, limit: Optional[int]) -> None:
     cmd = [sys.executable, "-m", "core", "eval", run_id] + (["--limit", str(int(limit))] if limit else [])
     env = {**os.environ, "ASSISTANT_FACTORY_HOME": str(workspace_home()), "PYTHONUNBUFFERED": "1"}
     with open(folder / LOG_FILE, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=str(Path(__file__).resolve().parents[1]), stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen(cmd, cwd=str(Path(__file__).resolve().parents[2]), stdin=subprocess.DEVNULL,
                                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True, env=env)
     _CHILDREN[run_id] = proc
     atomic_write_json(folder / JOB_FILE, {"pid": proc.pid, "started": time.time(), "limit": limit})
