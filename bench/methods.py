@@ -126,7 +126,7 @@ def write_dataset(name: str, quick: bool) -> str:
 def main(quick: bool = False, dataset: str = "banking77", model: Optional[str] = None,
          budget_s: Optional[float] = None, methods: Sequence[str] = METHODS, steps: Optional[int] = None,
          eval_limit: Optional[int] = None, runner: str = "subprocess", epochs: Optional[float] = None,
-         overrides: Optional[dict] = None):
+         overrides: Optional[dict] = None, label_scoring: Optional[bool] = None):
     """Prepare the data, train the methods one after another, evaluate each, print and return the table.
 
     ``epochs`` trains every method for that many epochs (the budget is then ignored); otherwise each method gets
@@ -158,7 +158,7 @@ def main(quick: bool = False, dataset: str = "banking77", model: Optional[str] =
 
     lab_id = launch_lab(dataset_id, model, None if epochs else budget_s, methods=methods, base_config=base,
                         name=f"bench-{dataset}", runner=runner, progress=progress)
-    evaluate_lab(lab_id, limit=eval_limit or (4 if quick else None), progress=progress)
+    evaluate_lab(lab_id, limit=eval_limit or (4 if quick else None), progress=progress, label_scoring=label_scoring)
     table = lab_table(lab_id)
     print(f"\nlab {lab_id} (runs under {os.environ.get('ASSISTANT_FACTORY_HOME', 'workspace')}/runs/)")
     print(format_table(table))
@@ -191,12 +191,15 @@ def _cli(argv: Optional[list] = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, e.g. --set lora.r=16 --set train.lr=5e-4 (JSON values)")
     parser.add_argument("--workspace", default=None, help="workspace folder (default $ASSISTANT_FACTORY_HOME)")
+    parser.add_argument("--label-scoring", choices=["auto", "on", "off"], default="auto",
+                        help="also rank every label by likelihood (auto: on for Banking77; slow on 770 prompts)")
     args = parser.parse_args(argv)
     if args.workspace:
         os.environ["ASSISTANT_FACTORY_HOME"] = str(Path(args.workspace).resolve())
     main(quick=args.quick, dataset=args.dataset, model=args.model, budget_s=args.budget,
          methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), steps=args.steps,
-         eval_limit=args.eval_limit, epochs=args.epochs, overrides=dict(_parse_set(item) for item in args.set))
+         eval_limit=args.eval_limit, epochs=args.epochs, overrides=dict(_parse_set(item) for item in args.set),
+         label_scoring={"auto": None, "on": True, "off": False}[args.label_scoring])
     return 0
 
 

@@ -4,10 +4,13 @@ Every (implementation, method) trains in a fresh subprocess (honest peak RSS) on
 the same Bitext customer-support examples rendered with the chat template (30–160 tokens, batch 8, AdamW),
 and the same number of steps; the runs alternate ours/peft so machine noise hits both alike.
 peft's side is the plain loop a user would write: pad to the batch's longest, ``model(**batch, labels=...)``.
-Ours is what our trainer does by default: packed rows, logits only where there are labels, sdpa attention.
+Ours is what our trainer does by default: no compute on padding (every real token of a row group in one packed
+sequence, attention per example), the prompt prefix all rows share computed once, the output head and
+cross-entropy only where there are labels (fused, chunked), sdpa attention.
 
-    python -m core bench throughput            # full table
+    python -m core bench throughput            # full table, then chat speed: base vs LoRA unmerged vs merged
     python bench/throughput.py --quick         # a smoke run of a few steps
+    python bench/throughput.py --steps 20 --no-generation
 """
 from __future__ import annotations
 
@@ -152,6 +155,54 @@ def _our_step(model, tok, chunk: list[dict], method: str):
     return torch.tensor(total / n_total)
 
 
+def generation_worker(spec: dict) -> dict:
+    """Chat speed of the base model, our LoRA unmerged, and merged (``merge_lora``), in the order base, unmerged,
+    merged, base (a fresh copy), merged: greedy answers of up to 48 tokens to Bitext questions, KV cache on."""
+    import pandas as pd
+
+    from core.evaluation.performance import PerformanceTester
+    from core.models import load_model
+    from core.peft import merge_lora
+
+    torch.set_num_threads(int(spec.get("threads", os.cpu_count() or 1)))
+    torch.manual_seed(0)
+    base, tok = load_model("smollm2-135m-instruct")
+    base.eval()
+    frame = pd.read_csv(BITEXT / VERSIONS[0] / "Bitext_Sample_Customer_Support_Training_Dataset.csv")
+    prompts = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}]
+               for q in frame["instruction"].sample(n=spec.get("prompts", 6), random_state=0)]
+    tester = PerformanceTester(tok, prompts, max_new_tokens=48, batch_size=8)
+    runs = [tester.measure(base, "base")]
+    tuned, _ = load_model("smollm2-135m-instruct")
+    tuned = our_model(tuned, "lora")
+    with torch.no_grad():  # a non-zero update, as after training, so that merging really changes the weights
+        for name, p in tuned.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.01)
+    tuned.eval()
+    runs.append(tester.measure(tuned, "LoRA unmerged"))
+    tuned = merge_lora(tuned)
+    runs.append(tester.measure(tuned, "LoRA merged"))
+    runs.append(tester.measure(base, "base"))
+    runs.append(tester.measure(tuned, "LoRA merged"))
+    return {"generation": runs}
+
+
+def generation_table(runs: list[dict]) -> str:
+    """Per model: first-token latency and tokens/s (medians over its measurements), and the ratio to the base."""
+    import statistics
+
+    names = list(dict.fromkeys(r["name"] for r in runs))
+    med = {n: {k: statistics.median(r[k] for r in runs if r["name"] == n)
+               for k in ("ttft_p50_s", "tokens_per_s", "batch_tokens_per_s")} for n in names}
+    lines = [f"{'model':<14} {'TTFT p50 s':>10} {'tokens/s':>9} {'batch-8 tok/s':>13} {'speed x base':>12}"]
+    for n in names:
+        m = med[n]
+        lines.append(f"{n:<14} {m['ttft_p50_s']:10.3f} {m['tokens_per_s']:9.1f} {m['batch_tokens_per_s']:13.1f} "
+                     f"{m['tokens_per_s'] / med['base']['tokens_per_s']:12.3f}")
+    return "\n".join(lines)
+
+
 def run_case(impl: str, method: str, steps: int, batch: int) -> dict:
     """One case in a fresh interpreter."""
     from bench.common import run_worker
@@ -174,16 +225,24 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(quick: bool = False, steps: int | None = None, batch: int = 8) -> list[dict]:
-    """Run every case (alternating ours/peft) and print the table."""
+def main(quick: bool = False, steps: int | None = None, batch: int = 8, generation: bool = True) -> list[dict]:
+    """Run every case (alternating ours/peft) and print the table; then the chat-speed table."""
+    from bench.common import run_worker
+
     steps = steps or (3 if quick else 12)
     results = []
     for impl, method in CASES:
         print(f"… {impl} {method} ({steps} steps, batch {batch})", file=sys.stderr, flush=True)
         results.append(run_case(impl, method, steps, batch))
     print(f"Training throughput on {os.cpu_count()} CPU cores, SmolLM2-135M-Instruct float32, batch {batch}, "
-          f"{steps} timed steps (Bitext, 30–160 tokens):")
+          f"{steps} timed steps (Bitext short and long responses alternated, 30–160 tokens):")
     print(table(results))
+    if generation:
+        print("… chat speed: base, LoRA unmerged, LoRA merged", file=sys.stderr, flush=True)
+        gen = run_worker(__file__, {"generation": True, "prompts": 3 if quick else 6}, "generation")["generation"]
+        print("\nChat speed (greedy, up to 48 new tokens, KV cache; medians where measured twice):")
+        print(generation_table(gen))
+        results.append({"generation": gen})
     return results
 
 
@@ -193,8 +252,10 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--no-generation", action="store_true", help="skip the chat-speed part")
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(json.loads(args.worker))))
+        spec = json.loads(args.worker)
+        print(json.dumps(generation_worker(spec) if spec.get("generation") else worker(spec)))
     else:
-        main(args.quick, args.steps, args.batch)
+        main(args.quick, args.steps, args.batch, generation=not args.no_generation)

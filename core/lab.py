@@ -367,9 +367,9 @@ def lab_results(lab_id: str) -> list[dict]:
 
 
 def evaluate_lab(lab_id: str, limit: Optional[int] = 20, progress: Optional[ProgressFn] = None,
-                 force: bool = False) -> list[str]:
+                 force: bool = False, label_scoring: Optional[bool] = None) -> list[str]:
     """Evaluate (base vs tuned, no robustness/speed) every completed run lacking ``eval/report.json``; returns
-    the run ids evaluated."""
+    the run ids evaluated. ``label_scoring=None``: on for classification data (see ``evaluate_run``)."""
     from core.evaluation import evaluate_run
 
     progress = progress or (lambda f, m: None)
@@ -379,7 +379,8 @@ def evaluate_lab(lab_id: str, limit: Optional[int] = 20, progress: Optional[Prog
         def sub(f: float, m: str, i=i, r=r) -> None:
             progress((i + f) / len(todo), f"{r['method']}: {m}")
 
-        evaluate_run(r["run_id"], limit=limit, progress=sub, robustness=False, performance=False)
+        evaluate_run(r["run_id"], limit=limit, progress=sub, robustness=False, performance=False,
+                     label_scoring=label_scoring)
     progress(1.0, "done")
     return [r["run_id"] for r in todo]
 

@@ -791,7 +791,7 @@ def dataset_shapes(cfg: dict, model: str, sample: int = 4000) -> dict:
 def _micro_batches(batch: dict, max_tokens: Optional[int]) -> list[tuple[int, int, int]]:
     """(rows, tokens per row, label tokens) of each forward pass the trainer makes for one loader batch: the row
     groups of ``split_rows``, and, where the rows share a prompt prefix, that prefix once plus the rows after it."""
-    from core.training.loss import IGNORE_INDEX, shared_prefix_length, split_rows
+    from core.training.loss import IGNORE_INDEX, UNPADDED, shared_prefix_length, split_rows
 
     out = []
     for group in split_rows(batch, max_tokens or batch["input_ids"].numel()):
@@ -802,6 +802,9 @@ def _micro_batches(batch: dict, max_tokens: Optional[int]) -> list[tuple[int, in
         shared = shared_prefix_length(group, keep)
         if shared:
             out.append((1, shared, 0))
+        mask = group.get("attention_mask")
+        if UNPADDED and mask is not None and rows > 1:  # unpadded forward: real tokens only, at their mean length
+            width = max(1, round(int(mask.sum()) / rows))
         out.append((int(rows), int(width - shared), int(keep.sum())))
     return out
 

@@ -108,8 +108,7 @@ def _base_cache_file(cfg: dict, evaluator: MultiMetricEvaluator, test: list, val
         weights = sorted((p.name, p.stat().st_size, p.stat().st_mtime) for p in folder.glob("*.safetensors"))
     key = json.dumps({"v": BASE_CACHE_VERSION, "model": model, "weights": weights, "test": test, "val": val,
                       "system": evaluator.system_prompt, "decoding": evaluator.decoding.to_dict(),
-                      "labels": evaluator.labels, "label_scoring": bool(evaluator.label_scoring),
-                      "max_seq_len": evaluator.max_seq_len, "loss_batch": evaluator.loss_batch_size,
+                      "labels": evaluator.labels, "max_seq_len": evaluator.max_seq_len, "loss_batch": evaluator.loss_batch_size,
                       "scorer": evaluator.label_scorer_mode}, sort_keys=True, ensure_ascii=False, default=str)
     digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
     return workspace_home() / "cache" / "base-eval" / f"{digest}.json"
@@ -120,11 +119,18 @@ def _base_results(evaluator: MultiMetricEvaluator, model, cfg: dict, test: list,
     """The base model's results, from the cache when these exact prompts and settings were scored before."""
     path = _base_cache_file(cfg, evaluator, test, val)
     cached = read_json(path, None) if use_cache else None
-    if cached:
+    want_scores = bool(evaluator.label_scoring)
+    # A result with label scores serves a request without them (the scores are dropped), not the other way round.
+    if cached and (cached.get("label_scoring") is not None or not want_scores):
         progress(1.0, "base: reused earlier results for the same prompts and settings")
+        if not want_scores:
+            cached.pop("label_scoring", None)
+            for ex in cached.get("examples", []):
+                ex.pop("scored_label", None)
         return {**cached, "cached": True}
     result = evaluator.evaluate_model(model, test, val, progress, "base")
-    atomic_write_json(path, result)
+    if not (cached and cached.get("label_scoring") is not None):  # never replace a fuller cached result
+        atomic_write_json(path, result)
     return result
 
 

@@ -26,6 +26,7 @@ from torch import nn
 IGNORE_INDEX = -100
 CE_CHUNK = 1024  # rows of logits alive at once: 1024 x 49,152 x 4 B = 200 MB at most
 MIN_SHARED_PREFIX = 4  # below this the extra forward call costs more than the rows it saves
+UNPADDED = True  # run padded batches unpadded (core.training.varlen); False keeps the padded forward
 HEAD_RECOMPUTE = False  # the head runs once per label row (fused CE); core.strategy reads this for its time model
 
 
@@ -44,7 +45,10 @@ def model_inputs(batch: dict) -> dict:
 
 
 def split_rows(batch: dict, max_tokens: int) -> list[dict]:
-    """Groups of whole rows (similar lengths together) with rows x width <= max_tokens, trimmed of trailing padding.
+    """Groups of whole rows (similar lengths together) of at most ``max_tokens`` tokens, trimmed of trailing padding.
+
+    Tokens are counted as the forward computes them: rows x width for a padded forward, the rows' real tokens
+    for an unpadded one (``UNPADDED``, padded batches with an attention mask).
 
     Summing the (loss_sum, n) of the groups gives exactly the batch's, so the trainer runs forward+backward per
     group: peak activation memory is set by ``max_tokens`` rather than by the batch, at the same arithmetic.
@@ -56,17 +60,20 @@ def split_rows(batch: dict, max_tokens: int) -> list[dict]:
         mask = batch.get("attention_mask")
         lengths = mask.sum(dim=1) if mask is not None else torch.full((ids.shape[0],), ids.shape[1])
     lengths = [int(n) for n in lengths]
+    # Unpadded forwards (core.training.varlen) compute real tokens only, so those are what the budget counts.
+    unpadded = UNPADDED and batch.get("attention_mask") is not None
     groups: list[list[int]] = []
-    width = 0
+    width = total = 0
     # Longest rows first: rows of similar length share a group, so trimming leaves little padding to compute.
     for row in sorted(range(len(lengths)), key=lambda r: (-lengths[r], r)):
         n = lengths[row]
-        if groups and max(width, n) * (len(groups[-1]) + 1) <= max_tokens:
+        cost = total + n if unpadded else max(width, n) * (len(groups[-1]) + 1 if groups else 1)
+        if groups and cost <= max_tokens:
             groups[-1].append(row)
-            width = max(width, n)
+            width, total = max(width, n), total + n
         else:
             groups.append([row])
-            width = n
+            width = total = n
     if len(groups) == 1 and max(lengths) == ids.shape[1] and groups[0] == list(range(len(lengths))):
         return [batch]
     return [_take_rows(batch, rows, max(lengths[r] for r in rows)) for rows in groups]
@@ -107,9 +114,12 @@ def causal_lm_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     targets = labels[:, 1:]
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = targets != IGNORE_INDEX  # position t predicts token t+1
-    shared = shared_prefix_length(batch, keep) if core is model else 0  # DDP: one forward per backward
+    single = core is model  # under DDP the model must run exactly one forward per backward
+    shared = shared_prefix_length(batch, keep) if single else 0
     with _head_bypassed(core, head):
-        if shared:
+        if single and _unpaddable(model, batch):
+            hidden = _unpadded_forward(model, batch, keep, shared)
+        elif shared:
             hidden = _forward_after_shared_prefix(model, batch, keep, shared)
         else:
             hidden = model(**model_inputs(batch), logits_to_keep=keep.to(labels.device)).logits  # (N, C)
@@ -131,6 +141,37 @@ def shared_prefix_length(batch: dict, keep: torch.Tensor) -> int:
     length = int(same.int().cumprod(dim=0).sum())  # length of the leading all-true run
     length = min(length, int(mask.sum(dim=1).min()) - 1)  # every row keeps at least one token of its own
     return length if length >= MIN_SHARED_PREFIX else 0
+
+
+def _unpaddable(model, batch: dict) -> bool:
+    """A right-padded batch of several rows, on a model whose attention can run per example (core.training.varlen)."""
+    mask = batch.get("attention_mask")
+    if mask is None or mask.dim() != 2 or mask.shape[0] < 2 or not UNPADDED:
+        return False
+    from core.training.varlen import supported
+
+    return supported(model) and bool((mask[:, :-1] >= mask[:, 1:]).all())  # ones then zeros in every row
+
+
+def _unpadded_forward(model, batch: dict, keep: torch.Tensor, shared: int) -> torch.Tensor:
+    """Hidden states at ``keep`` positions, with every real token of the batch in one packed row (no padding).
+
+    The shared prefix (if any) runs once and is the cache every example attends to; after it, the rows' own tokens
+    are concatenated, position ids continue each row's count, and attention runs per example.
+    """
+    from core.training.varlen import varlen_spans
+
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    lengths = [int(n) - shared for n in mask.sum(dim=1)]
+    cache = model(input_ids=ids[:1, :shared], use_cache=True, logits_to_keep=1).cache if shared else None
+    packed = torch.cat([ids[i, shared:shared + n] for i, n in enumerate(lengths)]).unsqueeze(0)  # (1, N)
+    positions = torch.cat([torch.arange(shared, shared + n, device=ids.device) for n in lengths]).unsqueeze(0)
+    wanted = torch.cat([keep[i, shared:shared + n] for i, n in enumerate(lengths)]).unsqueeze(0).to(ids.device)
+    starts = [sum(lengths[:i]) for i in range(len(lengths))]
+    with varlen_spans(model, list(zip(starts, lengths))):
+        out = model(input_ids=packed, position_ids=positions, cache=cache, use_cache=cache is not None,
+                    logits_to_keep=wanted)
+    return out.logits  # (N_keep, C), rows in order: the same order as the padded path
 
 
 def _forward_after_shared_prefix(model, batch: dict, keep: torch.Tensor, shared: int) -> torch.Tensor:

@@ -211,3 +211,10 @@ def test_base_results_are_reused_only_for_the_same_prompts_and_settings(tmp_path
     evaluate_run(run_id, data=data, limit=2, robustness=False, performance=False)  # other prompts: scored anew
     evaluate_run(run_id, data=data, limit=2, robustness=False, performance=False, reuse_base=False)
     assert calls == [("base", 2), ("tuned", 2), ("base", 2), ("tuned", 2)]
+    # label scores: a cached result with them serves a request without them, not the other way round
+    calls.clear()
+    scored = evaluate_run(run_id, data=data, limit=2, robustness=False, performance=False, label_scoring=True)
+    plain = evaluate_run(run_id, data=data, limit=2, robustness=False, performance=False, label_scoring=False)
+    assert calls == [("tuned", 2), ("tuned", 2)] and scored["base"]["cached"] and plain["base"]["cached"]
+    assert "label_scoring" in scored["base"] and "label_scoring" not in plain["base"]
+    assert all("scored_label" not in e for e in plain["base"]["examples"])

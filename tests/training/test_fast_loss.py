@@ -39,12 +39,19 @@ def _loss_and_grads(model, fn, batch):
 
 @pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gpt2"])
 @pytest.mark.parametrize("method", list(CONFIGS))
+@pytest.mark.parametrize("unpadded", [True, False], ids=["unpadded", "padded-forward"])
 @pytest.mark.parametrize("layout", ["padded", "shared-prefix", "packed"])
-def test_fast_path_equals_plain_path(kind, method, layout, monkeypatch):
+def test_fast_path_equals_plain_path(kind, method, layout, unpadded, monkeypatch):
+    from core.training import varlen
+
     packed = layout == "packed"
-    if packed and method == "prefix":
-        pytest.skip("prefix tuning trains on padded batches, never packed ones")
-    monkeypatch.setattr(L, "CE_CHUNK", 7)  # several chunks, one ragged: exercises the checkpointed loop
+    if packed and (method == "prefix" or not unpadded):
+        pytest.skip("prefix tuning trains on padded batches, never packed ones; packed rows have no padding")
+    monkeypatch.setattr(L, "CE_CHUNK", 7)  # several chunks, one ragged: exercises the chunked loop
+    monkeypatch.setattr(L, "UNPADDED", unpadded)
+    calls = []
+    real_attention = varlen.varlen_attention
+    monkeypatch.setattr(varlen, "varlen_attention", lambda *a, **k: calls.append(1) or real_attention(*a, **k))
     model, _ = tiny_model(kind)
     model = apply_peft(model, CONFIGS[method]).eval()  # eval: no dropout, so both passes see the same network
     with torch.no_grad():  # move off the zero-initialised LoRA B so that every tensor gets a gradient
@@ -65,6 +72,9 @@ def test_fast_path_equals_plain_path(kind, method, layout, monkeypatch):
         assert grad.abs().sum() > 0, f"{name} got no gradient"
         torch.testing.assert_close(fast_grads[name], grad, rtol=1e-5, atol=1e-5, msg=name)
     assert model.get_output_embeddings().__class__.__name__ == "Linear", "the head is restored after the pass"
+    layers = model.config.get_text_config().num_hidden_layers
+    assert len(calls) == (layers if unpadded and not packed else 0), "per-example attention ran iff unpadded"
+    assert model.config._attn_implementation == "sdpa", "the attention implementation is restored"
 
 
 def test_shared_prefix_stops_before_the_first_label_and_leaves_every_row_a_token():
@@ -110,7 +120,9 @@ def test_row_groups_respect_the_budget_and_add_up_to_the_whole_batch(packing):
     groups = L.split_rows(batch, max_tokens=130)
     assert len(groups) > 1
     for g in groups:
-        assert g["input_ids"].numel() <= 130 or g["input_ids"].shape[0] == 1
+        unpadded = L.UNPADDED and g.get("attention_mask") is not None  # then only real tokens are computed
+        computed = int(g["row_lengths"].sum()) if unpadded else g["input_ids"].numel()
+        assert computed <= 130 or g["input_ids"].shape[0] == 1
         assert int(g["row_lengths"].max()) == g["input_ids"].shape[1], "trailing padding is trimmed"
     whole_loss, whole_n, whole_grads = _loss_and_grads(model, L.causal_lm_loss, batch)
     model.zero_grad(set_to_none=True)
