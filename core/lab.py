@@ -106,7 +106,9 @@ def _timing(cfg: dict) -> dict:
         est = ResourceEstimator(cfg["model"]).estimate(cfg)
     except Exception as exc:  # noqa: BLE001 - planning still works with a fixed number of steps
         return {"error": f"{type(exc).__name__}: {exc}"}
-    return {"step_s": est.step.seconds, "steps_per_epoch": est.steps_per_epoch,
+    # The mean step over the real data, not the largest batch's: budgets are spent over a whole epoch.
+    mean = est.epoch_s / est.steps_per_epoch if est.epoch_s and est.steps_per_epoch else None
+    return {"step_s": mean or est.step.seconds, "steps_per_epoch": est.steps_per_epoch,
             "eval_s": (est.data or {}).get("eval_s") or 0.0}
 
 

@@ -41,6 +41,7 @@ from typing import Any, Optional
 import torch
 
 from core.errors import UserError
+from core.training.loss import UNPADDED
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -533,7 +534,8 @@ class ResourceEstimator:
 
         Per layer, a block that gradients flow through keeps (Llama-style, measured with saved-tensor hooks):
         the two norm inputs and their scales (2d+2), attention's q, k, v and output (2q+2kv), the MLP's
-        gate/up/activation (3m; 2m for a GPT-2 MLP) and the attention log-sum-exp (h). A trained block also keeps
+        gate and up (2m: the trainer's lean SwiGLU recomputes the activation; GPT-2's MLP also keeps 2m) and the
+        attention log-sum-exp (h). A trained block also keeps
         its matmul inputs (5d+q+2kv). LoRA keeps each distinct input of its wrapped layers (d_in), A's output (r)
         and dropout's output and mask (1.5 d_in); an adapter its input and bottleneck (d+2b). An explicit
         attention mask (padding or prefix) is saved per layer (T (+P) floats per token) and grouped-query keys and
@@ -541,7 +543,7 @@ class ResourceEstimator:
         """
         a, (_, shape) = self.arch, self._meta(method, params)
         d, m, q, kv, h = a.hidden, a.intermediate, a.q_dim, a.kv_dim, a.heads
-        mlp = 3 * m if a.gated_mlp else 2 * m
+        mlp = 2 * m  # gate and up (the trainer's lean SwiGLU recomputes the activation), or GPT-2's two
         through = 2 * d + 2 + 2 * q + 2 * kv + mlp + h
         per_layer = {"blocks": through}
         if method in ("full", "freeze"):
@@ -554,7 +556,9 @@ class ResourceEstimator:
             per_layer["adapter"] = sum(d + 2 * b + (1.5 * d if p > 0 else 0) for b, p in shape.adapters)
         P = shape.prefix_tokens
         if masked or P:
-            per_layer["attention mask"] = seq_len + P + (2 * (q - kv) if kv < q else 0) + 2 * q * P / seq_len
+            # Padded batches run unpadded (per-example attention, no mask tensor); one row keeps its 2-D mask.
+            mask = 0 if UNPADDED else seq_len + P
+            per_layer["attention mask"] = mask + (2 * (q - kv) if kv < q else 0) + 2 * q * P / seq_len
         layers = a.layers if method != "freeze" else shape.trainable_blocks
         out = {k: v * layers for k, v in per_layer.items()}
         out["embeddings and final norm"] = 2 * d + 1
