@@ -536,7 +536,7 @@ class ResourceEstimator:
         the two norm inputs and their scales (2d+2), attention's q, k, v and output (2q+2kv), the MLP's
         gate and up (2m: the trainer's lean SwiGLU recomputes the activation; GPT-2's MLP also keeps 2m) and the
         attention log-sum-exp (h). A trained block also keeps
-        its matmul inputs (5d+q+2kv). LoRA keeps each distinct input of its wrapped layers (d_in), A's output (r)
+        its matmul inputs (2d+m: both normed inputs and down_proj's). LoRA keeps each distinct input of its wrapped layers (d_in), A's output (r)
         and dropout's output and mask (1.5 d_in); an adapter its input and bottleneck (d+2b). An explicit
         attention mask (padding or prefix) is saved per layer (T (+P) floats per token) and grouped-query keys and
         values are expanded to all heads (2(q-kv)); prefix adds P keys/values per layer (2qP/T per token).
@@ -547,7 +547,7 @@ class ResourceEstimator:
         through = 2 * d + 2 + 2 * q + 2 * kv + mlp + h
         per_layer = {"blocks": through}
         if method in ("full", "freeze"):
-            per_layer["trained matmul inputs"] = 5 * d + q + 2 * kv
+            per_layer["trained matmul inputs"] = 2 * d + m  # the normed inputs of attention and MLP, down_proj's
         if shape.lora_modules:
             inputs = {(parent, d_in) for parent, d_in, _, _, _ in shape.lora_modules}
             per_layer["lora"] = (sum(d_in for _, d_in in inputs) + sum(r for *_, r, _ in shape.lora_modules)
@@ -795,7 +795,7 @@ def dataset_shapes(cfg: dict, model: str, sample: int = 4000) -> dict:
 def _micro_batches(batch: dict, max_tokens: Optional[int]) -> list[tuple[int, int, int]]:
     """(rows, tokens per row, label tokens) of each forward pass the trainer makes for one loader batch: the row
     groups of ``split_rows``, and, where the rows share a prompt prefix, that prefix once plus the rows after it."""
-    from core.training.loss import IGNORE_INDEX, UNPADDED, shared_prefix_length, split_rows
+    from core.training.loss import IGNORE_INDEX, shared_prefix_length, split_rows, unpadded_pays
 
     out = []
     for group in split_rows(batch, max_tokens or batch["input_ids"].numel()):
@@ -807,7 +807,7 @@ def _micro_batches(batch: dict, max_tokens: Optional[int]) -> list[tuple[int, in
         if shared:
             out.append((1, shared, 0))
         mask = group.get("attention_mask")
-        if UNPADDED and mask is not None and rows > 1:  # unpadded forward: real tokens only, at their mean length
+        if unpadded_pays(mask):  # unpadded forward: real tokens only, at their mean length
             width = max(1, round(int(mask.sum()) / rows))
         out.append((int(rows), int(width - shared), int(keep.sum())))
     return out

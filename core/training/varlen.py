@@ -35,6 +35,7 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
     cached = key.shape[2] - n_total
     groups = query.shape[1] // key.shape[1]
     p = dropout if module.training else 0.0
+    masks: dict = {}  # one mask per example length (examples often share a length)
     outs = []
     for start, length in spans:
         q = query[:, :, start:start + length]
@@ -44,7 +45,9 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
         if cached:
             k = torch.cat([key[:, :, :cached], k], dim=2)
             v = torch.cat([value[:, :, :cached], v], dim=2)
-            mask = _offset_causal_mask(length, cached, query.device)
+            mask = masks.get(length)
+            if mask is None:
+                mask = masks[length] = _offset_causal_mask(length, cached, query.device)
         if groups > 1:  # grouped-query attention: each key/value head serves `groups` query heads
             k, v = k.repeat_interleave(groups, dim=1), v.repeat_interleave(groups, dim=1)
         outs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=scaling,

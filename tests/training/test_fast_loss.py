@@ -49,6 +49,8 @@ def test_fast_path_equals_plain_path(kind, method, layout, unpadded, monkeypatch
         pytest.skip("prefix tuning trains on padded batches, never packed ones; packed rows have no padding")
     monkeypatch.setattr(L, "CE_CHUNK", 7)  # several chunks, one ragged: exercises the chunked loop
     monkeypatch.setattr(L, "UNPADDED", unpadded)
+    monkeypatch.setattr(L, "UNPAD_MIN_ROW_TOKENS", 1)  # these rows are short: force the unpadded forward anyway
+    monkeypatch.setattr(L, "UNPAD_MIN_PADDING", 1.0)
     calls = []
     real_attention = varlen.varlen_attention
     monkeypatch.setattr(varlen, "varlen_attention", lambda *a, **k: calls.append(1) or real_attention(*a, **k))
@@ -92,6 +94,22 @@ def test_shared_prefix_stops_before_the_first_label_and_leaves_every_row_a_token
     assert L.shared_prefix_length({**batch, "attention_mask": None}, keep) == 0, "packed rows share nothing"
 
 
+def test_short_rows_or_little_padding_keep_the_padded_forward():
+    model, _ = tiny_model("tiny-llama")
+    ids = torch.randint(0, 250, (4, 80), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 60:] = 0
+    mask[3, 50:] = 0  # 270 real tokens: 67.5 per row on average, padded/real = 320/270 = 1.19
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": ids.clone()}
+    assert L._unpaddable(model, batch)
+    assert not L._unpaddable(model, {**batch, "attention_mask": torch.ones_like(ids)}), "no padding: no gain"
+    short = {"input_ids": ids[:, :30], "attention_mask": mask[:, :30].clone(), "labels": ids[:, :30]}
+    short["attention_mask"][3, 10:] = 0
+    assert not L._unpaddable(model, short), "rows of ~25 tokens: per-example attention costs more than it saves"
+    left = {**batch, "attention_mask": mask.flip(1)}
+    assert not L._unpaddable(model, left), "left padding is not handled by the unpadded path"
+
+
 def test_no_label_tokens_gives_zero_loss_with_a_graph():
     model, _ = tiny_model("tiny-llama")
     model = apply_peft(model, CONFIGS["lora"])
@@ -103,7 +121,8 @@ def test_no_label_tokens_gives_zero_loss_with_a_graph():
 
 
 @pytest.mark.parametrize("packing", [True, False])
-def test_row_groups_respect_the_budget_and_add_up_to_the_whole_batch(packing):
+def test_row_groups_respect_the_budget_and_add_up_to_the_whole_batch(packing, monkeypatch):
+    monkeypatch.setattr(L, "UNPAD_MIN_ROW_TOKENS", 1)  # budgets count real tokens when rows run unpadded
     from core.data.loader import SmartDataLoader
 
     model, tok = tiny_model("tiny-llama")
