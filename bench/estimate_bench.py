@@ -45,7 +45,6 @@ def worker(spec: dict) -> dict:
 
     from core.models import load_model
     from core.peft import apply_peft, config_from_dict
-    from core.training.fused import fuse_for_training
     from core.training.loss import causal_lm_loss
     from core.training.optim import SmartOptimizer
 
@@ -53,7 +52,6 @@ def worker(spec: dict) -> dict:
     method, batch, seq_len = spec["method"], spec["batch"], spec["seq_len"]
     model, _ = load_model("smollm2-135m-instruct")
     model = apply_peft(model, config_from_dict(method, {}))
-    fuse_for_training(model)  # as the trainer does
     model.train()
     opt = SmartOptimizer(model.named_parameters(), method=method, total_steps=spec["steps"] + 1)
     loaded_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -6,7 +6,7 @@ and the same number of steps; the runs alternate ours/peft so machine noise hits
 peft's side is the plain loop a user would write: pad to the batch's longest, ``model(**batch, labels=...)``.
 Ours is what our trainer does by default: no compute on padding (every real token of a row group in one packed
 sequence, attention per example), the prompt prefix all rows share computed once, the output head and
-cross-entropy only where there are labels (fused, chunked), lean RMSNorm/SwiGLU (core.training.fused), sdpa.
+cross-entropy only where there are labels (fused, chunked), sdpa attention.
 
     python -m core bench throughput            # full table, then chat speed: base vs LoRA unmerged vs merged
     python bench/throughput.py --quick         # a smoke run of a few steps
@@ -108,13 +108,7 @@ def worker(spec: dict) -> dict:
     model, tok = load_model("smollm2-135m-instruct")
     impl, method, steps, bsz = spec["impl"], spec["method"], spec["steps"], spec["batch"]
     data = examples(tok, steps * bsz)
-    if impl == "peft":
-        model = peft_model(model, method)
-    else:
-        from core.training.fused import fuse_for_training
-
-        model = our_model(model, method)
-        fuse_for_training(model)  # as the trainer does: lean RMSNorm and SwiGLU
+    model = peft_model(model, method) if impl == "peft" else our_model(model, method)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=LR[method], weight_decay=0.0)

@@ -41,7 +41,7 @@ from typing import Any, Optional
 import torch
 
 from core.errors import UserError
-from core.training.loss import UNPADDED
+from core.training.loss import UNPAD_MIN_ROW_TOKENS, UNPADDED
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
@@ -534,20 +534,20 @@ class ResourceEstimator:
 
         Per layer, a block that gradients flow through keeps (Llama-style, measured with saved-tensor hooks):
         the two norm inputs and their scales (2d+2), attention's q, k, v and output (2q+2kv), the MLP's
-        gate and up (2m: the trainer's lean SwiGLU recomputes the activation; GPT-2's MLP also keeps 2m) and the
-        attention log-sum-exp (h). A trained block also keeps
-        its matmul inputs (2d+m: both normed inputs and down_proj's). LoRA keeps each distinct input of its wrapped layers (d_in), A's output (r)
+        gate/up/activation (3m; 2m for a GPT-2 MLP) and the attention log-sum-exp (h). A trained block also keeps
+        its matmul inputs (5d+q+2kv). LoRA keeps each distinct input of its wrapped layers (d_in), A's output (r)
         and dropout's output and mask (1.5 d_in); an adapter its input and bottleneck (d+2b). An explicit
-        attention mask (padding or prefix) is saved per layer (T (+P) floats per token) and grouped-query keys and
-        values are expanded to all heads (2(q-kv)); prefix adds P keys/values per layer (2qP/T per token).
+        attention mask (padding or prefix) is saved per layer (T (+P) floats per token; none when a padded batch
+        runs unpadded) and grouped-query keys and values are expanded to all heads (2(q-kv)); prefix adds P
+        keys/values per layer (2qP/T per token).
         """
         a, (_, shape) = self.arch, self._meta(method, params)
         d, m, q, kv, h = a.hidden, a.intermediate, a.q_dim, a.kv_dim, a.heads
-        mlp = 2 * m  # gate and up (the trainer's lean SwiGLU recomputes the activation), or GPT-2's two
+        mlp = 3 * m if a.gated_mlp else 2 * m
         through = 2 * d + 2 + 2 * q + 2 * kv + mlp + h
         per_layer = {"blocks": through}
         if method in ("full", "freeze"):
-            per_layer["trained matmul inputs"] = 2 * d + m  # the normed inputs of attention and MLP, down_proj's
+            per_layer["trained matmul inputs"] = 5 * d + q + 2 * kv
         if shape.lora_modules:
             inputs = {(parent, d_in) for parent, d_in, _, _, _ in shape.lora_modules}
             per_layer["lora"] = (sum(d_in for _, d_in in inputs) + sum(r for *_, r, _ in shape.lora_modules)
@@ -557,7 +557,7 @@ class ResourceEstimator:
         P = shape.prefix_tokens
         if masked or P:
             # Padded batches run unpadded (per-example attention, no mask tensor); one row keeps its 2-D mask.
-            mask = 0 if UNPADDED else seq_len + P
+            mask = 0 if UNPADDED and seq_len >= UNPAD_MIN_ROW_TOKENS else seq_len + P
             per_layer["attention mask"] = mask + (2 * (q - kv) if kv < q else 0) + 2 * q * P / seq_len
         layers = a.layers if method != "freeze" else shape.trainable_blocks
         out = {k: v * layers for k, v in per_layer.items()}

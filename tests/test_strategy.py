@@ -96,7 +96,6 @@ def test_activation_formula_matches_saved_tensors(method, params):
     """Per-layer activations of the formula within 20% of what autograd really saves (tiny-llama, 2 vs 4 layers)."""
     from core.models import tiny_model
     from core.peft import apply_peft, config_from_dict
-    from core.training.fused import fuse_for_training
 
     B, T = 2, 96
     ids = torch.randint(3, 250, (B, T))
@@ -109,7 +108,6 @@ def test_activation_formula_matches_saved_tensors(method, params):
     for layers in (2, 4):
         model, _ = tiny_model("tiny-llama", num_hidden_layers=layers)
         apply_peft(model, config_from_dict(method, params))
-        fuse_for_training(model)  # as the trainer does
         model.train()
         measured[layers] = saved_activation_floats(model, batch)
     per_layer_real = (measured[4] - measured[2]) / 2 / (B * T)

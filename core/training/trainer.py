@@ -150,16 +150,14 @@ class AdvancedTrainer:
     def _build_model(self):
         from core.models import load_model
         from core.peft import apply_peft, trainable_parameters
-        from core.training.fused import fuse_for_training
 
         model, tok = load_model(self.config.model)
         model = apply_peft(model, self.config.peft_config())
-        fused = fuse_for_training(model)  # lean RMSNorm/SwiGLU: same numbers, ~a quarter less activation memory
         model.to(self.ctx.device)
         model.train()
         trainable, total = trainable_parameters(model)
         self._say(f"model {self.config.model}: method {self.config.method}, {trainable:,} trainable of {total:,} "
-                  f"parameters ({100 * trainable / max(total, 1):.3f}%)" + (f"; {fused} lean norm/MLP modules" if fused else ""))
+                  f"parameters ({100 * trainable / max(total, 1):.3f}%)")
         return model, tok
 
     def _build_data(self, tok):
