@@ -47,11 +47,13 @@ def worker(spec: dict) -> dict:
     from core.peft import apply_peft, config_from_dict
     from core.training.loss import causal_lm_loss
     from core.training.optim import SmartOptimizer
+    from core.training.swiglu import lean_swiglu
 
     torch.manual_seed(0)
     method, batch, seq_len = spec["method"], spec["batch"], spec["seq_len"]
     model, _ = load_model("smollm2-135m-instruct")
     model = apply_peft(model, config_from_dict(method, {}))
+    lean_swiglu(model)  # as the trainer does
     model.train()
     opt = SmartOptimizer(model.named_parameters(), method=method, total_steps=spec["steps"] + 1)
     loaded_peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -87,7 +89,9 @@ def estimate(est, method: str, batch: int, seq_len: int) -> dict:
     """The estimator's prediction for the same config (label tokens as in make_batch)."""
     labels = batch * (seq_len // 2)
     masked = True
-    mem = est.memory(method, {}, batch_size=batch, seq_len=seq_len, label_tokens=labels, masked=masked)
+    # Rows of one length have no padding to drop: the trainer runs them padded (core.training.loss.unpadded_pays).
+    mem = est.memory(method, {}, batch_size=batch, seq_len=seq_len, label_tokens=labels, masked=masked,
+                     unpadded=False)
     step = est.step_time(method, {}, batches=[(batch, seq_len, labels)], masked=masked)
     return {"peak_rss": mem.total, "step_s": step.seconds, "memory": mem.breakdown, "time": step.breakdown}
 

@@ -96,7 +96,12 @@ def our_model(model, method: str):
     cfg = {"lora": LoRAConfig(r=8, alpha=16, dropout=0.0, target_modules=("q_proj", "v_proj")),
            "prefix": PrefixConfig(num_virtual_tokens=20, projection_dim=0),
            "adapter": AdapterConfig(bottleneck=64)}[method]
-    return apply_peft(model, cfg)
+    model = apply_peft(model, cfg)
+    if os.environ.get("BENCH_LEAN", "1") == "1":
+        from core.training.swiglu import lean_swiglu
+
+        lean_swiglu(model)  # as the trainer does
+    return model
 
 
 def worker(spec: dict) -> dict:

@@ -529,21 +529,24 @@ class ResourceEstimator:
         return _build_meta(self.model, method, json.dumps(params or {}, sort_keys=True, default=list))
 
     # ------------------------------------------------------------ memory
-    def activation_floats(self, method: str, params: Optional[dict], seq_len: int, masked: bool) -> dict:
+    def activation_floats(self, method: str, params: Optional[dict], seq_len: int, masked: bool,
+                          unpadded: Optional[bool] = None) -> dict:
         """Floats saved for backward per token, per part (per layer x layers that keep them, plus the ends).
 
         Per layer, a block that gradients flow through keeps (Llama-style, measured with saved-tensor hooks):
         the two norm inputs and their scales (2d+2), attention's q, k, v and output (2q+2kv), the MLP's
-        gate/up/activation (3m; 2m for a GPT-2 MLP) and the attention log-sum-exp (h). A trained block also keeps
+        gate and up (2m: core.training.swiglu recomputes the activation; a GPT-2 MLP keeps 2m too) and the
+        attention log-sum-exp (h). A trained block also keeps
         its matmul inputs (5d+q+2kv). LoRA keeps each distinct input of its wrapped layers (d_in), A's output (r)
         and dropout's output and mask (1.5 d_in); an adapter its input and bottleneck (d+2b). An explicit
         attention mask (padding or prefix) is saved per layer (T (+P) floats per token; none when a padded batch
-        runs unpadded) and grouped-query keys and values are expanded to all heads (2(q-kv)); prefix adds P
-        keys/values per layer (2qP/T per token).
+        runs unpadded: ``unpadded``, by default rows of at least UNPAD_MIN_ROW_TOKENS) and, with a mask,
+        grouped-query keys and values are expanded to all heads (2(q-kv)); prefix adds P keys/values per layer
+        (2qP/T per token; 2kvP/T unpadded, where sdpa groups the heads itself).
         """
         a, (_, shape) = self.arch, self._meta(method, params)
         d, m, q, kv, h = a.hidden, a.intermediate, a.q_dim, a.kv_dim, a.heads
-        mlp = 3 * m if a.gated_mlp else 2 * m
+        mlp = 2 * m  # gate and up (the trainer's lean SwiGLU recomputes silu(gate)), or GPT-2's fc and act input
         through = 2 * d + 2 + 2 * q + 2 * kv + mlp + h
         per_layer = {"blocks": through}
         if method in ("full", "freeze"):
@@ -557,15 +560,20 @@ class ResourceEstimator:
         P = shape.prefix_tokens
         if masked or P:
             # Padded batches run unpadded (per-example attention, no mask tensor); one row keeps its 2-D mask.
-            mask = 0 if UNPADDED and seq_len >= UNPAD_MIN_ROW_TOKENS else seq_len + P
-            per_layer["attention mask"] = mask + (2 * (q - kv) if kv < q else 0) + 2 * q * P / seq_len
+            if unpadded is None:
+                unpadded = UNPADDED and seq_len >= UNPAD_MIN_ROW_TOKENS
+            if unpadded:  # no mask tensor, and sdpa groups the heads itself (enable_gqa)
+                per_layer["attention mask"] = 2 * kv * P / seq_len
+            else:  # transformers' sdpa with a mask expands grouped keys/values to every head
+                per_layer["attention mask"] = seq_len + P + (2 * (q - kv) if kv < q else 0) + 2 * q * P / seq_len
         layers = a.layers if method != "freeze" else shape.trainable_blocks
         out = {k: v * layers for k, v in per_layer.items()}
         out["embeddings and final norm"] = 2 * d + 1
         return out
 
     def memory(self, method: str, params: Optional[dict] = None, *, batch_size: int = 8, seq_len: int = 512,
-               label_tokens: Optional[int] = None, masked: Optional[bool] = None) -> MemoryEstimate:
+               label_tokens: Optional[int] = None, masked: Optional[bool] = None,
+               unpadded: Optional[bool] = None) -> MemoryEstimate:
         """Peak memory of training: framework, weights, gradients, AdamW states, activations, loss buffers.
 
         ``label_tokens``: labelled tokens in the largest batch (only matters when the loss computes logits for
@@ -576,7 +584,7 @@ class ResourceEstimator:
         if masked is None:
             masked = True
         tokens = batch_size * seq_len
-        floats = sum(self.activation_floats(method, params, seq_len, masked).values())
+        floats = sum(self.activation_floats(method, params, seq_len, masked, unpadded).values())
         activations = floats * tokens * BYTES * (1 + CAL["activation_slack"])
         rows = _logit_rows(tokens, label_tokens)
         alive = min(rows, loss_profile().chunk or rows)  # a chunked loss holds one chunk of logits at a time
@@ -914,6 +922,7 @@ TASK_ALIASES = {"support": "knowledge_qa", "persona": "style", "style/persona": 
 # Typical conversation length in tokens (chat template included) when no quality report says otherwise.
 TYPICAL_TOKENS = {"style": 150, "knowledge_qa": 200, "classification": 60, "multi_turn": 400}
 DEFAULT_SEQ_LEN = {"style": 512, "knowledge_qa": 512, "classification": 256, "multi_turn": 1024}
+MIN_BUDGET_STEPS = 10  # a time budget never cuts a run below this many steps
 EVAL_EVERY, MAX_EVAL = 50, 200  # the run config's defaults: train.eval_every, train.max_eval_examples
 FALLBACK_LR = {"lora": 1e-3, "adapter": 1e-3, "prefix": 1e-2, "full": 2e-5, "freeze": 5e-5}
 
@@ -1129,12 +1138,9 @@ class StrategySelector:
     def _run_time(self, choice: Choice, n: int, batch: int, seq: int, mean_tokens: float,
                   epochs: float) -> tuple[float, float, int]:
         """(seconds per step, seconds per epoch, steps per epoch) from the dataset's size and typical length."""
-        per_example = max(1.0, min(mean_tokens, seq))
-        if choice.method == "prefix":  # padded to the batch's longest, about the typical length
-            width, rows = int(min(seq, max(16, mean_tokens * 1.3))), n
-        else:  # packed: as many examples per row as fit in seq tokens (best-fit packing wastes ~5%)
-            rows = max(math.ceil(n * per_example * 1.05 / seq), math.ceil(n / max(1, int(seq // per_example))))
-            width = int(min(seq, math.ceil(n * per_example / rows)))
+        # One example per row (the trainer's CPU default, packing off), padded to the batch's longest: about the
+        # typical length plus a third (row groups sorted by length trim most of the rest).
+        width, rows = int(min(seq, max(16, mean_tokens * 1.3))), n
         steps = max(1, math.ceil(rows / batch))
         step = self.estimator.step_time(choice.method, choice.params,
                                         batches=[(batch, width, batch * width // 2)]).seconds
@@ -1177,7 +1183,8 @@ class StrategySelector:
                        budget: Optional[float], notes: list) -> dict:
         epochs = _epochs(n, choice.method)
         train = {"epochs": epochs, "max_steps": None, "batch_size": batch, "grad_accum": max(1, 8 // batch),
-                 "lr": _recommended_lr(choice.method), "max_seq_len": seq, "packing": choice.method != "prefix"}
+                 "lr": _recommended_lr(choice.method), "max_seq_len": seq,
+                 "packing": False}  # packed rows need a block-diagonal mask: 2x slower on CPU (measured)
         notes.append(f"{epochs} epoch{'s' if epochs > 1 else ''}: "
                      + ("small datasets need several passes." if n < SMALL else
                         "enough data that more passes mostly overfit."))
@@ -1255,9 +1262,51 @@ def recommend_for_dataset(data: str, purpose: Optional[str] = None, model: Optio
         task = "multi_turn"
     else:
         task = "knowledge_qa"
-    rec = StrategySelector(model).recommend(task, len(train), quality=quality, time_budget_s=time_budget_s)
+    selector = StrategySelector(model)
+    rec = selector.recommend(task, len(train), quality=quality, time_budget_s=time_budget_s)
     rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
+    if time_budget_s:
+        fit_time_budget(rec, time_budget_s, selector.estimator)
     return rec
+
+
+def fit_time_budget(rec: Recommendation, budget_s: float, estimator: ResourceEstimator) -> None:
+    """Re-time ``rec.config`` on the dataset's real batches and cap it to ``budget_s`` seconds, in place.
+
+    The selector plans with a typical example length; this reads the data the way the trainer will batch it, then
+    drops epochs and, if one epoch is still too long, sets ``max_steps`` (evaluations counted).
+    """
+    est = estimator.estimate(rec.config)
+    if not est.total_s or not est.steps_per_epoch or est.epoch_s is None:
+        return
+    train = rec.config["train"]
+    tc = normalize_config(rec.config)["train"]
+    step_s = est.epoch_s / est.steps_per_epoch
+    eval_s, every = float(est.data.get("eval_s") or 0.0), int(tc["eval_every"])
+
+    def run_s(steps: int) -> float:
+        return steps * step_s + math.ceil(steps / every) * eval_s
+
+    planned = train.get("max_steps") or math.ceil(tc["epochs"] * est.steps_per_epoch)
+    if run_s(planned) <= budget_s:
+        rec.estimate.update(total_steps=planned, total_s=run_s(planned), step_s=step_s)
+        return
+    epochs = int(tc["epochs"])
+    while epochs > 1 and run_s(epochs * est.steps_per_epoch) > budget_s:
+        epochs -= 1
+    train["epochs"], train["max_steps"] = epochs, None
+    steps = epochs * est.steps_per_epoch
+    if run_s(steps) > budget_s:
+        steps = max(MIN_BUDGET_STEPS, int((budget_s - eval_s) / (step_s + eval_s / every)))
+        while steps > MIN_BUDGET_STEPS and run_s(steps) > budget_s:
+            steps -= 1
+        train["max_steps"] = steps
+    share = f" ({steps / est.steps_per_epoch:.1f} epochs)" if train["max_steps"] else ""
+    rec.reasons.append(f"On your data one epoch is {est.steps_per_epoch} steps of ~{step_s:.1f} s on this machine: "
+                       f"{steps} steps{share} fit your time budget of {_human(budget_s)} "
+                       f"(about {_human(run_s(steps))}, evaluations included).")
+    rec.train = dict(train)
+    rec.estimate.update(total_steps=steps, total_s=run_s(steps), step_s=step_s)
 
 
 def _run_s(steps: int, step_s: float, eval_s: float) -> float:

@@ -3,8 +3,8 @@ import streamlit as st
 
 from ui import labeler, t, update_project
 from ui.common import ensure_shell, header, need, next_step, not_available, show_error
-from ui.choose_view import (METHODS, PRESETS, default_config, estimate, recommend, recommended_config,
-                            render_estimate, render_recommendation)
+from ui.choose_view import (DEFAULT_BUDGET_MIN, METHODS, PRESETS, default_config, estimate, recommend,
+                            recommended_config, render_estimate, render_recommendation)
 from ui.runview import build_run_config
 
 ensure_shell()
@@ -21,6 +21,10 @@ for tab, method in zip(tabs, METHODS):
         st.caption(t(f"method.{method}.when"))
 
 st.subheader(t("choose.recommend_title"))
+budget_min = st.number_input(t("choose.budget"), 1, 24 * 60, int(project.get("time_budget_min") or DEFAULT_BUDGET_MIN),
+                             step=1, help=t("choose.budget_help"), key="budget_min")
+if budget_min != project.get("time_budget_min"):
+    project = update_project(time_budget_min=int(budget_min))
 rec = None
 with st.spinner(t("choose.recommending")):
     try:

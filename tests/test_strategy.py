@@ -96,21 +96,27 @@ def test_activation_formula_matches_saved_tensors(method, params):
     """Per-layer activations of the formula within 20% of what autograd really saves (tiny-llama, 2 vs 4 layers)."""
     from core.models import tiny_model
     from core.peft import apply_peft, config_from_dict
+    from core.training.swiglu import lean_swiglu
 
     B, T = 2, 96
     ids = torch.randint(3, 250, (B, T))
     batch = {"input_ids": ids, "labels": ids}
-    if method == "prefix":
+    tokens = B * T
+    if method == "prefix":  # padded rows, as chat data gives: the trainer runs them unpadded (core.training.varlen)
         batch["attention_mask"] = torch.ones_like(ids)
+        batch["attention_mask"][1, 60:] = 0
+        batch["labels"] = ids.masked_fill(batch["attention_mask"] == 0, -100)
+        tokens = int(batch["attention_mask"].sum())
     else:
         batch["position_ids"] = torch.arange(T).repeat(B, 1)
     measured = {}
     for layers in (2, 4):
         model, _ = tiny_model("tiny-llama", num_hidden_layers=layers)
         apply_peft(model, config_from_dict(method, params))
+        lean_swiglu(model)  # as the trainer does
         model.train()
         measured[layers] = saved_activation_floats(model, batch)
-    per_layer_real = (measured[4] - measured[2]) / 2 / (B * T)
+    per_layer_real = (measured[4] - measured[2]) / 2 / tokens
     est = estimator("tiny-llama")
     floats = est.activation_floats(method, params, T, masked=method == "prefix")
     per_layer_est = sum(v for k, v in floats.items() if k != "embeddings and final norm") / est.arch.layers
@@ -349,13 +355,51 @@ def test_recommend_for_dataset_file_gives_a_run_config(tmp_path, monkeypatch):
     assert strategy.recommend_for_dataset(str(data), purpose="style", model="tiny-llama").method == "prefix"
 
 
-def test_packed_rows_hold_several_short_examples():
+def test_run_time_has_one_example_per_row_like_the_trainer():
     sel = selector()
     choice = strategy_choice("lora")
     _, _, steps_short_rows = sel._run_time(choice, 800, 8, 64, 40.0, 1)
     _, _, steps_long_rows = sel._run_time(choice, 800, 8, 512, 40.0, 1)
-    assert steps_short_rows == 100  # one 40-token example per 64-token row
-    assert steps_long_rows < 15  # twelve per 512-token row: 800 * 40 * 1.05 / 512 = 66 rows, 9 batches
+    # Packing is off by default on CPU (core.training.config), so a longer max_seq_len packs nothing.
+    assert steps_short_rows == steps_long_rows == 100
+    assert sel.recommend("knowledge_qa", 800).train["packing"] is False
+
+
+def _intents_csv(tmp_path, rows: int = 200):
+    data = tmp_path / "faq.csv"
+    data.write_text("question,answer\n" + "".join(
+        f"how do I reset thing number {i}?,open the settings page and press reset {i} times\n" for i in range(rows)))
+    return data
+
+
+def test_time_budget_on_a_dataset_caps_the_run_on_its_real_batches(tmp_path, monkeypatch):
+    import core.strategy as strategy
+
+    monkeypatch.setattr(strategy, "machine_speed", lambda machine=None, refresh=False: SPEED)
+    data = _intents_csv(tmp_path)
+    free = strategy.recommend_for_dataset(str(data), model="tiny-llama", time_budget_s=1e9)
+    assert free.train["max_steps"] is None
+    full_s = free.estimate["total_s"]
+    assert full_s == pytest.approx(strategy.ResourceEstimator("tiny-llama", speed=SPEED).estimate(free.config).total_s,
+                                   rel=1e-6)
+    budget = full_s / 3
+    tight = strategy.recommend_for_dataset(str(data), model="tiny-llama", time_budget_s=budget)
+    assert tight.config["train"] == tight.train
+    capped = tight.train["max_steps"] or tight.train["epochs"] * free.estimate["steps_per_epoch"]
+    assert capped < free.estimate["total_steps"]
+    assert tight.estimate["total_s"] <= budget
+    # The estimator agrees with the capped config, and the reason names the budget.
+    again = strategy.ResourceEstimator("tiny-llama", speed=SPEED).estimate(tight.config)
+    assert again.total_s == pytest.approx(tight.estimate["total_s"], rel=0.02)
+    assert any("time budget" in r for r in tight.reasons)
+
+
+def test_time_budget_never_cuts_below_the_minimum_steps(tmp_path, monkeypatch):
+    import core.strategy as strategy
+
+    monkeypatch.setattr(strategy, "machine_speed", lambda machine=None, refresh=False: SPEED)
+    rec = strategy.recommend_for_dataset(str(_intents_csv(tmp_path)), model="tiny-llama", time_budget_s=1e-3)
+    assert rec.train["epochs"] == 1 and rec.train["max_steps"] == strategy.MIN_BUDGET_STEPS
 
 
 def strategy_choice(method: str):

@@ -22,6 +22,9 @@ PRESETS = {
 DEFAULT_TRAIN = {"epochs": 2, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": None, "scheduler": "cosine",
                  "warmup_ratio": 0.05, "max_seq_len": 384, "packing": False, "eval_every": 25, "save_every": 50,
                  "seed": 42}
+# Minutes of training the recommendation plans for unless the user says otherwise: the whole line (define to
+# chat) on an assets/ sample then fits a sitting on a 2-core laptop.
+DEFAULT_BUDGET_MIN = 8
 PURPOSE_TASK = {"support": "knowledge_qa", "knowledge": "knowledge_qa", "classification": "classification",
                 "style": "style", "chat": "multi_turn"}
 
@@ -48,14 +51,15 @@ def recommend(project: dict) -> Optional[dict]:
 
     return _cached_recommendation(str(dataset_dir(project["active_dataset"])),
                                   PURPOSE_TASK.get(project.get("purpose"), "knowledge_qa"),
-                                  project.get("base_model") or "smollm2-135m-instruct")
+                                  project.get("base_model") or "smollm2-135m-instruct",
+                                  60.0 * float(project.get("time_budget_min") or DEFAULT_BUDGET_MIN))
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _cached_recommendation(data: str, task: str, model: str) -> dict:
+def _cached_recommendation(data: str, task: str, model: str, budget_s: float) -> dict:
     from core.strategy import recommend_for_dataset
 
-    return _as_dict(recommend_for_dataset(data, purpose=task, model=model))
+    return _as_dict(recommend_for_dataset(data, purpose=task, model=model, time_budget_s=budget_s))
 
 
 def recommended_config(rec: dict) -> dict:

@@ -127,7 +127,7 @@ def causal_lm_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
         else:
             hidden = model(**model_inputs(batch), logits_to_keep=keep.to(labels.device)).logits  # (N, C)
     wanted = targets[targets != IGNORE_INDEX].to(hidden.device)  # (N,), same row-major order as hidden
-    return chunked_cross_entropy(hidden, head.weight, head.bias, wanted), int(wanted.numel())
+    return chunked_cross_entropy(hidden, head.weight, head.bias, wanted, chunk=CE_CHUNK), int(wanted.numel())
 
 
 def shared_prefix_length(batch: dict, keep: torch.Tensor) -> int:
@@ -212,12 +212,13 @@ def _expanded_cache(prefix, rows: int, config):
 
 
 def chunked_cross_entropy(hidden: torch.Tensor, weight: torch.Tensor, bias, targets: torch.Tensor,
-                          chunk: int = CE_CHUNK) -> torch.Tensor:
+                          chunk: int | None = None) -> torch.Tensor:
     """sum_i CE(hidden_i @ weight.T + bias, targets_i), never holding more than ``chunk`` rows of logits.
 
     With gradients on, the head's gradients are computed in the same pass as the loss (``_HeadCrossEntropy``):
     nothing of size (rows x vocabulary) is kept, and the head's logits are not recomputed for the backward pass.
     """
+    chunk = chunk or CE_CHUNK
     if hidden.shape[0] == 0:
         return hidden.sum() * 0.0  # keeps the graph (and DDP's hooks) alive for an empty micro-batch
     if torch.is_grad_enabled() and (hidden.requires_grad or weight.requires_grad):
@@ -246,9 +247,13 @@ class _HeadCrossEntropy(torch.autograd.Function):
         for start in range(0, hidden.shape[0], chunk):
             h, t = hidden[start:start + chunk], targets[start:start + chunk]
             logits = F.linear(h, weight, bias).float()  # (n, V)
-            lse = torch.logsumexp(logits, dim=1)  # (n,)
-            total += (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
-            grad = logits.sub_(lse[:, None]).exp_()  # softmax, in place
+            picked = logits.gather(1, t[:, None]).squeeze(1)  # (n,)
+            peak = logits.amax(dim=1, keepdim=True)  # (n, 1)
+            # exp(z - max) and the softmax in place: torch.logsumexp would allocate a second (n, V) buffer.
+            grad = logits.sub_(peak).exp_()
+            norm = grad.sum(dim=1, keepdim=True)  # (n, 1)
+            total += (peak.squeeze(1) + norm.squeeze(1).log() - picked).sum()
+            grad.div_(norm)
             grad[torch.arange(len(t), device=t.device), t] -= 1.0
             grad = grad.to(hidden.dtype)
             if grad_hidden is not None:

@@ -150,9 +150,11 @@ class AdvancedTrainer:
     def _build_model(self):
         from core.models import load_model
         from core.peft import apply_peft, trainable_parameters
+        from core.training.swiglu import lean_swiglu
 
         model, tok = load_model(self.config.model)
         model = apply_peft(model, self.config.peft_config())
+        lean_swiglu(model)  # same numbers, a fifth less activation memory (core/training/swiglu.py)
         model.to(self.ctx.device)
         model.train()
         trainable, total = trainable_parameters(model)

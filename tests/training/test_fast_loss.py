@@ -41,8 +41,10 @@ def _loss_and_grads(model, fn, batch):
 @pytest.mark.parametrize("method", list(CONFIGS))
 @pytest.mark.parametrize("unpadded", [True, False], ids=["unpadded", "padded-forward"])
 @pytest.mark.parametrize("layout", ["padded", "shared-prefix", "packed"])
-def test_fast_path_equals_plain_path(kind, method, layout, unpadded, monkeypatch):
+@pytest.mark.parametrize("lean", [True, False], ids=["lean-mlp", "plain-mlp"])
+def test_fast_path_equals_plain_path(kind, method, layout, unpadded, lean, monkeypatch):
     from core.training import varlen
+    from core.training.swiglu import lean_swiglu
 
     packed = layout == "packed"
     if packed and (method == "prefix" or not unpadded):
@@ -66,7 +68,14 @@ def test_fast_path_equals_plain_path(kind, method, layout, unpadded, monkeypatch
     # labels start at position 10, so position 9 needs the head: 9 shared tokens run once, the rest per row
     assert L.shared_prefix_length(batch, keep) == (9 if layout == "shared-prefix" else 0)
     plain_loss, plain_n, plain_grads = _loss_and_grads(model, L.plain_causal_lm_loss, batch)
+    if lean:  # the trainer's default: the MLPs keep gate and up only and recompute silu(gate) in backward
+        assert lean_swiglu(model) == (model.config.num_hidden_layers if kind == "tiny-llama" else 0)
+    chunks = []
+    real_chunked = L.chunked_cross_entropy
+    monkeypatch.setattr(L, "chunked_cross_entropy", lambda h, *a, **k: chunks.append(h.shape[0]) or real_chunked(
+        h, *a, **k))
     fast_loss, fast_n, fast_grads = _loss_and_grads(model, L.causal_lm_loss, batch)
+    assert chunks and chunks[0] > L.CE_CHUNK, "the loss really ran over several chunks"
     assert fast_n == plain_n == int((batch["labels"][:, 1:] != -100).sum())
     assert fast_loss == pytest.approx(plain_loss, rel=1e-6, abs=1e-5)
     assert plain_grads.keys() == fast_grads.keys() and plain_grads
