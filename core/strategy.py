@@ -73,6 +73,13 @@ CAL = {
     "matmul_efficiency": 0.95,
     # ... and half of it at this many tokens per micro-batch (small GEMMs use the cores poorly): eff * M/(M+M0).
     "matmul_half_tokens": 87.0,
+    # LoRA's rank-r matmuls ((tokens x d) @ (d x r) and back) reach only this share of the micro-benchmark: measured
+    # on SmolLM2 (8 x 128-token rows), LoRA r=8 on all 7 linear layers cost ~1.1 s/step more than on q/v alone,
+    # which is 7.2 GFLOP more at ~10 GFLOP/s.
+    "lora_matmul_efficiency": 0.06,
+    # Dropout before LoRA's A (mask generation, scaling, and its backward), nanoseconds per input float: measured
+    # 7.9-9.2 ns for F.dropout + a rank-8 linear + backward on (650 x 576) against 0.9-1.2 ns without dropout.
+    "dropout_ns_per_float": 7.0,
     # Element-wise work (norms, activations, softmax, masks) per step, in passes over the activation bytes.
     "elementwise_passes": 6.0,
     # AdamW (foreach=False) + gradient clipping, in passes over the trainable parameters' bytes.
@@ -610,8 +617,8 @@ class ResourceEstimator:
         lin = 2 * shape.block_linear_params                     # forward matmul FLOPs per token per block
         ctx = seq_len + shape.prefix_tokens if (masked or shape.prefix_tokens) else (seq_len + 1) / 2
         attn = 4 * ctx * a.q_dim                                # QK^T and AV per token per block
-        extra = 2 * sum(r * (d_in + d_out) for _, d_in, d_out, r, _ in shape.lora_modules) + \
-            2 * sum(2 * a.hidden * b for b, _ in shape.adapters)
+        extra = 2 * sum(2 * a.hidden * b for b, _ in shape.adapters)
+        lora = 2 * sum(r * (d_in + d_out) for _, d_in, d_out, r, _ in shape.lora_modules)  # A and B per token
         head = 2 * a.hidden * a.vocab                           # output projection per logit row
         grad_layers = shape.trainable_blocks if method == "freeze" else a.layers
         fwd = tokens * a.layers * (lin + attn + extra) + logit_rows * head
@@ -619,7 +626,9 @@ class ResourceEstimator:
         bwd_in = tokens * grad_layers * (lin + 2 * attn + extra) + logit_rows * head + recompute
         weight_share = {"full": 1.0, "freeze": shape.trainable_blocks / a.layers}.get(method, 0.0)
         bwd_w = tokens * a.layers * (lin * weight_share + extra) + (logit_rows * head if method == "full" else 0)
-        return {"forward": fwd, "backward (inputs)": bwd_in, "backward (weights)": bwd_w}
+        # LoRA's rank-r matmuls (forward, backward to inputs, backward to A and B) are skinny: timed apart.
+        return {"forward": fwd, "backward (inputs)": bwd_in, "backward (weights)": bwd_w,
+                "lora (rank-r matmuls)": 3 * tokens * a.layers * lora}
 
     def step_time(self, method: str, params: Optional[dict] = None, *, batches: list[tuple[int, int, int]],
                   masked: Optional[bool] = None) -> StepTime:
@@ -628,17 +637,25 @@ class ResourceEstimator:
             masked = True
         count, _ = self._meta(method, params)
         speed, total_flops, tokens, act_bytes, matmul_s = self.speed, 0.0, 0, 0.0, 0.0
+        dropout_floats = sum(d_in for _, d_in, _, _, p in self._meta(method, params)[1].lora_modules if p > 0)
+        lora_s = dropout_s = 0.0
         for b, t, labels in batches:
             rows = _logit_rows(b * t, labels)
-            flops = sum(self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows, masked=masked).values())
-            total_flops += flops
+            parts = self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows, masked=masked)
+            lora = parts.pop("lora (rank-r matmuls)")
+            flops = sum(parts.values())
+            total_flops += flops + lora
             matmul_s += flops / self._gflops(b * t)
+            lora_s += lora / (speed.matmul_gflops * 1e9 * CAL["lora_matmul_efficiency"])
+            dropout_s += CAL["dropout_ns_per_float"] * 1e-9 * b * t * self.arch.layers * dropout_floats
             tokens += b * t
             floats = sum(self.activation_floats(method, params, t, masked).values())
             act_bytes += (floats * b * t + 3 * rows * self.arch.vocab * (2 if loss_profile().recompute else 1)) * BYTES
         bandwidth = speed.bandwidth_gbs * 1e9
         breakdown = {
             "matmuls": matmul_s,
+            "lora matmuls": lora_s,
+            "dropout": dropout_s,
             "element-wise": CAL["elementwise_passes"] * act_bytes / bandwidth,
             "optimizer": CAL["optimizer_passes"] * count.trainable * BYTES / bandwidth,
             "overhead": CAL["per_layer_overhead_s"] * self.arch.layers * len(batches),
@@ -655,8 +672,10 @@ class ResourceEstimator:
         seconds = 0.0
         for b, t in batches:
             rows = _logit_rows(b * t, None)
-            fwd = self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows, masked=True)["forward"]
-            seconds += fwd / self._gflops(b * t)
+            parts = self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows, masked=True)
+            seconds += parts["forward"] / self._gflops(b * t)
+            lora_flops = parts["lora (rank-r matmuls)"] / 3  # forward only
+            seconds += lora_flops / (self.speed.matmul_gflops * 1e9 * CAL["lora_matmul_efficiency"])
             seconds += 3 * rows * self.arch.vocab * BYTES / (self.speed.bandwidth_gbs * 1e9)  # softmax passes
             seconds += CAL["per_layer_overhead_s"] * self.arch.layers / 3  # forward only: a third of the calls
         return seconds
@@ -1263,11 +1282,37 @@ def recommend_for_dataset(data: str, purpose: Optional[str] = None, model: Optio
     else:
         task = "knowledge_qa"
     selector = StrategySelector(model)
+    quality = _with_run_lengths(quality, train, model, system_prompt, selector.estimator.arch.max_positions)
     rec = selector.recommend(task, len(train), quality=quality, time_budget_s=time_budget_s)
     rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
     if time_budget_s:
         fit_time_budget(rec, time_budget_s, selector.estimator)
     return rec
+
+
+def _with_run_lengths(quality: Optional[dict], convs: list, model: str, system_prompt: Optional[str],
+                      max_positions: int, sample: int = 500) -> dict:
+    """The quality report with its token lengths (p95, mean) measured as the trainer will see the examples: the
+    run's system prompt and the chat template included. A report made without the system prompt would pick a
+    max_seq_len that cuts the answers off."""
+    from core.data.loader import SmartDataLoader
+    from core.models import load_tokenizer
+
+    if not convs:
+        return dict(quality or {})
+    step = max(1, len(convs) // sample)
+    loader = SmartDataLoader(load_tokenizer(model), system_prompt=system_prompt, max_seq_len=max_positions)
+    lengths = sorted(len(ex["input_ids"]) for ex in loader.encode_all(convs[::step])[0])
+    if not lengths:
+        return dict(quality or {})
+    out = dict(quality or {})
+    checks = dict(out.get("checks") or {})
+    p95 = lengths[min(len(lengths) - 1, int(0.95 * len(lengths)))]
+    checks["lengths"] = {**(checks.get("lengths") or {}), "p95": p95, "mean": sum(lengths) / len(lengths),
+                         "with_system_prompt": bool(system_prompt)}
+    out["checks"] = checks
+    out.pop("lengths", None)
+    return out
 
 
 def fit_time_budget(rec: Recommendation, budget_s: float, estimator: ResourceEstimator) -> None:

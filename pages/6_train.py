@@ -88,10 +88,11 @@ def show_run(run_id: str) -> None:
         st.code(log_tail(run_id, 40), language=None)
 
 
-@st.fragment(run_every=2)
+@st.fragment(run_every=4)
 @guarded
 def live(run_id: str) -> None:
-    """Refreshed every 2 s while the run is active; a full rerun once it ends stops the polling."""
+    """Refreshed every 4 s while the run is active (a step takes seconds on a CPU, and every refresh redraws the
+    charts on the same cores the trainer uses); a full rerun once it ends stops the polling."""
     if run_status(run_id).get("state") not in ACTIVE_STATES:
         st.rerun(scope="app")
     show_run(run_id)

@@ -24,7 +24,7 @@ DEFAULT_TRAIN = {"epochs": 2, "max_steps": None, "batch_size": 8, "grad_accum": 
                  "seed": 42}
 # Minutes of training the recommendation plans for unless the user says otherwise: the whole line (define to
 # chat) on an assets/ sample then fits a sitting on a 2-core laptop.
-DEFAULT_BUDGET_MIN = 8
+DEFAULT_BUDGET_MIN = 6
 PURPOSE_TASK = {"support": "knowledge_qa", "knowledge": "knowledge_qa", "classification": "classification",
                 "style": "style", "chat": "multi_turn"}
 
@@ -52,14 +52,16 @@ def recommend(project: dict) -> Optional[dict]:
     return _cached_recommendation(str(dataset_dir(project["active_dataset"])),
                                   PURPOSE_TASK.get(project.get("purpose"), "knowledge_qa"),
                                   project.get("base_model") or "smollm2-135m-instruct",
-                                  60.0 * float(project.get("time_budget_min") or DEFAULT_BUDGET_MIN))
+                                  60.0 * float(project.get("time_budget_min") or DEFAULT_BUDGET_MIN),
+                                  project.get("system_prompt") or None)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def _cached_recommendation(data: str, task: str, model: str, budget_s: float) -> dict:
+def _cached_recommendation(data: str, task: str, model: str, budget_s: float, system_prompt: Optional[str]) -> dict:
     from core.strategy import recommend_for_dataset
 
-    return _as_dict(recommend_for_dataset(data, purpose=task, model=model, time_budget_s=budget_s))
+    return _as_dict(recommend_for_dataset(data, purpose=task, model=model, time_budget_s=budget_s,
+                                          system_prompt=system_prompt))
 
 
 def recommended_config(rec: dict) -> dict:

@@ -20,6 +20,7 @@ DEFAULTS: dict[str, Any] = {
     "active_run": None,
     "method": None,        # chosen on page 5
     "run_config": None,    # the run config (DESIGN §3) built on page 5
+    "time_budget_min": None,  # page 5: minutes of training the recommendation plans for (None: the default)
 }
 
 

@@ -5,6 +5,7 @@ import time
 import pytest
 
 from tests.app.conftest import LANGS, RUN_CONFIG, open_page, seed_dataset, seed_run_files, texts, write_project
+from ui.choose_view import DEFAULT_BUDGET_MIN
 from ui.i18n import t
 
 
@@ -37,14 +38,20 @@ def test_use_recommendation_saves_the_recommended_settings(workspace):
     seed_dataset(workspace)
     write_project(workspace, active_dataset="demo-data")
     at = open_page("5_choose")
+    assert at.number_input(key="budget_min").value == DEFAULT_BUDGET_MIN
+    at.number_input(key="budget_min").set_value(3).run()  # the user's time budget, in minutes
     at.button(key="use_rec").click().run()
     assert not at.exception
-    saved = json.loads((workspace / "project.json").read_text())["run_config"]
+    project = json.loads((workspace / "project.json").read_text())
+    saved = project["run_config"]
+    assert project["time_budget_min"] == 3
     from core.strategy import recommend_for_dataset
 
-    rec = recommend_for_dataset(str(workspace / "datasets" / "demo-data"), purpose="knowledge_qa", model="tiny-llama")
+    rec = recommend_for_dataset(str(workspace / "datasets" / "demo-data"), purpose="knowledge_qa", model="tiny-llama",
+                                time_budget_s=180, system_prompt=project["system_prompt"])
     assert saved["method"] == rec.method and saved[rec.method] == rec.params
     assert saved["train"]["epochs"] == rec.train["epochs"]
+    assert (saved["train"]["max_steps"] or None) == rec.train["max_steps"]
     assert at.radio(key="method_pick").value == rec.method
 
 
