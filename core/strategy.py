@@ -78,8 +78,9 @@ CAL = {
     # which is 7.2 GFLOP more at ~10 GFLOP/s.
     "lora_matmul_efficiency": 0.06,
     # Dropout before LoRA's A (mask generation, scaling, and its backward), nanoseconds per input float: measured
-    # 7.9-9.2 ns for F.dropout + a rank-8 linear + backward on (650 x 576) against 0.9-1.2 ns without dropout.
-    "dropout_ns_per_float": 7.0,
+    # 5.5-6.0 ns for core.peft.dropout.FastDropout + a rank-8 linear + backward on (650 x 576) against 0.7-0.8 ns
+    # without dropout (nn.Dropout: 7.7-8.6 ns).
+    "dropout_ns_per_float": 5.0,
     # Element-wise work (norms, activations, softmax, masks) per step, in passes over the activation bytes.
     "elementwise_passes": 6.0,
     # AdamW (foreach=False) + gradient clipping, in passes over the trainable parameters' bytes.
@@ -544,8 +545,9 @@ class ResourceEstimator:
         the two norm inputs and their scales (2d+2), attention's q, k, v and output (2q+2kv), the MLP's
         gate and up (2m: core.training.swiglu recomputes the activation; a GPT-2 MLP keeps 2m too) and the
         attention log-sum-exp (h). A trained block also keeps
-        its matmul inputs (5d+q+2kv). LoRA keeps each distinct input of its wrapped layers (d_in), A's output (r)
-        and dropout's output and mask (1.5 d_in); an adapter its input and bottleneck (d+2b). An explicit
+        its matmul inputs (5d+q+2kv). LoRA keeps each distinct input of its wrapped layers (d_in; with dropout,
+        each layer's dropped copy and bool mask instead: 1.25 d_in, core.peft.dropout) and A's output (r); an
+        adapter its input and bottleneck (d+2b). An explicit
         attention mask (padding or prefix) is saved per layer (T (+P) floats per token; none when a padded batch
         runs unpadded: ``unpadded``, by default rows of at least UNPAD_MIN_ROW_TOKENS) and, with a mask,
         grouped-query keys and values are expanded to all heads (2(q-kv)); prefix adds P keys/values per layer
@@ -559,11 +561,12 @@ class ResourceEstimator:
         if method in ("full", "freeze"):
             per_layer["trained matmul inputs"] = 5 * d + q + 2 * kv
         if shape.lora_modules:
-            inputs = {(parent, d_in) for parent, d_in, _, _, _ in shape.lora_modules}
+            # Without dropout, A keeps the wrapped layer's input (shared by siblings); with it, its own dropped copy.
+            inputs = {(parent, d_in) for parent, d_in, _, _, p in shape.lora_modules if p == 0}
             per_layer["lora"] = (sum(d_in for _, d_in in inputs) + sum(r for *_, r, _ in shape.lora_modules)
-                                 + sum(1.5 * d_in for _, d_in, _, _, p in shape.lora_modules if p > 0))
+                                 + sum(1.25 * d_in for _, d_in, _, _, p in shape.lora_modules if p > 0))
         if shape.adapters:
-            per_layer["adapter"] = sum(d + 2 * b + (1.5 * d if p > 0 else 0) for b, p in shape.adapters)
+            per_layer["adapter"] = sum(d + 2 * b + (0.25 * d if p > 0 else 0) for b, p in shape.adapters)
         P = shape.prefix_tokens
         if masked or P:
             # Padded batches run unpadded (per-example attention, no mask tensor); one row keeps its 2-D mask.
@@ -1315,43 +1318,52 @@ def _with_run_lengths(quality: Optional[dict], convs: list, model: str, system_p
     return out
 
 
-def fit_time_budget(rec: Recommendation, budget_s: float, estimator: ResourceEstimator) -> None:
-    """Re-time ``rec.config`` on the dataset's real batches and cap it to ``budget_s`` seconds, in place.
+_SELECTOR_BUDGET_NOTES = ("epochs lowered to", "Your time budget of")  # _train_section's, replaced by ours
 
-    The selector plans with a typical example length; this reads the data the way the trainer will batch it, then
-    drops epochs and, if one epoch is still too long, sets ``max_steps`` (evaluations counted).
+
+def fit_time_budget(rec: Recommendation, budget_s: float, estimator: ResourceEstimator) -> None:
+    """Re-time ``rec.config`` on the dataset's real batches and fit it to ``budget_s`` seconds, in place.
+
+    The selector plans with a typical example length (and may have cut epochs on that guess); this reads the data
+    the way the trainer will batch it and takes the most epochs, up to the selector's first choice, that fit, or
+    one epoch capped by ``max_steps`` (evaluations counted).
     """
+    from core.data import load_split
+
     est = estimator.estimate(rec.config)
     if not est.total_s or not est.steps_per_epoch or est.epoch_s is None:
         return
-    train = rec.config["train"]
-    tc = normalize_config(rec.config)["train"]
-    step_s = est.epoch_s / est.steps_per_epoch
-    eval_s, every = float(est.data.get("eval_s") or 0.0), int(tc["eval_every"])
+    per_epoch = est.steps_per_epoch
+    step_s = est.epoch_s / per_epoch
+    eval_s, every = float(est.data.get("eval_s") or 0.0), int(normalize_config(rec.config)["train"]["eval_every"])
 
     def run_s(steps: int) -> float:
         return steps * step_s + math.ceil(steps / every) * eval_s
 
-    planned = train.get("max_steps") or math.ceil(tc["epochs"] * est.steps_per_epoch)
-    if run_s(planned) <= budget_s:
-        rec.estimate.update(total_steps=planned, total_s=run_s(planned), step_s=step_s)
-        return
-    epochs = int(tc["epochs"])
-    while epochs > 1 and run_s(epochs * est.steps_per_epoch) > budget_s:
-        epochs -= 1
-    train["epochs"], train["max_steps"] = epochs, None
-    steps = epochs * est.steps_per_epoch
-    if run_s(steps) > budget_s:
-        steps = max(MIN_BUDGET_STEPS, int((budget_s - eval_s) / (step_s + eval_s / every)))
-        while steps > MIN_BUDGET_STEPS and run_s(steps) > budget_s:
-            steps -= 1
-        train["max_steps"] = steps
-    share = f" ({steps / est.steps_per_epoch:.1f} epochs)" if train["max_steps"] else ""
-    rec.reasons.append(f"On your data one epoch is {est.steps_per_epoch} steps of ~{step_s:.1f} s on this machine: "
-                       f"{steps} steps{share} fit your time budget of {_human(budget_s)} "
-                       f"(about {_human(run_s(steps))}, evaluations included).")
-    rec.train = dict(train)
+    wanted = _epochs(len(load_split(rec.config["data"], "train")), rec.method)
+    epochs, max_steps = _fit_steps(wanted, per_epoch, run_s, budget_s)
+    steps = max_steps or epochs * per_epoch
+    rec.config["train"].update(epochs=epochs, max_steps=max_steps)
+    rec.train = dict(rec.config["train"])
+    rec.reasons[:] = [r for r in rec.reasons if not r.startswith(_SELECTOR_BUDGET_NOTES)]
+    plan = (f"{steps} steps ({steps / per_epoch:.1f} epochs)" if max_steps else
+            f"{epochs} epoch{'s' if epochs > 1 else ''} ({steps} steps)")
+    rec.reasons.append(f"On your data one epoch is {per_epoch} steps of ~{step_s:.1f} s on this machine: {plan} "
+                       f"take about {_human(run_s(steps))} (evaluations included), within your time budget of "
+                       f"{_human(budget_s)}.")
     rec.estimate.update(total_steps=steps, total_s=run_s(steps), step_s=step_s)
+
+
+def _fit_steps(wanted_epochs: int, steps_per_epoch: int, run_s, budget_s: float) -> tuple[int, Optional[int]]:
+    """(epochs, max_steps): the most epochs up to ``wanted_epochs`` whose ``run_s`` fits, else one epoch capped."""
+    for epochs in range(max(1, wanted_epochs), 0, -1):
+        if run_s(epochs * steps_per_epoch) <= budget_s:
+            return epochs, None
+    lo, hi = MIN_BUDGET_STEPS, max(MIN_BUDGET_STEPS, steps_per_epoch - 1)
+    while lo < hi:  # the largest step count that fits (run_s grows with steps), never below the minimum
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if run_s(mid) <= budget_s else (lo, mid - 1)
+    return 1, lo
 
 
 def _run_s(steps: int, step_s: float, eval_s: float) -> float:

@@ -18,6 +18,7 @@ import torch
 import torch.nn as nn
 
 from core.peft.config import AdapterConfig
+from core.peft.dropout import FastDropout
 from core.peft.inject import attention_of, mlp_of
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
@@ -28,7 +29,7 @@ class AdapterLayer(nn.Module):
 
     def __init__(self, hidden_size: int, bottleneck: int, nonlinearity: str = "gelu", dropout: float = 0.0):
         super().__init__()
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.dropout = FastDropout(dropout) if dropout > 0 else nn.Identity()
         self.down = nn.Linear(hidden_size, bottleneck)
         self.act = ACTIVATIONS[nonlinearity]()
         self.up = nn.Linear(bottleneck, hidden_size)

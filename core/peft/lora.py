@@ -21,6 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from core.peft.dropout import FastDropout
 from core.peft.inject import is_conv1d, linear_features
 
 
@@ -32,7 +33,7 @@ class LoRALayer(nn.Module):
         super().__init__()
         self.r, self.alpha = r, alpha
         self.scaling = alpha / math.sqrt(r) if use_rslora else alpha / r
-        self.lora_dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.lora_dropout = FastDropout(dropout) if dropout > 0 else nn.Identity()
         self.lora_A = nn.Linear(in_features, r, bias=False)
         self.lora_B = nn.Linear(r, out_features, bias=False)
         self.reset_lora_parameters()

@@ -89,6 +89,7 @@ def test_report_has_every_section(report_and_html):
                                                            "label_not_in_set", "wrong_label"}
     assert set(report["robustness"]["perturbations"]) == {"typos", "case", "punctuation_whitespace",
                                                           "irrelevant_prefix", "prompt_injection", "zh_en_mixing"}
+    assert report["robustness"]["n"] == 6, "half the test prompts, but at least ROBUSTNESS_MIN (10): all 6 here"
     assert [p["name"] for p in report["performance"]] == ["base", "tuned (unmerged)", "tuned (merged LoRA)"]
     assert all(p["peak_rss_mb"] > 0 and p["latency_p95_s"] >= p["latency_p50_s"] for p in report["performance"])
     assert len(report["training_curves"]) == 4
