@@ -160,9 +160,12 @@ def _our_step(model, tok, chunk: list[dict], method: str):
     return torch.tensor(total / n_total)
 
 
+ROUNDS = 6  # base/merged pairs, in ABBA order so a slow spell of the machine hits both alike
+
+
 def generation_worker(spec: dict) -> dict:
-    """Chat speed of the base model, our LoRA unmerged, and merged (``merge_lora``), in the order base, unmerged,
-    merged, then base and merged twice more: greedy answers of up to 48 tokens to Bitext questions, KV cache on."""
+    """Chat speed of the base model, our LoRA unmerged (once), and merged (``merge_lora``): greedy answers of up
+    to 48 tokens to Bitext questions, KV cache on; base and merged measured in ROUNDS pairs, ABBA order."""
     import pandas as pd
 
     from core.evaluation.performance import PerformanceTester
@@ -175,9 +178,8 @@ def generation_worker(spec: dict) -> dict:
     base.eval()
     frame = pd.read_csv(BITEXT / VERSIONS[0] / "Bitext_Sample_Customer_Support_Training_Dataset.csv")
     prompts = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}]
-               for q in frame["instruction"].sample(n=spec.get("prompts", 6), random_state=0)]
+               for q in frame["instruction"].sample(n=spec.get("prompts", 3), random_state=0)]
     tester = PerformanceTester(tok, prompts, max_new_tokens=48, batch_size=8)
-    runs = [tester.measure(base, "base")]
     tuned, _ = load_model("smollm2-135m-instruct")
     tuned = our_model(tuned, "lora")
     with torch.no_grad():  # a non-zero update, as after training, so that merging really changes the weights
@@ -185,26 +187,37 @@ def generation_worker(spec: dict) -> dict:
             if "lora_B" in name:
                 p.normal_(0, 0.01)
     tuned.eval()
-    runs.append(tester.measure(tuned, "LoRA unmerged"))
+    runs = [tester.measure(tuned, "LoRA unmerged")]
     tuned = merge_lora(tuned)
-    runs.append(tester.measure(tuned, "LoRA merged"))
-    for _ in range(2):  # base and merged alternated twice more: each gets three measurements
-        runs.append(tester.measure(base, "base"))
-        runs.append(tester.measure(tuned, "LoRA merged"))
+    pair = [("base", base), ("LoRA merged", tuned)]
+    for r in range(spec.get("rounds", ROUNDS)):
+        for name, model in (pair if r % 2 == 0 else pair[::-1]):
+            runs.append({**tester.measure(model, name), "round": r})
     return {"generation": runs}
 
 
 def generation_table(runs: list[dict]) -> str:
-    """Per model: first-token latency and tokens/s (the best of its measurements: other programs on the cores
-    only slow a measurement down), and the ratio to the base."""
-    names = list(dict.fromkeys(r["name"] for r in runs))
-    best = {"ttft_p50_s": min, "tokens_per_s": max, "batch_tokens_per_s": max}
-    med = {n: {k: pick(r[k] for r in runs if r["name"] == n) for k, pick in best.items()} for n in names}
+    """Per model: medians of first-token latency and tokens/s; merged vs base as the median of the per-round
+    ratios (each round measures both, back to back)."""
+    import statistics
+
+    names = ["base"] + [n for n in dict.fromkeys(r["name"] for r in runs) if n != "base"]
+    keys = ("ttft_p50_s", "tokens_per_s", "batch_tokens_per_s")
+    med = {n: {k: statistics.median(r[k] for r in runs if r["name"] == n) for k in keys} for n in names}
+    by_round: dict = {}
+    for r in runs:
+        if "round" in r:
+            by_round.setdefault(r["round"], {})[r["name"]] = r["tokens_per_s"]
+    paired = [v["LoRA merged"] / v["base"] for v in by_round.values() if len(v) == 2]
     lines = [f"{'model':<14} {'TTFT p50 s':>10} {'tokens/s':>9} {'batch-8 tok/s':>13} {'speed x base':>12}"]
     for n in names:
         m = med[n]
+        ratio = statistics.median(paired) if n == "LoRA merged" and paired else m["tokens_per_s"] / med["base"][
+            "tokens_per_s"]
         lines.append(f"{n:<14} {m['ttft_p50_s']:10.3f} {m['tokens_per_s']:9.1f} {m['batch_tokens_per_s']:13.1f} "
-                     f"{m['tokens_per_s'] / med['base']['tokens_per_s']:12.3f}")
+                     f"{ratio:12.3f}")
+    if paired:
+        lines.append(f"merged / base per round: {' '.join(f'{x:.3f}' for x in paired)}")
     return "\n".join(lines)
 
 
@@ -246,23 +259,26 @@ def main(quick: bool = False, steps: int | None = None, batch: int = 8, generati
     from bench.common import run_worker
 
     steps = steps or (3 if quick else 12)
-    rounds = rounds or (1 if quick else 2)
+    rounds = 0 if rounds == 0 else rounds or (1 if quick else 2)
     runs: dict = {}
+    results: list = []
     for r in range(rounds):
         for impl, method in CASES:
             print(f"… round {r + 1}/{rounds}: {impl} {method} ({steps} steps, batch {batch})", file=sys.stderr,
                   flush=True)
             runs.setdefault((impl, method), []).append(run_case(impl, method, steps, batch))
-    results = [best_of(runs[case]) for case in CASES]
-    print(f"Training throughput on {os.cpu_count()} CPU cores, SmolLM2-135M-Instruct float32, batch {batch}, "
-          f"{steps} timed steps (Bitext short and long responses alternated, 30–160 tokens); best of {rounds} "
-          "alternated rounds per case, largest peak RSS:")
-    print(table(results))
+    if rounds:
+        results = [best_of(runs[case]) for case in CASES]
+        print(f"Training throughput on {os.cpu_count()} CPU cores, SmolLM2-135M-Instruct float32, batch {batch}, "
+              f"{steps} timed steps (Bitext short and long responses alternated, 30–160 tokens); best of {rounds} "
+              "alternated rounds per case, largest peak RSS:")
+        print(table(results))
     if generation:
         print("… chat speed: base, LoRA unmerged, LoRA merged", file=sys.stderr, flush=True)
-        gen = run_worker(__file__, {"generation": True, "prompts": 3 if quick else 6}, "generation")["generation"]
-        print("\nChat speed (greedy, up to 48 new tokens, KV cache; best of 3 alternated measurements for base "
-              "and merged):")
+        spec = {"generation": True, "prompts": 2 if quick else 3, "rounds": 2 if quick else ROUNDS}
+        gen = run_worker(__file__, spec, "generation")["generation"]
+        print(f"\nChat speed (greedy, up to 48 new tokens, KV cache; base and merged in {spec['rounds']} "
+              "back-to-back rounds, medians):")
         print(generation_table(gen))
         results.append({"generation": gen})
     return results
@@ -274,7 +290,8 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--batch", type=int, default=8)
-    parser.add_argument("--rounds", type=int, help="alternated rounds over every case (default 2; 1 with --quick)")
+    parser.add_argument("--rounds", type=int, help="alternated rounds over every case (default 2; 1 with --quick; "
+                        "0: chat speed only)")
     parser.add_argument("--no-generation", action="store_true", help="skip the chat-speed part")
     args = parser.parse_args()
     if args.worker:
