@@ -406,3 +406,21 @@ def strategy_choice(method: str):
     from core.strategy import ADAPTER, LORA_QV, PREFIX, Choice
 
     return Choice(method, {"lora": LORA_QV, "adapter": ADAPTER, "prefix": PREFIX}.get(method, {}), [])
+
+
+def test_sequence_length_counts_the_run_system_prompt(tmp_path, monkeypatch):
+    """The quality report measures rows without the run's system prompt; the recommendation must not cut answers."""
+    import core.strategy as strategy
+    from core.data import load_split
+    from core.data.loader import SmartDataLoader
+    from core.models import load_tokenizer
+
+    monkeypatch.setattr(strategy, "machine_speed", lambda machine=None, refresh=False: SPEED)
+    data = _intents_csv(tmp_path, rows=80)
+    prompt = "You are the very patient support assistant of a company that sells many things. " * 3
+    plain = strategy.recommend_for_dataset(str(data), purpose="support", model="tiny-llama")
+    long = strategy.recommend_for_dataset(str(data), purpose="support", model="tiny-llama", system_prompt=prompt)
+    loader = SmartDataLoader(load_tokenizer("tiny-llama"), system_prompt=prompt, max_seq_len=4096)
+    lengths = sorted(len(ex["input_ids"]) for ex in loader.encode_all(load_split(str(data), "train"))[0])
+    assert long.train["max_seq_len"] > plain.train["max_seq_len"]
+    assert long.train["max_seq_len"] >= lengths[int(0.95 * len(lengths))], "95% of the examples fit whole"
