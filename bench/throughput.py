@@ -259,7 +259,8 @@ def main(quick: bool = False, steps: int | None = None, batch: int = 8, generati
     from bench.common import run_worker
 
     steps = steps or (3 if quick else 12)
-    rounds = 0 if rounds == 0 else rounds or (1 if quick else 2)
+    if rounds is None:
+        rounds = 1 if quick else 2
     runs: dict = {}
     results: list = []
     for r in range(rounds):

@@ -640,9 +640,9 @@ class ResourceEstimator:
         """Seconds for one optimizer step over micro-batches given as (batch, seq_len, label_tokens)."""
         if masked is None:
             masked = True
-        count, _ = self._meta(method, params)
+        count, shape = self._meta(method, params)
         speed, total_flops, tokens, act_bytes, matmul_s = self.speed, 0.0, 0, 0.0, 0.0
-        dropout_floats = sum(d_in for _, d_in, _, _, p in self._meta(method, params)[1].lora_modules if p > 0)
+        dropout_floats = sum(d_in for _, d_in, _, _, p in shape.lora_modules if p > 0)
         lora_s = dropout_s = 0.0
         for b, t, labels in batches:
             rows = _logit_rows(b * t, labels)
@@ -651,7 +651,7 @@ class ResourceEstimator:
             flops = sum(parts.values())
             total_flops += flops + lora
             matmul_s += flops / self._gflops(b * t)
-            lora_s += lora / (speed.matmul_gflops * 1e9 * CAL["lora_matmul_efficiency"])
+            lora_s += self._lora_seconds(lora)
             dropout_s += CAL["dropout_ns_per_float"] * 1e-9 * b * t * self.arch.layers * dropout_floats
             tokens += b * t
             floats = sum(self.activation_floats(method, params, t, masked).values())
@@ -672,6 +672,10 @@ class ResourceEstimator:
         share = CAL["matmul_efficiency"] * tokens / (tokens + CAL["matmul_half_tokens"])
         return self.speed.matmul_gflops * 1e9 * share
 
+    def _lora_seconds(self, flops: float) -> float:
+        """Seconds of LoRA's skinny rank-r matmuls (a calibrated share of the micro-benchmark's FLOP/s)."""
+        return flops / (self.speed.matmul_gflops * 1e9 * CAL["lora_matmul_efficiency"])
+
     def forward_time(self, method: str, params: Optional[dict], *, batches: list[tuple[int, int]]) -> float:
         """Seconds of no-grad forward passes of the loss (evaluation) over (batch, seq_len) batches."""
         seconds = 0.0
@@ -679,8 +683,7 @@ class ResourceEstimator:
             rows = _logit_rows(b * t, None)
             parts = self.flops(method, params, tokens=b * t, seq_len=t, logit_rows=rows, masked=True)
             seconds += parts["forward"] / self._gflops(b * t)
-            lora_flops = parts["lora (rank-r matmuls)"] / 3  # forward only
-            seconds += lora_flops / (self.speed.matmul_gflops * 1e9 * CAL["lora_matmul_efficiency"])
+            seconds += self._lora_seconds(parts["lora (rank-r matmuls)"] / 3)  # forward only
             seconds += 3 * rows * self.arch.vocab * BYTES / (self.speed.bandwidth_gbs * 1e9)  # softmax passes
             seconds += CAL["per_layer_overhead_s"] * self.arch.layers / 3  # forward only: a third of the calls
         return seconds
@@ -1111,8 +1114,12 @@ class StrategySelector:
         self.machine = self.estimator.machine
 
     def recommend(self, task: str, n_examples: Optional[int] = None, quality: Optional[dict] = None,
-                  time_budget_s: Optional[float] = None) -> Recommendation:
-        """The recommendation; raises UserError when no method fits this machine's memory at all."""
+                  time_budget_s: Optional[float] = None, fit_steps: bool = True) -> Recommendation:
+        """The recommendation; raises UserError when no method fits this machine's memory at all.
+
+        ``fit_steps=False``: the time budget only rules methods out (full fine-tuning); epochs and steps are left
+        for the caller to fit (``fit_time_budget`` on the dataset's real batches).
+        """
         task = normalize_task(task)
         n = int(n_examples if n_examples is not None else (quality or {}).get("rows") or 0)
         if n < 1:
@@ -1136,7 +1143,8 @@ class StrategySelector:
                 primary = full
             else:
                 runner = Choice("full", {}, [f"Full fine-tuning would suit {n} examples, but {why_full_not}."])
-        train, fit_notes, chosen = self._fit(primary, runner, n, seq, mean_tokens, time_budget_s)
+        train, fit_notes, chosen = self._fit(primary, runner, n, seq, mean_tokens,
+                                             time_budget_s if fit_steps else None)
         if chosen is not primary:  # the primary did not fit at all: the runner-up takes its place
             reasons = [f"{primary.method} would be the first choice ({primary.reasons[0]}), but it does not fit "
                        "this machine's memory even at batch 1."] + chosen.reasons
@@ -1288,7 +1296,7 @@ def recommend_for_dataset(data: str, purpose: Optional[str] = None, model: Optio
         task = "knowledge_qa"
     selector = StrategySelector(model)
     quality = _with_run_lengths(quality, train, model, system_prompt, selector.estimator.arch.max_positions)
-    rec = selector.recommend(task, len(train), quality=quality, time_budget_s=time_budget_s)
+    rec = selector.recommend(task, len(train), quality=quality, time_budget_s=time_budget_s, fit_steps=False)
     rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
     if time_budget_s:
         fit_time_budget(rec, time_budget_s, selector.estimator)
@@ -1320,18 +1328,13 @@ def _with_run_lengths(quality: Optional[dict], convs: list, model: str, system_p
     return out
 
 
-_SELECTOR_BUDGET_NOTES = ("epochs lowered to", "Your time budget of")  # _train_section's, replaced by ours
-
-
 def fit_time_budget(rec: Recommendation, budget_s: float, estimator: ResourceEstimator) -> None:
     """Re-time ``rec.config`` on the dataset's real batches and fit it to ``budget_s`` seconds, in place.
 
-    The selector plans with a typical example length (and may have cut epochs on that guess); this reads the data
-    the way the trainer will batch it and takes the most epochs, up to the selector's first choice, that fit, or
-    one epoch capped by ``max_steps`` (evaluations counted).
+    Reads the data the way the trainer will batch it and takes the most epochs, up to the recommended ones, that
+    fit, or one epoch capped by ``max_steps`` (evaluations counted). ``rec`` comes from
+    ``StrategySelector.recommend(..., fit_steps=False)``, whose epochs assume no budget.
     """
-    from core.data import load_split
-
     est = estimator.estimate(rec.config)
     if not est.total_s or not est.steps_per_epoch or est.epoch_s is None:
         return
@@ -1342,12 +1345,11 @@ def fit_time_budget(rec: Recommendation, budget_s: float, estimator: ResourceEst
     def run_s(steps: int) -> float:
         return steps * step_s + math.ceil(steps / every) * eval_s
 
-    wanted = _epochs(len(load_split(rec.config["data"], "train")), rec.method)
+    wanted = int(rec.train["epochs"])
     epochs, max_steps = _fit_steps(wanted, per_epoch, run_s, budget_s)
     steps = max_steps or epochs * per_epoch
     rec.config["train"].update(epochs=epochs, max_steps=max_steps)
     rec.train = dict(rec.config["train"])
-    rec.reasons[:] = [r for r in rec.reasons if not r.startswith(_SELECTOR_BUDGET_NOTES)]
     if max_steps:
         plan = f"{steps} steps ({steps / per_epoch:.1f} of an epoch) fit"
     else:

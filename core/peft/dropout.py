@@ -10,6 +10,8 @@ is ``nn.Dropout``.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -22,9 +24,7 @@ EXACT = False
 
 def keep_mask(shape: torch.Size, p: float, device=None) -> torch.Tensor:
     """A bool tensor of ``shape``: True (keep) with probability ``1 - round(p * 2**15) / 2**15``."""
-    n = 1
-    for size in shape:
-        n *= size
+    n = math.prod(shape)
     words = torch.empty((n + 1) // 2, dtype=torch.int32, device=device).random_()  # two 15-bit draws per word
     halves = words.view(torch.int16)[:n].bitwise_and_(LEVELS - 1)  # uniform over 0 .. 2**15 - 1
     return (halves >= round(p * LEVELS)).reshape(shape)
