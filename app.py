@@ -3,7 +3,7 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.runs import list_ids, workspace_home
+from core.workspace import list_ids, workspace_home
 from ui import LANGUAGES, load_project, t, update_project
 from ui.common import STEP_ICONS, STEP_PAGES, show_error
 from ui.project import STEPS, step_done

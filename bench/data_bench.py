@@ -40,7 +40,7 @@ def main(quick: bool = False) -> dict:
     if not CLINC.exists():
         print(f"skipped: {CLINC} is not present")
         return {}
-    from core.runs import workspace_home
+    from core.workspace import workspace_home
 
     # keep the real model cache, work in a throwaway workspace
     os.environ.setdefault("ASSISTANT_FACTORY_MODELS", str(workspace_home() / "models"))

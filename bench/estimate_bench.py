@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from core.defaults import DEFAULT_MODEL  # noqa: E402 - after the path insert
 METHODS = ("lora", "adapter", "prefix", "full")
 TARGET = 0.25
 
@@ -53,7 +54,7 @@ def worker(spec: dict) -> dict:
 
     torch.manual_seed(0)
     method, batch, seq_len = spec["method"], spec["batch"], spec["seq_len"]
-    model, _ = load_model("smollm2-135m-instruct")
+    model, _ = load_model(DEFAULT_MODEL)
     model = apply_peft(model, config_from_dict(method, {}))
     lean_swiglu(model)  # as the trainer does
     model.train()
@@ -107,7 +108,7 @@ def main(quick: bool = False, methods=METHODS) -> list[dict]:
     from core.strategy import ResourceEstimator
 
     seq_len, batches, steps = (128, (1, 4), 2) if quick else (256, (1, 4), 6)
-    est = ResourceEstimator("smollm2-135m-instruct")
+    est = ResourceEstimator(DEFAULT_MODEL)
     speed = est.speed
     print(f"Machine: {est.machine.describe()}; measured {speed.matmul_gflops:.1f} GFLOP/s matmul, "
           f"{speed.bandwidth_gbs:.1f} GB/s copy, {speed.framework_mb:.0f} MB framework RSS", flush=True)

@@ -33,6 +33,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
+from core.defaults import DEFAULT_MODEL
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
 BANKING = SHARED / "banking77"
@@ -95,7 +97,8 @@ def bitext_splits(quick: bool) -> dict:
 def write_dataset(name: str, quick: bool) -> str:
     """Normalise the chosen rows with core.data and write them as a prepared dataset; returns its id."""
     from core.data import load_conversations
-    from core.runs import atomic_write_json, atomic_write_text, dataset_dir
+    from core.fileio import atomic_write_json, atomic_write_text
+    from core.workspace import dataset_dir
 
     if name == "banking77":
         splits, fmt, columns = banking77_splits(quick), "classification", ("text", "category")
@@ -135,7 +138,7 @@ def main(quick: bool = False, dataset: str = "banking77", model: Optional[str] =
     """
     from core.lab import evaluate_lab, export_html, format_table, lab_table, launch_lab
 
-    model = model or "smollm2-135m-instruct"
+    model = model or DEFAULT_MODEL
     budget_s = budget_s or (5 * 60 if quick else 5 * 720)  # ~720 s per method: the evaluation issue's reference
     t0 = time.time()
     dataset_id = write_dataset(dataset, quick)
@@ -182,7 +185,7 @@ def _cli(argv: Optional[list] = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a tiny slice and a few steps")
     parser.add_argument("--dataset", choices=("banking77", "bitext"), default="banking77")
     parser.add_argument("--model", default=None,
-                        help="base model (default smollm2-135m-instruct; tiny-llama to smoke-test)")
+                        help="base model (default the embedded model; tiny-llama to smoke-test)")
     parser.add_argument("--budget", type=float, default=None, help="seconds for all methods together")
     parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated subset")
     parser.add_argument("--epochs", type=float, default=None, help="train each method this many epochs (no budget)")

@@ -26,6 +26,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from core.defaults import DEFAULT_MODEL  # noqa: E402 - after the path insert
 BITEXT = ROOT / ".." / "shared" / "data" / "bitext_customer_support"
 VERSIONS = ("v1_short_responses", "v2_long_responses")  # alternated: lengths spread over 30–160 tokens
 SYSTEM = "You are a friendly customer-support assistant."
@@ -110,7 +111,7 @@ def worker(spec: dict) -> dict:
 
     torch.set_num_threads(int(spec.get("threads", os.cpu_count() or 1)))
     torch.manual_seed(0)
-    model, tok = load_model("smollm2-135m-instruct")
+    model, tok = load_model(DEFAULT_MODEL)
     impl, method, steps, bsz = spec["impl"], spec["method"], spec["steps"], spec["batch"]
     data = examples(tok, steps * bsz)
     model = peft_model(model, method) if impl == "peft" else our_model(model, method)
@@ -174,13 +175,13 @@ def generation_worker(spec: dict) -> dict:
 
     torch.set_num_threads(int(spec.get("threads", os.cpu_count() or 1)))
     torch.manual_seed(0)
-    base, tok = load_model("smollm2-135m-instruct")
+    base, tok = load_model(DEFAULT_MODEL)
     base.eval()
     frame = pd.read_csv(BITEXT / VERSIONS[0] / "Bitext_Sample_Customer_Support_Training_Dataset.csv")
     prompts = [[{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}]
                for q in frame["instruction"].sample(n=spec.get("prompts", 3), random_state=0)]
     tester = PerformanceTester(tok, prompts, max_new_tokens=48, batch_size=8)
-    tuned, _ = load_model("smollm2-135m-instruct")
+    tuned, _ = load_model(DEFAULT_MODEL)
     tuned = our_model(tuned, "lora")
     with torch.no_grad():  # a non-zero update, as after training, so that merging really changes the weights
         for name, p in tuned.named_parameters():

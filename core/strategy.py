@@ -14,7 +14,7 @@ Three parts:
 The CLI face is ``python -m core estimate --config RUN.yaml [--json]`` (:func:`estimate_command`)::
 
     from core.strategy import ResourceEstimator, StrategySelector, fit_check
-    est = ResourceEstimator("smollm2-135m-instruct")            # this machine (benchmarked once, cached)
+    est = ResourceEstimator(DEFAULT_MODEL)            # this machine (benchmarked once, cached)
     est.parameters("lora", {"r": 8})                             # ParamCount(trainable=..., total=..., ...)
     est.memory("full", batch_size=4, seq_len=512).breakdown      # bytes per part; .fits against the budget
     est.estimate(config_dict_or_TrainingConfig)                  # params + memory + time per step/epoch/run
@@ -40,13 +40,13 @@ from typing import Any, Optional
 
 import torch
 
+from core.defaults import DEFAULT_MODEL, METHODS
 from core.errors import UserError
 from core.training.loss import UNPAD_MIN_ROW_TOKENS, UNPADDED
 
 MiB = 1024 ** 2
 GiB = 1024 ** 3
 BYTES = 4  # the trainer trains in float32 (weights, gradients, activations)
-METHODS = ("lora", "adapter", "prefix", "full", "freeze")
 BENCH_FILE = ".machine_bench.json"
 
 # ---------------------------------------------------------------- calibration
@@ -221,14 +221,14 @@ def _framework_rss_mb() -> float:
 
 
 def _bench_path() -> Path:
-    from core.runs import kind_dir
+    from core.workspace import kind_dir
 
     return kind_dir("models") / BENCH_FILE
 
 
 def machine_speed(machine: Optional[Machine] = None, refresh: bool = False) -> MachineSpeed:
     """The cached micro-benchmark of this machine for its device and thread count (measured on first use)."""
-    from core.runs import atomic_write_json, read_json
+    from core.fileio import atomic_write_json, read_json
 
     machine = machine or Machine.detect()
     key = f"{machine.device}:{machine.threads}:{platform.node()}"
@@ -295,7 +295,7 @@ def arch_of(config) -> Arch:
 @functools.lru_cache(maxsize=16)
 def model_config(name: str):
     """The transformers config of a model name (no weights are read)."""
-    from core.models import DEFAULT_MODEL, ensure_default_model, resolve, tiny_model
+    from core.models import ensure_default_model, resolve, tiny_model
 
     info = resolve(name)
     if info.source == "tiny":
@@ -516,7 +516,7 @@ class Estimate:
 class ResourceEstimator:
     """Parameters, peak memory and time of a training run for one base model on one machine."""
 
-    def __init__(self, model: str = "smollm2-135m-instruct", machine: Optional[Machine] = None,
+    def __init__(self, model: str = DEFAULT_MODEL, machine: Optional[Machine] = None,
                  speed: Optional[MachineSpeed] = None):
         self.model = model
         self.machine = machine or Machine.detect()
@@ -777,7 +777,7 @@ TRAIN_DEFAULTS = {"epochs": 3, "max_steps": None, "batch_size": 8, "grad_accum":
 
 def _with_defaults(d: dict) -> dict:
     out = dict(d)
-    out.setdefault("model", "smollm2-135m-instruct")
+    out.setdefault("model", DEFAULT_MODEL)
     out.setdefault("method", "lora")
     if out["method"] not in METHODS:
         raise UserError(f"method must be one of {', '.join(METHODS)}, got {out['method']!r}.")
@@ -1092,7 +1092,7 @@ class Recommendation:
     notes: list = field(default_factory=list)
     config: Optional[dict] = None  # a run config, when the recommendation was made for a dataset
 
-    def to_config(self, data: str, model: str = "smollm2-135m-instruct", system_prompt: Optional[str] = None) -> dict:
+    def to_config(self, data: str, model: str = DEFAULT_MODEL, system_prompt: Optional[str] = None) -> dict:
         """A run config (DESIGN §3) with this recommendation filled in."""
         cfg = {"model": model, "data": data, "method": self.method, self.method: dict(self.params),
                "train": dict(self.train)}
@@ -1108,7 +1108,7 @@ class Recommendation:
 class StrategySelector:
     """Recommends a method and its settings for a task, a dataset, this machine and a time budget."""
 
-    def __init__(self, model: str = "smollm2-135m-instruct", machine: Optional[Machine] = None,
+    def __init__(self, model: str = DEFAULT_MODEL, machine: Optional[Machine] = None,
                  estimator: Optional[ResourceEstimator] = None):
         self.estimator = estimator or ResourceEstimator(model, machine=machine)
         self.machine = self.estimator.machine
@@ -1272,14 +1272,14 @@ def recommend_for_dataset(data: str, purpose: Optional[str] = None, model: Optio
     a purpose the task is classification when the data has labels, knowledge Q&A otherwise.
     """
     from core.data import load_split
-    from core.runs import read_json
+    from core.fileio import read_json
 
-    model = model or "smollm2-135m-instruct"
+    model = model or DEFAULT_MODEL
     train = load_split(data, "train")
     folder = Path(data) if Path(data).is_dir() else None
     if folder is None:
         try:
-            from core.runs import dataset_dir
+            from core.workspace import dataset_dir
 
             folder = dataset_dir(data) if dataset_dir(data).is_dir() else None
         except UserError:

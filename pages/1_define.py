@@ -4,6 +4,7 @@ import streamlit as st
 from ui import labeler, load_project, t, update_project
 from ui.common import ensure_shell, header, next_step
 from ui.models import model_panel
+from core.defaults import DEFAULT_MODEL
 
 ensure_shell()
 
@@ -35,7 +36,7 @@ for col, example in zip(cols, EXAMPLES):
 project = load_project()
 
 model = project["base_model"]
-base_kind = "default" if model in ("smollm2-135m-instruct", "default") else \
+base_kind = "default" if model in (DEFAULT_MODEL, "default") else \
     "local" if model.startswith(("/", ".", "~")) else "tiny" if model.startswith("tiny-") else "hub"
 
 with st.form("define"):
@@ -50,7 +51,7 @@ with st.form("define"):
     custom = st.text_input(t("define.base_custom"), value=model if base_kind in ("local", "hub", "tiny") else "",
                            help=t("define.base_custom_help"))
     if st.form_submit_button(t("define.save"), type="primary"):
-        base = "smollm2-135m-instruct" if kind == "default" else custom.strip()
+        base = DEFAULT_MODEL if kind == "default" else custom.strip()
         if not name.strip() or not prompt.strip():
             st.error(t("define.missing"), icon="⚠️")
         elif not base:

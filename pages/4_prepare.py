@@ -4,7 +4,9 @@ from pathlib import Path
 import pandas as pd
 import streamlit as st
 
-from core.runs import dataset_dir, new_id, read_json, slugify
+from core.fileio import read_json
+
+from core.workspace import dataset_dir, new_id, slugify
 from ui import t, update_project
 from ui.common import ensure_shell, engine, header, need, next_step, not_available
 from ui.prepare_view import split_counts

@@ -3,7 +3,8 @@ import streamlit as st
 
 from ui import labeler, t, update_project
 from ui.common import ensure_shell, header, need, next_step, not_available, show_error
-from ui.choose_view import (DEFAULT_BUDGET_MIN, METHODS, PRESETS, default_config, estimate, recommend,
+from core.defaults import METHODS
+from ui.choose_view import (DEFAULT_BUDGET_MIN, PRESETS, default_config, estimate, recommend,
                             recommended_config, render_estimate, render_recommendation)
 from ui.runview import build_run_config
 

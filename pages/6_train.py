@@ -5,10 +5,11 @@ second tab sees the same run.
 """
 import streamlit as st
 
-from core.runs import list_ids
+from core.workspace import list_ids
 from ui import t, update_project
 from ui.common import ensure_shell, engine, guarded, header, need, next_step, not_available
-from ui.runview import ACTIVE_STATES, build_run_config, curves, log_tail, progress_text, run_status
+from core.defaults import ACTIVE_STATES
+from ui.runview import build_run_config, curves, log_tail, progress_text, run_status
 
 ensure_shell()
 

@@ -4,7 +4,9 @@ The evaluation runs as its own process (``python -m core eval``): a reload or a 
 """
 import streamlit as st
 
-from core.runs import read_json, run_dir
+from core.fileio import read_json
+
+from core.workspace import run_dir
 from ui import t
 from ui.common import engine, ensure_shell, guarded, header, need, next_step, not_available
 from core.evaluation.jobs import log_tail, start, state

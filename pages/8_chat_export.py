@@ -1,7 +1,9 @@
 """Step 8 · Chat & Export: stream answers from the tuned assistant beside the base model; download the results."""
 import streamlit as st
 
-from core.runs import read_json, run_dir
+from core.fileio import read_json
+
+from core.workspace import run_dir
 from ui import t
 from ui.common import ensure_shell, engine, header, need, not_available, show_error
 from ui.chatview import base_model, chat_stream, tuned_model

@@ -2,15 +2,14 @@
 and the method lab (the same data through all five methods, compared from the run folders)."""
 import streamlit as st
 
-from core.runs import list_ids, run_dir
+from core.defaults import ACTIVE_STATES, DEFAULT_MODEL, METHODS
+from core.workspace import list_ids, run_dir
 from ui import labeler, load_project, t, update_project
 from ui.common import ensure_shell, engine, guarded, not_available
 
 ensure_shell()
 
 lab = engine("core.lab")
-METHODS = ("lora", "adapter", "prefix", "full", "freeze")
-ACTIVE = ("queued", "running", "stopping")
 
 st.title("🎓 " + t("learn.title"))
 st.caption(t("learn.intro"))
@@ -74,7 +73,7 @@ def rank_slider() -> None:
 
     st.subheader(t("learn.rank.title"))
     project = load_project()
-    models = list(dict.fromkeys([project.get("base_model") or "smollm2-135m-instruct", "smollm2-135m-instruct",
+    models = list(dict.fromkeys([project.get("base_model") or DEFAULT_MODEL, DEFAULT_MODEL,
                                  "tiny-llama"]))
     c1, c2, c3 = st.columns(3)
     model = c1.selectbox(t("learn.rank.model"), models, key="learn_rank_model")
@@ -161,7 +160,7 @@ def lab_form() -> None:
         minutes = c2.number_input(t("learn.lab.budget"), 1, 24 * 60, 10, help=t("learn.lab.budget_help"))
         methods = c3.multiselect(t("learn.lab.methods"), list(METHODS), default=list(METHODS),
                                  format_func=labeler("method.{}.name"))
-        model = project.get("base_model") or "smollm2-135m-instruct"
+        model = project.get("base_model") or DEFAULT_MODEL
         st.caption(t("learn.lab.model", model=model))
         go = st.form_submit_button(t("learn.lab.start"), type="primary")
     if go:
@@ -183,7 +182,7 @@ def status_view(lab_id: str) -> None:
                 text=t("learn.lab.progress", done=status["done"], total=status["total"],
                        state=t(f"learn.lab.state.{status['state']}")))
     for r in status["runs"]:
-        step = f"{r['step'] or 0}/{r['total_steps'] or '?'}" if r["state"] in ACTIVE + ("completed",) else ""
+        step = f"{r['step'] or 0}/{r['total_steps'] or '?'}" if r["state"] in ACTIVE_STATES + ("completed",) else ""
         st.caption(f"**{t('method.' + r['method'] + '.name')}** · {t('state.' + (r['state'] or 'unknown'))} "
                    f"{step} · `{r['run_id']}`")
     if status["state"] == "running" and st.button(t("learn.lab.stop"), key="learn_lab_stop"):

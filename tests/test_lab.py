@@ -10,7 +10,8 @@ import pytest
 from core.errors import UserError
 from core.lab import (METHODS, evaluate_lab, export_html, lab_results, lab_status, lab_table, launch_lab, list_labs,
                       load_lab, merge_demo, method_params, method_sizes, plan_lab)
-from core.runs import read_json, read_jsonl, run_dir
+from core.fileio import read_json, read_jsonl
+from core.workspace import run_dir
 
 LABELS = ("refund", "delivery", "password")
 TEXTS = {"refund": "I want my money back for order {}", "delivery": "Where is my parcel number {}",

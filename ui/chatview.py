@@ -5,7 +5,7 @@ from typing import Iterator
 
 import streamlit as st
 
-from core.runs import run_dir
+from core.workspace import run_dir
 from ui.loader import get_loader
 
 

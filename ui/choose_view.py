@@ -9,8 +9,8 @@ import streamlit as st
 
 from ui.common import engine
 from ui.i18n import t
+from core.defaults import DEFAULT_MODEL, METHODS
 
-METHODS = ("lora", "adapter", "prefix", "full", "freeze")
 # Presets only touch the training length and batch; method settings stay as chosen.
 PRESETS = {
     "quick": {"epochs": 1, "max_steps": 30, "batch_size": 4, "max_seq_len": 256, "eval_every": 10, "save_every": 10},
@@ -47,11 +47,11 @@ def recommend(project: dict) -> Optional[dict]:
     """The StrategySelector's recommendation for the active dataset, as a dict; None without the engine."""
     if engine("core.strategy", "recommend_for_dataset") is None:
         return None
-    from core.runs import dataset_dir
+    from core.workspace import dataset_dir
 
     return _cached_recommendation(str(dataset_dir(project["active_dataset"])),
                                   PURPOSE_TASK.get(project.get("purpose"), "knowledge_qa"),
-                                  project.get("base_model") or "smollm2-135m-instruct",
+                                  project.get("base_model") or DEFAULT_MODEL,
                                   60.0 * float(project.get("time_budget_min") or DEFAULT_BUDGET_MIN),
                                   project.get("system_prompt") or None)
 
@@ -86,7 +86,7 @@ def _cached_estimate(config_json: str) -> dict:
     from core.strategy import ResourceEstimator
 
     config = json.loads(config_json)
-    return ResourceEstimator(model=config.get("model") or "smollm2-135m-instruct").estimate(config).to_dict()
+    return ResourceEstimator(model=config.get("model") or DEFAULT_MODEL).estimate(config).to_dict()
 
 
 def default_config(rec: Optional[dict], saved: dict) -> dict:

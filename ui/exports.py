@@ -6,7 +6,7 @@ import zipfile
 from pathlib import Path
 from typing import Optional
 
-from core.runs import run_dir
+from core.workspace import run_dir
 
 FORMATS = ("adapter", "peft", "merged")
 

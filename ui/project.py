@@ -6,14 +6,17 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from core.runs import atomic_write_json, read_json, workspace_home
+from core.defaults import DEFAULT_MODEL
+from core.fileio import atomic_write_json, read_json
+
+from core.workspace import workspace_home
 
 DEFAULTS: dict[str, Any] = {
     "name": "",
     "purpose": "support",
     "persona": "",
     "system_prompt": "",
-    "base_model": "smollm2-135m-instruct",
+    "base_model": DEFAULT_MODEL,
     "upload": None,        # {"path", "display_name", "format", "mapping"} of the file chosen on page 2
     "analyzed": None,      # path of the upload whose quality report was looked at
     "active_dataset": None,
@@ -62,7 +65,7 @@ def _exists(path: Any) -> bool:
 
 def step_done(project: dict[str, Any]) -> dict[str, bool]:
     """Which of the 8 steps are done for this project, judged from the workspace files (not the session)."""
-    from core.runs import dataset_dir, run_dir
+    from core.workspace import dataset_dir, run_dir
 
     def dataset_file(name: str) -> Path | None:
         try:

@@ -9,7 +9,7 @@ from typing import Any, Optional
 import pandas as pd
 import streamlit as st
 
-from core.runs import atomic_write_json, read_json
+from core.fileio import atomic_write_json, read_json
 from ui.i18n import t
 
 

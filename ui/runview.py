@@ -4,10 +4,12 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from core.runs import read_json, read_jsonl, run_dir
+from core.defaults import DEFAULT_MODEL
+from core.fileio import read_json, read_jsonl
+
+from core.workspace import run_dir
 from ui.i18n import t
 
-ACTIVE_STATES = ("queued", "running", "stopping")
 
 
 def run_status(run_id: str) -> dict[str, Any]:
@@ -23,16 +25,16 @@ def run_status(run_id: str) -> dict[str, Any]:
 
 def build_run_config(project: dict[str, Any]) -> dict[str, Any]:
     """The run config (DESIGN §3) from page 5's choices plus the project's model, data and system prompt."""
-    from core.runs import dataset_dir
+    from core.workspace import dataset_dir
 
     config = {k: v for k, v in copy.deepcopy(project.get("run_config") or {}).items() if not k.startswith("x_")}
-    config["model"] = project.get("base_model") or "smollm2-135m-instruct"
+    config["model"] = project.get("base_model") or DEFAULT_MODEL
     if project.get("active_dataset"):
         config["data"] = str(dataset_dir(project["active_dataset"]))
     if project.get("system_prompt"):
         config["system_prompt"] = project["system_prompt"]
     if project.get("name"):
-        from core.runs import slugify
+        from core.workspace import slugify
 
         config["name"] = slugify(project["name"], "run")[:30]
     return config

@@ -74,7 +74,8 @@ def prepare_command(args) -> int:
                                  name=args.name, model=_model_arg(getattr(args, "model", None)),
                                  max_seq_len=getattr(args, "max_seq_len", 512))
     if args.json:
-        from core.runs import dataset_dir, read_json
+        from core.fileio import read_json
+        from core.workspace import dataset_dir
 
         print(json.dumps(read_json(dataset_dir(dataset_id) / "meta.json"), ensure_ascii=False))
     else:

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from core.errors import UserError
-from core.runs import atomic_write_json, dataset_dir, kind_dir, new_id, slugify, validate_id
+from core.fileio import atomic_write_json
+from core.workspace import dataset_dir, kind_dir, new_id, slugify, validate_id
 
 from .monitor import DataQualityMonitor
 from .processing import SPLITS, AdvancedDataProcessor, parse_split

@@ -9,7 +9,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from core.runs import atomic_write_json, kind_dir, read_json
+from core.fileio import atomic_write_json, read_json
+
+from core.workspace import kind_dir
 
 LENGTH_CHANGE = 0.25      # relative change of the mean token length
 LABEL_TVD = 0.15          # total variation distance between label distributions

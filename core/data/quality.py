@@ -46,7 +46,8 @@ def resolve_tokenizer(tokenizer: Any):
     if tokenizer is None or tokenizer == "approx":
         return None
     if isinstance(tokenizer, str):
-        from core.models import DEFAULT_MODEL, load_tokenizer
+        from core.defaults import DEFAULT_MODEL
+        from core.models import load_tokenizer
 
         return load_tokenizer(DEFAULT_MODEL if tokenizer == DEFAULT else tokenizer)
     return tokenizer

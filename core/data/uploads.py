@@ -5,7 +5,8 @@ import hashlib
 from pathlib import Path
 
 from core.errors import UserError
-from core.runs import atomic_write_bytes, slugify, workspace_home
+from core.fileio import atomic_write_bytes
+from core.workspace import slugify, workspace_home
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "samples"
 SAMPLES = {"support_en": "support_faq_en.csv", "support_zh": "support_faq_zh.jsonl",

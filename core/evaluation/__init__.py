@@ -22,7 +22,8 @@ from core.evaluation.prompts import answer_ids
 from core.evaluation.report import write_report
 from core.evaluation.robustness import RobustnessTester
 from core.evaluation.textmetrics import match_label, token_f1
-from core.runs import atomic_write_json, dataset_dir, read_json, read_jsonl, run_dir, workspace_home
+from core.fileio import atomic_write_json, read_json, read_jsonl
+from core.workspace import dataset_dir, run_dir, workspace_home
 
 ProgressFn = Callable[[float, str], None]
 VAL_LIMIT = 200          # validation-loss examples (enough for a stable mean, bounded time)

@@ -5,7 +5,7 @@ import json
 import sys
 import time
 
-from core.runs import run_dir
+from core.workspace import run_dir
 
 
 def _progress():

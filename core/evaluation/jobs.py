@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from core.runs import atomic_write_json, read_json, run_dir, workspace_home
+from core.fileio import atomic_write_json, read_json
+
+from core.workspace import run_dir, workspace_home
 
 JOB_FILE = "job.json"
 LOG_FILE = "eval.log"

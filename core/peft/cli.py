@@ -11,7 +11,8 @@ import shutil
 from pathlib import Path
 
 from core.errors import UserError
-from core.runs import read_json, run_dir
+from core.fileio import read_json
+from core.workspace import run_dir
 
 MERGEABLE = ("lora", "full", "freeze")
 
@@ -29,7 +30,8 @@ def _run_config(run_id: str) -> tuple[Path, dict]:
 
 def load_run(run_id: str):
     """``(model with the run's method loaded, tokenizer, run config)``."""
-    from core.models import DEFAULT_MODEL, load_model
+    from core.defaults import DEFAULT_MODEL
+    from core.models import load_model
     from core.peft.io import load_adapter
 
     folder, config = _run_config(run_id)

@@ -10,9 +10,9 @@ import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Union
 
+from core.defaults import METHODS
 from core.errors import UserError
 
-METHODS = ("lora", "adapter", "prefix", "full", "freeze")
 NONLINEARITIES = ("gelu", "relu", "silu", "tanh")
 PLACEMENTS = ("attn", "mlp")
 

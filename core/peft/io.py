@@ -27,7 +27,7 @@ from core.peft.apply import (CONFIG_ATTR, apply_peft, get_peft_config, hidden_si
 from core.peft.config import config_from_dict
 from core.peft.inject import linear_modules, num_layers, replace_module
 from core.peft.lora import LoRALinear
-from core.runs import atomic_write_bytes, atomic_write_json, read_json
+from core.fileio import atomic_write_bytes, atomic_write_json, read_json
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter.safetensors"

@@ -10,7 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from core import runs
+from core import fileio, runs
+from core import workspace as wsp
 from core.errors import UserError
 from core.training.config import TrainingConfig
 
@@ -18,7 +19,7 @@ from core.training.config import TrainingConfig
 def _load_config(args) -> tuple[TrainingConfig, str | None, bool]:
     """(config, run id or None for a fresh id, resuming?)."""
     if args.resume:
-        folder = runs.run_dir(args.resume)
+        folder = wsp.run_dir(args.resume)
         if not (folder / "config.json").exists():
             raise UserError(f"There is no run {args.resume!r} to resume (no {folder / 'config.json'}); "
                             "check the id under workspace/runs/.")
@@ -34,7 +35,7 @@ def _load_config(args) -> tuple[TrainingConfig, str | None, bool]:
             if (base / data).exists():
                 cfg.data = str((base / data).resolve())
                 break
-    return cfg, (runs.validate_id(args.run_id, "run id") if args.run_id else None), False
+    return cfg, (wsp.validate_id(args.run_id, "run id") if args.run_id else None), False
 
 
 def _check_fresh(folder: Path, run_id: str) -> None:
@@ -51,8 +52,8 @@ def train_command(args) -> int:
     ctx = D.init_distributed(cfg.train.device)
     try:
         if run_id is None:
-            run_id = D.broadcast_object(runs.new_id(cfg.name or f"{cfg.method}-run") if ctx.is_main else None, ctx)
-        folder = runs.run_dir(run_id, create=ctx.is_main)
+            run_id = D.broadcast_object(wsp.new_id(cfg.name or f"{cfg.method}-run") if ctx.is_main else None, ctx)
+        folder = wsp.run_dir(run_id, create=ctx.is_main)
         if ctx.is_main:
             print(run_id, flush=True)
             if not resuming:
@@ -70,7 +71,7 @@ def train_command(args) -> int:
             if lock is not None:
                 lock.release()
         if state == "failed" and ctx.is_main:
-            print(f"error: the run failed: {(runs.read_json(folder / 'status.json') or {}).get('error')}",
+            print(f"error: the run failed: {(fileio.read_json(folder / 'status.json') or {}).get('error')}",
                   file=sys.stderr)
         return 0 if state in ("completed", "stopped") else 1
     finally:
@@ -89,7 +90,7 @@ def _wait_for_lock(lock: "runs.TrainingLock", folder: Path, run_id: str) -> bool
     old = signal.signal(signal.SIGTERM, on_term)
 
     def write(state: str, **extra) -> None:
-        runs.atomic_write_json(folder / "status.json", {
+        fileio.atomic_write_json(folder / "status.json", {
             "state": state, "pid": os.getpid(), "pid_started": runs.process_start_time(os.getpid()), "step": None,
             "total_steps": None, "heartbeat": time.time(), "error": None, "run_id": run_id, **extra})
 

@@ -11,11 +11,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+from core.defaults import DEFAULT_MODEL, METHODS
 from core.errors import UserError
 
-METHODS = ("lora", "adapter", "prefix", "full", "freeze")
 SCHEDULERS = ("cosine", "linear", "constant")
-SECTION_KEYS = ("lora", "adapter", "prefix", "full", "freeze")
+SECTION_KEYS = METHODS
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -121,7 +121,7 @@ class TrainingConfig(_Validated):
     """A whole run config (DESIGN §3). Build with :meth:`from_dict` / :meth:`from_file`; invalid input raises UserError."""
 
     data: str = ""
-    model: str = "smollm2-135m-instruct"
+    model: str = DEFAULT_MODEL
     system_prompt: Optional[str] = None
     method: str = "lora"
     name: Optional[str] = None               # optional human label, used as the run id prefix
@@ -176,7 +176,7 @@ class TrainingConfig(_Validated):
 
     def save(self, path: str | Path) -> None:
         """Write the full config as JSON atomically (the run folder's config.json)."""
-        from core.runs import atomic_write_json
+        from core.fileio import atomic_write_json
 
         atomic_write_json(path, self.to_dict())
 

@@ -21,7 +21,7 @@ from typing import Any, Optional
 
 import torch
 
-from core.runs import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
+from core.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 HEARTBEAT_S = 2.0
 

@@ -23,7 +23,7 @@ from typing import Iterator, Optional
 import torch
 
 from core.errors import UserError
-from core.runs import atomic_write_json, read_json
+from core.fileio import atomic_write_json, read_json
 from core.training import distributed as D
 from core.training.config import TrainingConfig
 from core.training.loss import IGNORE_INDEX, causal_lm_loss, split_rows

@@ -9,7 +9,7 @@ from core.__main__ import main
 from core.data import DataQualityMonitor, load_split, prepare_dataset
 from core.data.monitor import drift, figures
 from core.errors import UserError
-from core.runs import dataset_dir, kind_dir
+from core.workspace import dataset_dir, kind_dir
 
 from .helpers import cls_rows, qa_rows, write_jsonl
 

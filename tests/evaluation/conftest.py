@@ -5,7 +5,9 @@ import json
 import pytest
 import torch
 
-from core.runs import append_jsonl, atomic_write_json, run_dir
+from core.fileio import append_jsonl, atomic_write_json
+
+from core.workspace import run_dir
 
 LABELS = ["card_arrival", "exchange_rate", "pin_blocked"]
 TEXTS = {"card_arrival": ["Where is my card?", "My card has not arrived yet", "When will the card come?",

@@ -8,7 +8,7 @@ import pytest
 from core.__main__ import main
 from core.errors import UserError
 from core.evaluation import evaluate_run
-from core.runs import run_dir
+from core.workspace import run_dir
 from tests.evaluation.conftest import LABELS, make_run, write_qa_jsonl
 
 

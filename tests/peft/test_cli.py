@@ -4,7 +4,8 @@ import torch
 
 from core.__main__ import main
 from core.peft import AdapterConfig, LoRAConfig, apply_peft, load_adapter, save_adapter
-from core.runs import atomic_write_json, run_dir
+from core.fileio import atomic_write_json
+from core.workspace import run_dir
 from tests.peft.helpers import fresh, logits, right_padded_batch, train_steps
 
 

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from core.runs import read_jsonl
+from core.fileio import read_jsonl
 from core.training.config import TrainingConfig
 from core.training.trainer import AdvancedTrainer
 from tests.training.conftest import tiny_config

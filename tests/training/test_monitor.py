@@ -4,7 +4,7 @@ import math
 import os
 import time
 
-from core.runs import read_jsonl
+from core.fileio import read_jsonl
 from core.training.monitor import TrainingMetrics, TrainingMonitor
 
 

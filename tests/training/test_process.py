@@ -4,12 +4,11 @@ import json
 import os
 import signal
 import subprocess
-import time
-from pathlib import Path
 
 import pytest
 
 from core import runs
+from core import workspace as wsp
 from tests.training.conftest import (ROOT, core_env, make_chat_data, read_metrics, run_train, tiny_config,
                                      train_cmd, wait_for, write_config)
 
@@ -80,7 +79,7 @@ def test_sigterm_then_resume_matches_uninterrupted(tmp_path, workspace, referenc
 def test_sigkill_is_reported_failed_and_resume_recovers(workspace, reference, monkeypatch):
     monkeypatch.setenv("AF_DEBUG_STEP_DELAY", "0.5")
     run_id = runs.launch(reference["cfg"])
-    run = runs.run_dir(run_id)
+    run = wsp.run_dir(run_id)
     assert runs.status(run_id)["state"] in ("queued", "running")
     wait_for(lambda: (run / "checkpoints" / "step-4").is_dir() and len(_metric_steps(run)) >= 6,
              what="a checkpoint and two more steps")
@@ -106,12 +105,12 @@ def test_second_launch_is_queued_until_the_first_ends(workspace, reference, monk
     short = {**reference["cfg"], "train": {**reference["cfg"]["train"], "max_steps": 2}}
     second, third = runs.launch(short), runs.launch(short)
     for rid in (second, third):
-        wait_for(lambda: "queued" in (runs.run_dir(rid) / "train.log").read_text(), what=f"{rid} queued")
+        wait_for(lambda: "queued" in (wsp.run_dir(rid) / "train.log").read_text(), what=f"{rid} queued")
     assert runs.status(second)["state"] == runs.status(third)["state"] == "queued"
     assert runs.status(first)["state"] == "running"
     assert runs.stop(third)["state"] == "stopping"  # a queued run can be cancelled
     st3 = wait_for(lambda: (s := runs.status(third))["state"] == "stopped" and s, timeout=60, what="third")
-    assert st3.get("detail") == "stopped while queued" and not (runs.run_dir(third) / "metrics.jsonl").exists()
+    assert st3.get("detail") == "stopped while queued" and not (wsp.run_dir(third) / "metrics.jsonl").exists()
     assert runs.status(second)["state"] == "queued"  # still waiting for the first
     runs.stop(first)
     end1 = wait_for(lambda: (s := runs.status(first))["state"] == "stopped" and s, timeout=120, what="first")

@@ -4,13 +4,14 @@ import os
 import subprocess
 import sys
 
-from core import runs
+from core import fileio, runs
+from core import workspace as wsp
 
 
 def _run_with_status(run_id, **status):
-    folder = runs.run_dir(run_id, create=True)
+    folder = wsp.run_dir(run_id, create=True)
     (folder / "train.log").write_text("".join(f"line {i}\n" for i in range(30)) + "Traceback: boom\n")
-    runs.atomic_write_json(folder / "status.json", {"state": "running", "step": 3, "total_steps": 9,
+    fileio.atomic_write_json(folder / "status.json", {"state": "running", "step": 3, "total_steps": 9,
                                                     "heartbeat": 0, "error": None, **status})
     return folder
 
@@ -22,7 +23,7 @@ def test_dead_pid_is_failed_with_log_tail():
     st = runs.status("dead")
     assert st["state"] == "failed" and "Traceback: boom" in st["error"] and "line 29" in st["error"]
     assert "line 5\n" not in st["error"]  # only the last lines
-    assert json.loads((runs.run_dir("dead") / "status.json").read_text())["state"] == "failed"  # persisted
+    assert json.loads((wsp.run_dir("dead") / "status.json").read_text())["state"] == "failed"  # persisted
 
 
 def test_reused_pid_is_not_mistaken_for_the_trainer():

@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.runs import read_jsonl
+from core.fileio import read_jsonl
 from core.training import trainer as trainer_mod
 from core.training.config import TrainingConfig
 from core.training.trainer import AdvancedTrainer, latest_checkpoint
