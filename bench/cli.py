@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import importlib
-import sys
 import time
 
 from core.errors import UserError
@@ -24,11 +23,7 @@ def bench_command(args) -> int:
     if unknown:
         raise UserError(f"Unknown benchmark(s) {unknown}; choose from {list(BENCHES)}.")
     for name in names:
-        try:
-            module = importlib.import_module(BENCHES[name])
-        except ImportError as exc:
-            print(f"== {name}: not available ({exc})", file=sys.stderr)
-            continue
+        module = importlib.import_module(BENCHES[name])
         print(f"\n== {name} ==", flush=True)
         t0 = time.time()
         module.main(quick=args.quick)

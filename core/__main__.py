@@ -1,4 +1,4 @@
-"""``python -m core <verb>``: the headless face of every step (DESIGN §3).
+"""``python -m core <verb>``: the headless face of every step (docs/architecture.md).
 
 Exit codes: 0 success, 2 bad input (a message on stderr saying what is wrong and how to fix it),
 1 internal error. Each verb's work lives in the module named in ``VERBS``; this file only parses.
@@ -22,7 +22,7 @@ VERBS = {
     "eval": ("core.evaluation.cli", "eval_command", "metrics, error analysis, robustness, performance of a run"),
     "chat": ("core.chat", "chat_command", "one answer (--prompt) or an interactive chat with a run"),
     "export": ("core.peft.cli", "export_command", "export a run as our adapter, a PEFT LoRA or a merged model"),
-    "bench": ("bench.cli", "bench_command", "print the benchmark tables of bench/"),
+    "bench": ("core.cli_misc", "bench_command", "print the benchmark tables of bench/ (runs python -m bench)"),
     "hello": ("core.cli_misc", "hello_command", "load a base model and ask it one question (smoke check)"),
 }
 
@@ -103,11 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     module_name, func_name, _ = VERBS[args.verb]
-    try:
-        func = getattr(importlib.import_module(module_name), func_name)
-    except (ImportError, AttributeError):
-        print(f"error: the '{args.verb}' verb is not built yet in this version.", file=sys.stderr)
-        return 2
+    func = getattr(importlib.import_module(module_name), func_name)  # an import error is a bug: fail loudly
     try:
         return int(func(args) or 0)
     except UserError as exc:
