@@ -70,18 +70,24 @@ def alive(job: Optional[Mapping]) -> bool:
 
 def spawn(folder: str | os.PathLike, verb: str, args: list[str], log_name: str = "job.log",
           job_file: str = JOB_FILE, extra: Optional[dict] = None) -> dict:
-    """Start ``python -m core <verb> <args>`` detached (own session, stdin /dev/null, output appended to
-    ``folder/log_name``), record ``folder/job_file`` and return that record (pid, start_ticks, ...)."""
+    """Start ``python -m core <verb> <args>`` detached and record it in ``folder/job_file`` (see spawn_command)."""
+    return spawn_command(folder, [sys.executable, "-m", "core", verb, *args], log_name, job_file,
+                         {"verb": verb, "args": list(args), **(extra or {})})
+
+
+def spawn_command(folder: str | os.PathLike, argv: list[str], log_name: str = "job.log", job_file: str = JOB_FILE,
+                  extra: Optional[dict] = None) -> dict:
+    """Start ``argv`` detached (own session, stdin /dev/null, output appended to ``folder/log_name``, this
+    workspace passed on), record ``folder/job_file`` and return that record (pid, start_ticks, ...)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "ASSISTANT_FACTORY_HOME": str(workspace_home()), "PYTHONUNBUFFERED": "1"}
     with open(folder / log_name, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "core", verb, *args], cwd=str(repo_root()),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
+        proc = subprocess.Popen(argv, cwd=str(repo_root()), stdin=subprocess.DEVNULL, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True, env=env)
     _CHILDREN[proc.pid] = proc
-    job = {"verb": verb, "args": list(args), "pid": proc.pid, "start_ticks": start_ticks(proc.pid),
-           "log": log_name, "started_at": time.time(), **(extra or {})}  # started_at: for display only
+    job = {"pid": proc.pid, "start_ticks": start_ticks(proc.pid), "log": log_name,
+           "started_at": time.time(), **(extra or {})}  # started_at: for display only, never for liveness
     atomic_write_json(folder / job_file, job)
     return job
 
