@@ -35,11 +35,18 @@ def adapter_dir(run_id: str) -> Path:
     """The run's ``adapter/`` folder; a UserError saying why when the run has none yet."""
     folder = run_dir(run_id) / "adapter"
     if not (folder / "adapter_config.json").exists():
-        status = read_json(run_dir(run_id) / "status.json", {}) or {}
+        from core.runs import status as run_status
+
+        status = run_status(run_id)  # liveness checked: a killed trainer reads "failed", never "still training"
         state = status.get("state", "unknown")
+        resume = f"resume it with `python -m core train --resume {run_id}`"
         hint = {"running": "it is still training; wait until it completes",
+                "stopping": "it is stopping; " + resume + " later",
                 "queued": "it is queued and has not started training yet",
-                "failed": "it failed; read runs/<id>/train.log and train again",
+                "failed": (f"it failed ({resume} to continue from its last checkpoint)"
+                           if (run_dir(run_id) / "checkpoints").is_dir()
+                           else "it failed; read runs/<id>/train.log and train again"),
+                "damaged": str(status.get("error")),
                 "stopped": "it was stopped before the end; resume it with `python -m core train --resume "
                            f"{run_id}`"}.get(state, "train it to completion first")
         raise UserError(f"Run '{run_id}' has no trained adapter yet (state: {state}): {hint}.")

@@ -6,3 +6,4 @@ METHODS = ("lora", "adapter", "prefix", "full", "freeze")
 
 ACTIVE_STATES = ("queued", "running", "stopping")
 FINAL_STATES = ("stopped", "failed", "completed")
+DAMAGED_STATE = "damaged"  # a run whose own files (status.json, config.json) cannot be read; the message says which

@@ -7,3 +7,7 @@ class UserError(ValueError):
 
 class ModelLoadError(UserError):
     """A base model could not be found or loaded; the message says where to point instead."""
+
+
+class CorruptFileError(UserError):
+    """A saved file (JSON) could not be read: the message names the file and what to do about it."""

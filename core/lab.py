@@ -14,9 +14,6 @@ import math
 import os
 import re
 import statistics
-import subprocess
-import sys
-import tempfile
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -174,39 +171,38 @@ def _clean(cfg: dict) -> dict:
     return {k: v for k, v in cfg.items() if not k.startswith("_")}
 
 
+def _prepare(cfg: dict, run_id: str) -> bool:
+    """Write the run's config.json for a lab runner that trains here; False when a stop was asked for meanwhile."""
+    from core.runs import stop_requested
+
+    if stop_requested(run_id):  # stopped while it waited in this lab: runs.stop() already marked it "stopped"
+        return False
+    atomic_write_json(run_dir(run_id, create=True) / "config.json", _clean(cfg))
+    return True
+
+
 def _run_inprocess(cfg: dict, run_id: str) -> int:
     """Train one run in this process (peak memory is then the process's, shared by the runs before it)."""
     import contextlib
 
     from core.__main__ import main
 
-    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=labs_dir(), delete=False) as fh:
-        json.dump(_clean(cfg), fh)
-    try:
-        # The trainer's progress lines go to train.log, as they do for a queued run.
-        with open(run_dir(run_id, create=True) / "train.log", "a", encoding="utf-8") as log, \
-                contextlib.redirect_stdout(log):
-            return main(["train", "--config", fh.name, "--run-id", run_id])
-    finally:
-        Path(fh.name).unlink(missing_ok=True)
+    if not _prepare(cfg, run_id):
+        return 0
+    # The trainer's progress lines go to train.log, as they do for a queued run.
+    with open(run_dir(run_id) / "train.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+        return main(["train", "--resume", run_id])
 
 
 def _run_subprocess(cfg: dict, run_id: str) -> int:
     """Train one run in a fresh ``python -m core train`` process, waiting for it (own peak memory per run)."""
-    from core.workspace import workspace_home
-    from core.runs import _repo_root
+    from core import jobs
+    from core.runs import spawn_trainer
 
-    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=labs_dir(), delete=False) as fh:
-        json.dump(_clean(cfg), fh)
-    try:
-        folder = run_dir(run_id, create=True)
-        env = {**os.environ, "ASSISTANT_FACTORY_HOME": str(workspace_home()), "PYTHONUNBUFFERED": "1"}
-        with open(folder / "train.log", "ab") as log:
-            return subprocess.run([sys.executable, "-m", "core", "train", "--config", fh.name, "--run-id", run_id],
-                                  cwd=str(_repo_root()), stdin=subprocess.DEVNULL, stdout=log,
-                                  stderr=subprocess.STDOUT, env=env).returncode
-    finally:
-        Path(fh.name).unlink(missing_ok=True)
+    if not _prepare(cfg, run_id):
+        return 0
+    code = jobs.wait(spawn_trainer(run_id))
+    return 1 if code is None else code
 
 
 def launch_lab(dataset: str, model: str = DEFAULT_MODEL, budget_s: Optional[float] = 600,
@@ -242,13 +238,17 @@ def launch_lab(dataset: str, model: str = DEFAULT_MODEL, budget_s: Optional[floa
 
 
 def _mark_waiting(lab: dict, pid: int) -> None:
-    """Runs this process will train later are "queued" under its pid (core.runs.status marks them failed if it dies)."""
+    """Runs this process will train later are "queued" under its pid (core.runs.status marks them failed if it dies;
+    ``holder: lab`` tells core.runs.stop there is no trainer to signal yet). Each run's folder is new."""
     import time
 
+    from core.jobs import start_ticks
+    from core.workspace import reserve_dir
+
     for entry in lab["runs"]:
-        atomic_write_json(run_dir(entry["run_id"], create=True) / "status.json", {
-            "state": "queued", "pid": pid, "step": None, "total_steps": None, "heartbeat": time.time(),
-            "error": None, "run_id": entry["run_id"]})
+        atomic_write_json(reserve_dir("runs", entry["run_id"]) / "status.json", {
+            "state": "queued", "pid": pid, "pid_started": start_ticks(pid), "holder": "lab", "step": None,
+            "total_steps": None, "heartbeat": time.time(), "error": None, "run_id": entry["run_id"]})
 
 
 def lab_status(lab_id: str) -> dict:
@@ -258,7 +258,7 @@ def lab_status(lab_id: str) -> dict:
     lab = load_lab(lab_id)
     runs = []
     for entry in lab["runs"]:
-        st = status(entry["run_id"]) if (run_dir(entry["run_id"]) / "status.json").exists() else {"state": "unknown"}
+        st = status(entry["run_id"])  # the one liveness check; "unknown" before the run has a status
         runs.append({"method": entry["method"], "run_id": entry["run_id"], "state": st.get("state"),
                      "step": st.get("step"), "total_steps": st.get("total_steps"), "error": st.get("error")})
     states = [r["state"] for r in runs]

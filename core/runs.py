@@ -2,69 +2,39 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from core.defaults import ACTIVE_STATES
-from core.errors import UserError
+from core import jobs
+from core.defaults import ACTIVE_STATES, DAMAGED_STATE
+from core.errors import CorruptFileError, UserError
 from core.fileio import atomic_write_json, read_json
-from core.workspace import kind_dir, list_ids, new_id, run_dir, validate_id, workspace_home
+from core.workspace import kind_dir, list_ids, new_id, reserve_dir, run_dir, validate_id  # noqa: F401 - list_ids re-exported
 
 # ---------------------------------------------------------------- training runs: launch, stop, status, lock
-# (DESIGN §5) The trainer runs as `python -m core train` in its own session, output to train.log, never a pipe.
+# The trainer runs as `python -m core train` through core.jobs (own session, output appended to train.log).
 # One training run per workspace at a time: the child holds an flock on runs/.train.lock while it trains (the
 # kernel drops it if the process dies, so a crash never leaves a stale lock); a second child waits "queued".
 TRAIN_LOCK = ".train.lock"
+STOP_REQUEST = "stop.request"  # written by stop() BEFORE signalling, so a process killed before its handler is "stopped"
 LOG_TAIL_LINES = 20
-_CHILDREN: dict = {}  # run id -> Popen, so status() can reap finished children (no zombies in a long-lived app)
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+def process_start_time(pid: int) -> Optional[int]:
+    """Process ``pid``'s start ticks (see core.jobs): what status.json's ``pid_started`` records, to tell the
+    trainer apart from a later process reusing its pid, whatever the wall clock does."""
+    return jobs.start_ticks(pid)
 
 
-def process_start_time(pid: int) -> float | None:
-    """When process ``pid`` started (epoch seconds), to tell it apart from a later process reusing the pid."""
-    try:
-        import psutil
-
-        return psutil.Process(pid).create_time()
-    except Exception:  # noqa: BLE001 - gone, no access, or no psutil
-        return None
-
-
-def _pid_alive(pid: Any, started: Any = None) -> bool:
-    """True when ``pid`` is a running (not zombie) process, and the same one that started at ``started``."""
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        import psutil
-
-        proc = psutil.Process(pid)
-        if isinstance(started, (int, float)) and abs(proc.create_time() - started) > 1.0:
-            return False  # the pid now belongs to another process
-        return proc.status() != psutil.STATUS_ZOMBIE
-    except ImportError:  # pragma: no cover - psutil is a requirement; plain fallback
-        try:
-            os.kill(pid, 0)
-            return True
-        except OSError:
-            return False
-    except Exception:  # noqa: BLE001 - NoSuchProcess, AccessDenied...
-        return False
+def _record(st: dict) -> dict:
+    """The liveness record (pid, start ticks) of the process a status.json names."""
+    return {"pid": st.get("pid"), "start_ticks": st.get("pid_started")}
 
 
 def log_tail(run_id: str, lines: int = LOG_TAIL_LINES) -> str:
     """The last ``lines`` lines of ``runs/<id>/train.log``."""
-    path = run_dir(run_id) / "train.log"
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            fh.seek(max(0, fh.tell() - 64 * 1024))
-            text = fh.read().decode("utf-8", errors="replace")
-    except FileNotFoundError:
-        return ""
-    return "\n".join(text.splitlines()[-lines:])
+    return jobs.log_tail(run_dir(run_id) / "train.log", lines)
 
 
 def _absolute_data(cfg: dict) -> dict:
@@ -75,108 +45,140 @@ def _absolute_data(cfg: dict) -> dict:
     return cfg
 
 
-def _spawn(run_id: str, extra_args: list[str]) -> int:
-    """Start ``python -m core train ...`` for a run in its own session; returns the child's pid."""
-    import subprocess
-    import sys
-    import time
-
+def spawn_trainer(run_id: str) -> dict:
+    """Start ``python -m core train --resume <id>`` on a run folder holding config.json; returns the job record
+    (``pid``, ``start_ticks``; see core.jobs). launch() and resume() use it; so does a lab that trains in order."""
     folder = run_dir(run_id)
-    env = dict(os.environ)
-    env["ASSISTANT_FACTORY_HOME"] = str(workspace_home())  # the child must use this same workspace
-    env["PYTHONUNBUFFERED"] = "1"
-    with open(folder / "train.log", "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "core", "train", *extra_args], cwd=str(_repo_root()),
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=env)
-    _CHILDREN[run_id] = proc
-    atomic_write_json(folder / "status.json", {"state": "queued", "pid": proc.pid,
-                                               "pid_started": process_start_time(proc.pid), "step": None,
-                                               "total_steps": None, "heartbeat": time.time(), "error": None,
-                                               "run_id": run_id})
-    return proc.pid
+    (folder / STOP_REQUEST).unlink(missing_ok=True)  # a request meant for an earlier process of this run
+    job = jobs.spawn(folder, "train", ["--resume", run_id], log_name="train.log")
+    try:
+        current = read_json(folder / "status.json", {}) or {}
+    except CorruptFileError:
+        current = {}
+    if current.get("pid") != job["pid"]:  # unless the child already wrote its own status
+        atomic_write_json(folder / "status.json", {
+            "state": "queued", "pid": job["pid"], "pid_started": job["start_ticks"], "step": None,
+            "total_steps": None, "heartbeat": time.time(), "error": None, "run_id": run_id})
+    return job
 
 
 def launch(config: dict, run_id: str | None = None) -> str:
-    """Validate a run config, write ``runs/<id>/config.json`` and start the trainer process; returns the run id."""
+    """Validate a run config, write ``runs/<id>/config.json`` in a NEW folder and start the trainer; returns the id."""
     from core.training.config import TrainingConfig
 
     cfg = TrainingConfig.from_dict(_absolute_data(dict(config)))
-    rid = validate_id(run_id, "run id") if run_id else new_id(cfg.name or f"{cfg.method}-run")
-    folder = run_dir(rid)
-    if (folder / "config.json").exists():
-        raise UserError(f"The run {rid!r} already exists; resume it with resume({rid!r}) or choose another id.")
-    folder.mkdir(parents=True, exist_ok=True)
+    rid = validate_id(run_id, "run id") if run_id else new_id(cfg.name or f"{cfg.method}-run", kind="runs")
+    folder = reserve_dir("runs", rid)  # refuses an existing folder, even one without config.json
     atomic_write_json(folder / "config.json", cfg.to_dict())
-    _spawn(rid, ["--config", str(folder / "config.json"), "--run-id", rid])
+    spawn_trainer(rid)
     return rid
 
 
 def resume(run_id: str) -> str:
     """Start a trainer that continues ``run_id`` from its last checkpoint; returns the run id."""
     folder = run_dir(run_id)
-    if not (folder / "config.json").exists():
+    if not isinstance(read_json(folder / "config.json", None), dict):  # a damaged file raises CorruptFileError
         raise UserError(f"There is no run {run_id!r} in this workspace (no config.json); check the id with list_runs().")
     st = status(run_id)
     if st.get("state") in ACTIVE_STATES:
         raise UserError(f"The run {run_id!r} is still {st['state']}; stop it first or wait for it to end.")
-    _spawn(run_id, ["--resume", run_id])
+    spawn_trainer(run_id)
     return run_id
+
+
+def stop_requested(run_id: str, pid: Any = None) -> bool:
+    """True when stop() asked the process ``pid`` (any process when None) of this run to stop."""
+    try:
+        request = read_json(run_dir(run_id) / STOP_REQUEST, None)
+    except CorruptFileError:
+        return True  # a request being there is what counts
+    return isinstance(request, dict) and (pid is None or request.get("pid") == pid)
 
 
 def stop(run_id: str) -> dict:
     """Ask a run to stop (SIGTERM: it finishes the step, checkpoints, ends "stopped"); returns its status."""
-    import signal
-
     st = status(run_id)
-    pid = st.get("pid")
-    if st.get("state") not in ACTIVE_STATES or not _pid_alive(pid, st.get("pid_started")):
+    if st.get("state") not in ACTIVE_STATES:
         return st
-    try:
-        if os.getpgid(pid) == pid:  # our child leads its own session: signal the whole group (torchrun workers too)
-            os.killpg(pid, signal.SIGTERM)
-        else:  # started some other way (a terminal, torchrun worker): signal only that process
-            os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return status(run_id)
-    st = {**st, "state": "stopping"}
-    atomic_write_json(run_dir(run_id) / "status.json", st)
-    return st
-
-
-def status(run_id: str) -> dict:
-    """``status.json`` of a run; a run whose process is gone without a final state is marked failed (log tail)."""
     folder = run_dir(run_id)
-    proc = _CHILDREN.get(run_id)
-    if proc is not None and proc.poll() is not None:
-        _CHILDREN.pop(run_id, None)
-    st = read_json(folder / "status.json")
+    atomic_write_json(folder / STOP_REQUEST, {**_record(st), "requested_at": time.time()})
+    if st.get("holder") == "lab":  # waiting in a lab process that has not started it: nothing to signal
+        st = {**st, "state": "stopped", "detail": "stopped while queued", "error": None}
+        atomic_write_json(folder / "status.json", st)
+        return st
+    if not jobs.stop(_record(st)):
+        return status(run_id)
+    return {**st, "state": "stopping"}
+
+
+def _damaged(run_id: str, exc: Exception) -> dict:
+    """The status of a run whose own files cannot be read."""
+    return {"state": DAMAGED_STATE, "run_id": run_id, "pid": None, "step": None, "total_steps": None,
+            "heartbeat": None, "error": str(exc)}
+
+
+def _read_status(run_id: str) -> dict:
+    """status.json as written (state "unknown" when absent); CorruptFileError when it is damaged."""
+    st = read_json(run_dir(run_id) / "status.json")
     if st is None:
         return {"state": "unknown", "run_id": run_id, "pid": None, "step": None, "total_steps": None,
                 "heartbeat": None, "error": "no status.json yet"}
-    if st.get("state") in ACTIVE_STATES and not _pid_alive(st.get("pid"), st.get("pid_started")):
-        st = read_json(folder / "status.json") or st  # it may have written its final state just before exiting
-        if st.get("state") in ACTIVE_STATES and not _pid_alive(st.get("pid"), st.get("pid_started")):
-            tail = log_tail(run_id)
-            st = {**st, "state": "failed",
-                  "error": "The training process ended without saving a final state (killed, out of memory or "
-                           "crashed). Last lines of train.log:\n" + tail}
-            atomic_write_json(folder / "status.json", st)
+    if not isinstance(st, dict):
+        raise CorruptFileError(f"The file {run_dir(run_id) / 'status.json'} is damaged (not a JSON object). "
+                               "Delete it; the run's checkpoints are kept and it can be resumed.")
+    return st
+
+
+def _ended(run_id: str, st: dict) -> dict:
+    """The final state of a run whose process is gone without writing one: stopped if asked to, else failed."""
+    if stop_requested(run_id, st.get("pid")):
+        return {**st, "state": "stopped", "error": None, "detail": "the process ended after a stop request"}
+    return {**st, "state": "failed",
+            "error": "The training process ended without saving a final state (killed, out of memory or "
+                     "crashed). Last lines of train.log:\n" + log_tail(run_id)}
+
+
+def status(run_id: str) -> dict:
+    """A run's status: ``status.json``, with the process's liveness checked (a dead run ends "failed" with the log
+    tail, or "stopped" when a stop was requested) and state "damaged" when its files cannot be read."""
+    folder = run_dir(run_id)
+    try:
+        st = _read_status(run_id)
+        if st.get("state") in ACTIVE_STATES and not jobs.alive(_record(st)):
+            st = _read_status(run_id)  # it may have written its final state just before exiting
+            if st.get("state") in ACTIVE_STATES and not jobs.alive(_record(st)):
+                st = _ended(run_id, st)
+                atomic_write_json(folder / "status.json", st)
+        read_json(folder / "config.json")  # a damaged config makes the run unusable: say so here too
+    except CorruptFileError as exc:
+        return _damaged(run_id, exc)
+    if st.get("state") in ("queued", "running") and stop_requested(run_id, st.get("pid")):
+        st = {**st, "state": "stopping"}  # shown, not written: the trainer writes its own final state
     return st
 
 
 def list_runs() -> list[dict]:
-    """Every run (newest first) with its status and a config summary."""
+    """Every run (newest first) with its status and a config summary; a damaged run is listed as "damaged"."""
     out = []
     for rid in list_ids("runs"):
-        cfg = read_json(run_dir(rid) / "config.json", {}) or {}
-        out.append({**status(rid), "run_id": rid, "method": cfg.get("method"), "model": cfg.get("model"),
+        st = status(rid)
+        try:
+            cfg = read_json(run_dir(rid) / "config.json", {}) or {}
+        except CorruptFileError:
+            cfg = {}
+        cfg = cfg if isinstance(cfg, dict) else {}
+        out.append({**st, "run_id": rid, "method": cfg.get("method"), "model": cfg.get("model"),
                     "data": cfg.get("data"), "name": cfg.get("name")})
     return out
 
 
 class TrainingLock:
-    """The workspace's one-training-run-at-a-time lock (an flock on runs/.train.lock, holder's pid inside)."""
+    """The workspace's one-training-run-at-a-time lock (an flock on runs/.train.lock, holder's pid inside).
+
+    A raw flock rather than core.fileio.file_lock: the kernel drops it the moment the holder dies (even SIGKILL), so
+    a killed trainer never blocks the queue, and the file keeps the holder's pid for "queued behind pid N" (filelock
+    truncates the file when it opens it, which would erase that pid whenever a second run tries the lock).
+    """
 
     def __init__(self) -> None:
         self.path = kind_dir("runs") / TRAIN_LOCK

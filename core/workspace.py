@@ -21,6 +21,11 @@ _ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 KINDS = ("models", "datasets", "runs", "labs")
 
 
+def repo_root() -> Path:
+    """The project's root folder (where ``python -m core`` is run from by the job runner)."""
+    return Path(__file__).resolve().parents[1]
+
+
 def workspace_home() -> Path:
     """The workspace root: ``$ASSISTANT_FACTORY_HOME`` or ``./workspace``, created on first use."""
     root = Path(os.environ.get("ASSISTANT_FACTORY_HOME", "workspace")).expanduser().resolve()
@@ -50,10 +55,25 @@ def slugify(text: str, fallback: str = "item") -> str:
     return slug or fallback
 
 
-def new_id(prefix: str) -> str:
-    """A fresh, sortable id: ``<prefix>-YYYYmmdd-HHMMSS-<4 hex>``."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return validate_id(f"{slugify(prefix)}-{stamp}-{secrets.token_hex(2)}")
+def new_id(prefix: str, kind: str | None = None) -> str:
+    """A fresh, sortable id: ``<prefix>-YYYYmmdd-HHMMSS-<4 hex>``; with ``kind``, one no folder of that kind uses."""
+    for _ in range(100):
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        candidate = validate_id(f"{slugify(prefix)}-{stamp}-{secrets.token_hex(2)}")
+        if kind is None or not (kind_dir(kind) / candidate).exists():
+            return candidate
+    raise UserError(f"Could not find an unused {kind} id for {prefix!r}; remove old folders under {kind_dir(kind)}.")
+
+
+def reserve_dir(kind: str, item_id: str) -> Path:
+    """Create the folder of a NEW item (``runs/<id>``...); UserError when it already exists, so an id is never reused."""
+    path = item_dir(kind, item_id)
+    try:
+        path.mkdir(parents=True, exist_ok=False)
+    except FileExistsError:
+        raise UserError(f"The {kind[:-1]} id {item_id!r} is already used in {path.parent}; choose another id, "
+                        "or continue the existing one.") from None
+    return path
 
 
 def kind_dir(kind: str) -> Path:

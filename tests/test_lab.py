@@ -178,3 +178,48 @@ def test_bench_main_prints_the_table_with_overrides(workspace, shared_data, caps
     assert table["trainable"].iloc[0] == exact_trainable("lora", cfg["lora"])[0]
     out = capsys.readouterr().out
     assert "accuracy" in out and f"{table['trainable'].iloc[0]:,}" in out
+
+
+def test_stopping_a_run_waiting_in_a_lab_signals_nothing_and_it_never_trains(workspace):
+    import subprocess
+    import sys
+
+    from core import lab as lab_mod
+    from core.fileio import atomic_write_json
+
+    make_dataset(workspace)
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])  # stands in for the lab process
+    try:
+        configs = plan_lab("intents", "tiny-llama", 60, ("lora", "prefix"), QUICK)
+        lab = {"lab_id": "lab-x", "runs": [{"method": c["method"], "run_id": f"lab-x-{c['method']}", "plan": {}}
+                                           for c in configs], "runner": "subprocess"}
+        atomic_write_json(lab_mod.lab_path("lab-x"), lab)
+        lab_mod._mark_waiting(lab, holder.pid)
+        assert [r["state"] for r in lab_status("lab-x")["runs"]] == ["queued", "queued"]
+        status = lab_mod.stop_lab("lab-x")
+        assert [r["state"] for r in status["runs"]] == ["stopped", "stopped"]
+        assert holder.poll() is None  # the process holding them was not signalled
+        assert lab_mod._run_subprocess(configs[0], "lab-x-lora") == 0  # the lab skips a stopped run
+        assert not (run_dir("lab-x-lora") / "metrics.jsonl").exists()
+        assert lab_status("lab-x")["runs"][0]["state"] == "stopped"
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_lab_never_reuses_an_existing_run_folder(workspace):
+    from core import lab as lab_mod
+
+    run_dir("lab-y-lora", create=True)
+    with pytest.raises(UserError, match="already"):
+        lab_mod._mark_waiting({"runs": [{"run_id": "lab-y-lora"}]}, 1)
+
+
+@pytest.mark.slow
+def test_a_subprocess_lab_trains_each_run_through_the_job_runner(workspace):
+    make_dataset(workspace)
+    lab_id = launch_lab("intents", "tiny-llama", 60, methods=("lora",), base_config=QUICK, runner="subprocess")
+    status = lab_status(lab_id)
+    assert status["state"] == "completed", status
+    folder = run_dir(status["runs"][0]["run_id"])
+    assert read_json(folder / "config.json")["method"] == "lora" and "trainable of" in (folder / "train.log").read_text()

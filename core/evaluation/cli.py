@@ -5,13 +5,17 @@ import json
 import sys
 import time
 
+from core import jobs
 from core.workspace import run_dir
 
 
-def _progress():
+def _progress(progress_file=None):
     state = {"last": -1.0, "t0": time.time()}
+    to_file = jobs.progress_writer(progress_file) if progress_file else None
 
     def report(frac: float, msg: str) -> None:
+        if to_file is not None:  # what the Evaluate page polls (core.evaluation.jobs.state)
+            to_file(frac, msg)
         # Print at most every 2 % so long evaluations show life without flooding the log.
         if frac - state["last"] >= 0.02 or frac >= 1.0:
             state["last"] = frac
@@ -36,13 +40,33 @@ def summary_lines(report: dict) -> list[str]:
 
 def eval_command(args) -> int:
     """Evaluate a run; exit 2 (via UserError) for a missing run/adapter or test data of another format."""
+    from core.evaluation.jobs import PROGRESS_FILE
+
+    # Progress goes to a file only for an existing run (no folder is created for a mistyped id).
+    progress_file = run_dir(args.run_id) / "eval" / PROGRESS_FILE if run_dir(args.run_id).is_dir() else None
+    try:
+        report = _evaluate(args, progress_file)
+    except BaseException as exc:
+        if progress_file is not None:
+            jobs.write_progress(progress_file, "failed", 0.0, str(exc) or type(exc).__name__)
+        raise
+    if progress_file is not None:
+        jobs.write_progress(progress_file, "done", 1.0, "done")
+    _print_report(args, report)
+    return 0
+
+
+def _evaluate(args, progress_file) -> dict:
     from core.evaluation import evaluate_run
 
     scoring = {"auto": None, "on": True, "off": False}[getattr(args, "label_scoring", "auto") or "auto"]
-    report = evaluate_run(args.run_id, data=args.data, limit=args.limit, progress=_progress(),
-                          robustness=not getattr(args, "no_robustness", False),
-                          performance=not getattr(args, "no_performance", False), label_scoring=scoring,
-                          reuse_base=not getattr(args, "fresh_base", False))
+    return evaluate_run(args.run_id, data=args.data, limit=args.limit, progress=_progress(progress_file),
+                        robustness=not getattr(args, "no_robustness", False),
+                        performance=not getattr(args, "no_performance", False), label_scoring=scoring,
+                        reuse_base=not getattr(args, "fresh_base", False))
+
+
+def _print_report(args, report: dict) -> None:
     if args.json:
         slim = {k: v for k, v in report.items() if k not in ("base", "tuned")}
         slim["base"] = {k: v for k, v in report["base"].items() if k != "examples"}
@@ -50,4 +74,3 @@ def eval_command(args) -> int:
         print(json.dumps(slim, ensure_ascii=False, default=str))
     else:
         print("\n".join(summary_lines(report)))
-    return 0

@@ -1,14 +1,35 @@
 """``python -m core train --config RUN.yaml [--resume RUN_ID] [--run-id ID]`` (also under torchrun).
 
 Prints the run id first on stdout (rank 0), then waits for the workspace training lock (state "queued"), then trains.
+``--run-id`` names a NEW run (an existing folder is refused); ``--resume ID`` continues a run from its last checkpoint,
+or starts one whose folder was prepared (config.json written, never trained), as core.runs.launch does.
 Exit codes: 0 completed or stopped, 1 failed, 2 bad config (every problem listed on stderr).
 """
 from __future__ import annotations
 
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
+
+# A stop (SIGTERM) may come in the first second: this handler goes in before anything heavy is imported or run, and
+# hands the request on to the trainer once there is one (the trainer then installs its own handler).
+_STOP: dict = {"flag": False, "trainer": None}
+
+
+def _on_term(_sig, _frame) -> None:
+    _STOP["flag"] = True
+    if _STOP["trainer"] is not None:
+        _STOP["trainer"].request_stop()
+
+
+def _install_stop_handler():
+    """Install the SIGTERM handler (main thread only: an in-process caller on another thread keeps its own)."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+    return signal.signal(signal.SIGTERM, _on_term)
+
 
 from core import fileio, runs
 from core import workspace as wsp
@@ -38,27 +59,55 @@ def _load_config(args) -> tuple[TrainingConfig, str | None, bool]:
     return cfg, (wsp.validate_id(args.run_id, "run id") if args.run_id else None), False
 
 
-def _check_fresh(folder: Path, run_id: str) -> None:
-    if (folder / "metrics.jsonl").exists() or (folder / "checkpoints").exists():
-        raise UserError(f"The run {run_id!r} already has training results; continue it with "
-                        f"`python -m core train --resume {run_id}` or choose another --run-id.")
+def _reserve(run_id: str) -> Path:
+    """The folder of a new run; an existing one is refused (its config and status are never overwritten)."""
+    try:
+        return wsp.reserve_dir("runs", run_id)
+    except UserError:
+        raise UserError(f"The run {run_id!r} already exists; continue it with `python -m core train --resume "
+                        f"{run_id}` or choose another --run-id.") from None
+
+
+def _stop_before_training(folder: Path, run_id: str, when: str) -> bool:
+    """True (and status "stopped" written) when a stop came before the trainer started."""
+    import os
+
+    if not (_STOP["flag"] or runs.stop_requested(run_id, os.getpid())):
+        return False
+    _write_status(folder, run_id, "stopped", detail=f"stopped {when}")
+    print(f"stopped {when}", flush=True)
+    return True
 
 
 def train_command(args) -> int:
     """Entry point of the ``train`` verb."""
+    old_handler = _install_stop_handler()
+    try:
+        return _train(args)
+    finally:
+        _STOP.update(flag=False, trainer=None)
+        if old_handler is not None:
+            signal.signal(signal.SIGTERM, old_handler)
+
+
+def _train(args) -> int:
     from core.training import distributed as D
 
     cfg, run_id, resuming = _load_config(args)
     ctx = D.init_distributed(cfg.train.device)
     try:
         if run_id is None:
-            run_id = D.broadcast_object(wsp.new_id(cfg.name or f"{cfg.method}-run") if ctx.is_main else None, ctx)
+            run_id = D.broadcast_object(wsp.new_id(cfg.name or f"{cfg.method}-run", kind="runs")
+                                        if ctx.is_main else None, ctx)
+        if ctx.is_main and not resuming:
+            _reserve(run_id)
         folder = wsp.run_dir(run_id, create=ctx.is_main)
         if ctx.is_main:
             print(run_id, flush=True)
             if not resuming:
-                _check_fresh(folder, run_id)
                 cfg.save(folder / "config.json")
+            if _stop_before_training(folder, run_id, "before it started"):
+                return 0
         lock = runs.TrainingLock() if ctx.is_main else None
         if lock is not None and not _wait_for_lock(lock, folder, run_id):
             return 0
@@ -66,7 +115,11 @@ def train_command(args) -> int:
             D.barrier(ctx)
             from core.training.trainer import AdvancedTrainer
 
-            state = AdvancedTrainer(cfg, folder, resume=resuming, ctx=ctx, run_id=run_id).train()
+            trainer = AdvancedTrainer(cfg, folder, resume=resuming, ctx=ctx, run_id=run_id)
+            _STOP["trainer"] = trainer
+            if _STOP["flag"]:
+                trainer.request_stop()
+            state = trainer.train()
         finally:
             if lock is not None:
                 lock.release()
@@ -78,31 +131,23 @@ def train_command(args) -> int:
         D.cleanup(ctx)
 
 
-def _wait_for_lock(lock: "runs.TrainingLock", folder: Path, run_id: str) -> bool:
-    """Hold the workspace lock (state "queued" while another run trains); False if stopped while queued."""
+def _write_status(folder: Path, run_id: str, state: str, **extra) -> None:
+    """status.json of this process before the trainer writes its own (queued, or stopped before training)."""
     import os
 
-    aborted = {"flag": False}
+    fileio.atomic_write_json(folder / "status.json", {
+        "state": state, "pid": os.getpid(), "pid_started": runs.process_start_time(os.getpid()), "step": None,
+        "total_steps": None, "heartbeat": time.time(), "error": None, "run_id": run_id, **extra})
 
-    def on_term(_sig, _frame):
-        aborted["flag"] = True
 
-    old = signal.signal(signal.SIGTERM, on_term)
+def _wait_for_lock(lock: "runs.TrainingLock", folder: Path, run_id: str) -> bool:
+    """Hold the workspace lock (state "queued" while another run trains); False if stopped while queued."""
+    def on_wait(holder):
+        print(f"another training run (pid {holder}) holds the workspace; queued until it ends", flush=True)
+        _write_status(folder, run_id, "queued", waiting_for_pid=holder)
 
-    def write(state: str, **extra) -> None:
-        fileio.atomic_write_json(folder / "status.json", {
-            "state": state, "pid": os.getpid(), "pid_started": runs.process_start_time(os.getpid()), "step": None,
-            "total_steps": None, "heartbeat": time.time(), "error": None, "run_id": run_id, **extra})
-
-    try:
-        def on_wait(holder):
-            print(f"another training run (pid {holder}) holds the workspace; queued until it ends", flush=True)
-            write("queued", waiting_for_pid=holder)
-
-        if lock.acquire(should_abort=lambda: aborted["flag"], on_wait=on_wait):
-            return True
-        write("stopped", detail="stopped while queued")
-        print("stopped while queued", flush=True)
-        return False
-    finally:
-        signal.signal(signal.SIGTERM, old)
+    if lock.acquire(should_abort=lambda: _STOP["flag"], on_wait=on_wait):
+        return True
+    _write_status(folder, run_id, "stopped", detail="stopped while queued")
+    print("stopped while queued", flush=True)
+    return False
