@@ -1,0 +1,52 @@
+"""core.checkpoints.usable_weights: which weights chat, evaluation and export may load for a run."""
+import os
+
+from safetensors.torch import load_file
+
+from core import checkpoints as C
+from core.fileio import atomic_write_json, read_json
+from core.workspace import run_dir
+from tests.training.conftest import stopped_run
+
+
+def test_stopped_run_offers_its_newest_verified_checkpoint(tmp_path):
+    folder = stopped_run(tmp_path)
+    w = C.usable_weights("stopped-run")
+    assert w == C.UsableWeights(folder / "checkpoints" / "step-3", 3, 8, False)
+    assert w.describe() == "as of step 3 of 8"
+    (folder / "checkpoints" / "step-3" / "peft.safetensors").write_bytes(b"\x00" * 10)
+    assert C.usable_weights("stopped-run") == C.UsableWeights(folder / "checkpoints" / "step-2", 2, 8, False)
+
+
+def test_loaded_checkpoint_weights_are_the_saved_ones(tmp_path):
+    from core.models import tiny_model
+    from core.peft import peft_state_dict
+
+    folder = stopped_run(tmp_path)
+    model, _ = tiny_model("tiny-llama")
+    C.load_weights(model, C.usable_weights("stopped-run"), read_json(folder / "config.json"))
+    saved = load_file(str(folder / "checkpoints" / "step-3" / "peft.safetensors"))
+    got = peft_state_dict(model)
+    assert set(got) == set(saved) and all((got[k] == saved[k]).all() for k in saved)
+
+
+def test_completed_run_offers_its_final_adapter(tmp_path, chat_data):
+    from core.training.config import TrainingConfig
+    from core.training.trainer import AdvancedTrainer
+    from tests.training.conftest import tiny_config
+
+    folder = run_dir("done", create=True)
+    cfg = TrainingConfig.from_dict(tiny_config(chat_data, max_steps=2))
+    assert AdvancedTrainer(cfg, folder).train() == "completed"
+    assert C.usable_weights("done") == C.UsableWeights(folder / "adapter", 2, 2, True)
+    assert C.usable_weights("done").describe() == "final"
+
+
+def test_active_or_empty_runs_offer_nothing(tmp_path):
+    folder = stopped_run(tmp_path)
+    atomic_write_json(folder / "status.json", {**read_json(folder / "status.json"), "state": "running",
+                                               "pid": os.getpid(), "pid_started": None})
+    assert C.usable_weights("stopped-run") is None  # still writing and pruning its checkpoints
+    empty = run_dir("empty", create=True)
+    atomic_write_json(empty / "status.json", {"state": "failed"})
+    assert C.usable_weights("empty") is None
