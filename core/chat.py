@@ -47,6 +47,11 @@ def run_weights(run_id: str) -> UsableWeights:
                 "stopped": "none of its checkpoints verifies; train it again"}.get(state,
                                                                                  "train it to completion first")
         raise UserError(f"Run '{run_id}' has no trained adapter yet (state: {state}): {hint}.")
+    if weights.final:  # fail before minutes of work on the base model, not after
+        from core.peft.io import read_adapter_config, read_adapter_weights
+
+        read_adapter_config(weights.path)
+        read_adapter_weights(weights.path)
     return weights
 
 

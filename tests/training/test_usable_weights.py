@@ -50,3 +50,16 @@ def test_active_or_empty_runs_offer_nothing(tmp_path):
     empty = run_dir("empty", create=True)
     atomic_write_json(empty / "status.json", {"state": "failed"})
     assert C.usable_weights("empty") is None
+
+
+def test_resume_when_no_checkpoint_verifies_is_exit_2(tmp_path, capsys):
+    from core.__main__ import main
+
+    folder = stopped_run(tmp_path)
+    for _, step_dir in C.step_dirs(folder):
+        (step_dir / "optimizer.safetensors").unlink()
+    capsys.readouterr()
+    assert main(["train", "--resume", "stopped-run"]) == 2
+    err = capsys.readouterr().err
+    assert "No checkpoint of run 'stopped-run' can be resumed: step-3 (optimizer_missing)" in err
+    assert "Traceback" not in err
