@@ -28,7 +28,7 @@ from core.checkpoints import CHECKPOINTS, latest_checkpoint  # noqa: F401 - the 
 from core.errors import UserError
 from core.training import distributed as D
 from core.training.config import TrainingConfig
-from core.training.loss import IGNORE_INDEX, causal_lm_loss, split_rows
+from core.training.loss import causal_lm_loss, label_tokens, real_tokens, split_rows, to_device
 from core.training.monitor import SlowCheck, TrainingMetrics, TrainingMonitor
 from core.training.optim import SmartOptimizer
 
@@ -44,24 +44,6 @@ def _step_delay() -> float:
         return max(float(raw), 0.0)
     except ValueError:
         raise UserError(f"{DEBUG_DELAY_ENV}={raw!r} is not a number of seconds; unset it or give e.g. 0.5.") from None
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
-def _label_tokens(batch: dict) -> int:
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-
-def _real_tokens(batch: dict, pad_id: Optional[int]) -> int:
-    if batch.get("row_lengths") is not None:
-        return int(batch["row_lengths"].sum())
-    if batch.get("attention_mask") is not None:
-        return int(batch["attention_mask"].sum())
-    if pad_id is None:
-        return batch["input_ids"].numel()
-    return int((batch["input_ids"] != pad_id).sum())
 
 
 class AdvancedTrainer:
@@ -203,15 +185,7 @@ class AdvancedTrainer:
         self._seed()
         self.model, self.tok = self._build_model()
         self._build_data(self.tok)
-        tc = self.tc
-        self.optimizer = SmartOptimizer(
-            D.unwrap(self.model).named_parameters(), method=self.config.method, lr=tc.lr,
-            weight_decay=tc.weight_decay, total_steps=self.total_steps,
-            warmup_steps=round(tc.warmup_ratio * self.total_steps), scheduler=tc.scheduler,
-            min_lr_ratio=tc.min_lr_ratio, max_grad_norm=tc.max_grad_norm)
-        source = f"recommended for {self.config.method}" if tc.lr is None else "from the config"
-        self._say(f"optimizer: AdamW peak lr {self.optimizer.base_lr:g} ({source}), {tc.scheduler} schedule, "
-                  f"{self.optimizer.warmup_steps} warmup steps")
+        self._build_optimizer()
         if self.ctx.is_main:  # half-written or set-aside checkpoints of an earlier process are never loaded
             for stale in (self.run_dir / CHECKPOINTS).glob(".*step-*"):
                 shutil.rmtree(stale, ignore_errors=True)
@@ -222,10 +196,27 @@ class AdvancedTrainer:
         self.ddp_model = D.wrap_model(self.model, self.ctx)
         self.monitor.update(step=self.step, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
                             lr=self.optimizer.base_lr)
-        evals = set(range(tc.eval_every, self.total_steps + 1, tc.eval_every)) | {self.total_steps}
+        every = self.tc.eval_every
+        evals = set(range(every, self.total_steps + 1, every)) | {self.total_steps} if self.val_examples else ()
         self.metrics = TrainingMetrics(self.total_steps, start_step=self.step, elapsed_before=self.elapsed_before,
-                                       eval_steps=evals if self.val_examples else ())
+                                       eval_steps=evals)
         self.slow_check = SlowCheck(getattr(self.config, "expected_step_s", None))
+        return self._finish(*self._loop())
+
+    def _build_optimizer(self) -> None:
+        tc = self.tc
+        self.optimizer = SmartOptimizer(
+            D.unwrap(self.model).named_parameters(), method=self.config.method, lr=tc.lr,
+            weight_decay=tc.weight_decay, total_steps=self.total_steps,
+            warmup_steps=round(tc.warmup_ratio * self.total_steps), scheduler=tc.scheduler,
+            min_lr_ratio=tc.min_lr_ratio, max_grad_norm=tc.max_grad_norm)
+        source = f"recommended for {self.config.method}" if tc.lr is None else "from the config"
+        self._say(f"optimizer: AdamW peak lr {self.optimizer.base_lr:g} ({source}), {tc.scheduler} schedule, "
+                  f"{self.optimizer.warmup_steps} warmup steps")
+
+    def _loop(self) -> tuple[bool, Optional[dict]]:
+        """Steps, validations and periodic checkpoints until the end, a stop or a failure: (stopping, failure)."""
+        tc = self.tc
         stopping = False
         failure: Optional[dict] = None
         if self.pending_eval and not self._run_eval():
@@ -255,7 +246,7 @@ class AdvancedTrainer:
                     stopping = True
             if self.step % tc.save_every == 0 and self.step < self.total_steps and not stopping:
                 self._save_checkpoint()
-        return self._finish(stopping, failure)
+        return stopping, failure
 
     def _resume(self) -> None:
         """Load the newest checkpoint that verifies; newer damaged ones are set aside and noted."""
@@ -330,10 +321,10 @@ class AdvancedTrainer:
         """One optimizer step over this global batch; returns a failure after too many non-finite steps."""
         dev = self.ctx.device
         # Each accumulation slot runs as row groups of <= micro_batch_tokens tokens (same gradients, less memory).
-        slots = [([_to_device(sub, dev) for sub in split_rows(b, self.tc.micro_batch_tokens)], w)
+        slots = [([to_device(sub, dev) for sub in split_rows(b, self.tc.micro_batch_tokens)], w)
                  for b, w in self._slots(micro)]
-        local_labels = sum(_label_tokens(g) for groups, w in slots if w for g in groups)
-        local_real = sum(_real_tokens(g, self.tok.pad_token_id) for groups, w in slots if w for g in groups)
+        local_labels = sum(label_tokens(g) for groups, w in slots if w for g in groups)
+        local_real = sum(real_tokens(g, self.tok.pad_token_id) for groups, w in slots if w for g in groups)
         global_labels, global_real = D.all_reduce_sum([local_labels, local_real], self.ctx)
         epoch = self.step / self.steps_per_epoch
         if global_labels == 0:
@@ -360,21 +351,7 @@ class AdvancedTrainer:
         self.step += 1
         epoch = self.step / self.steps_per_epoch
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            self.optimizer.zero_grad()
-            self.consecutive_nonfinite += 1
-            self.skipped_steps += 1
-            what = "loss" if not math.isfinite(loss) else "gradient norm"
-            reason = f"non-finite {what} ({loss if what == 'loss' else grad_norm}) at step {self.step}"
-            self._say(f"skipping step {self.step}: {reason} ({self.consecutive_nonfinite} in a row)")
-            self.monitor.log({"step": self.step, "epoch": epoch, "skipped": True, "reason": reason,
-                              "loss": loss, "grad_norm": grad_norm})
-            self.monitor.update(step=self.step, skipped_steps=self.skipped_steps)
-            if self.consecutive_nonfinite >= self.tc.nonfinite_patience:
-                return {"code": "nonfinite_steps", "params": {"count": self.consecutive_nonfinite, "step": self.step},
-                        "message": f"{self.consecutive_nonfinite} consecutive steps had a non-finite loss or "
-                                   f"gradient (last: {reason}). Lower train.lr, check the data for empty or huge "
-                                   "examples, or use a smaller max_seq_len."}
-            return None
+            return self._skip_step(loss, grad_norm, epoch)
         lr = self.optimizer.step(self.step - 1)
         self.optimizer.zero_grad()
         self.consecutive_nonfinite = 0
@@ -385,6 +362,24 @@ class AdvancedTrainer:
                             slow=self.slow_check.check(self.metrics.step_time(), self.metrics.steps_timed))
         self._say(f"step {self.step}/{self.total_steps} loss {loss:.4f} lr {lr:.3g} grad_norm {grad_norm:.3f} "
                   f"tok/s {record['tokens_per_s']:.0f} eta {record['eta_s']:.0f}s")
+        return None
+
+    def _skip_step(self, loss: float, grad_norm: float, epoch: float) -> Optional[dict]:
+        """Drop a step with a non-finite loss or gradient; a failure once too many came in a row."""
+        self.optimizer.zero_grad()
+        self.consecutive_nonfinite += 1
+        self.skipped_steps += 1
+        what = "loss" if not math.isfinite(loss) else "gradient norm"
+        reason = f"non-finite {what} ({loss if what == 'loss' else grad_norm}) at step {self.step}"
+        self._say(f"skipping step {self.step}: {reason} ({self.consecutive_nonfinite} in a row)")
+        self.monitor.log({"step": self.step, "epoch": epoch, "skipped": True, "reason": reason,
+                          "loss": loss, "grad_norm": grad_norm})
+        self.monitor.update(step=self.step, skipped_steps=self.skipped_steps)
+        if self.consecutive_nonfinite >= self.tc.nonfinite_patience:
+            return {"code": "nonfinite_steps", "params": {"count": self.consecutive_nonfinite, "step": self.step},
+                    "message": f"{self.consecutive_nonfinite} consecutive steps had a non-finite loss or "
+                               f"gradient (last: {reason}). Lower train.lr, check the data for empty or huge "
+                               "examples, or use a smaller max_seq_len."}
         return None
 
     # ================================================================ evaluation
@@ -407,7 +402,7 @@ class AdvancedTrainer:
                         return None
                     self.monitor.update(phase="eval", state_detail="evaluating", eval_batch=i + 1,
                                         eval_batches=n_batches)
-                    s, n = causal_lm_loss(model, _to_device(batch, self.ctx.device))
+                    s, n = causal_lm_loss(model, to_device(batch, self.ctx.device))
                     loss_sum += float(s)
                     n_tokens += n
         finally:
