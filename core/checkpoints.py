@@ -40,6 +40,12 @@ _READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, Safetens
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
+class DiskFullError(UserError):
+    """No space left to write run files; ``code`` is what status.json's ``failure`` records."""
+
+    code = "disk_full"
+
+
 @dataclass
 class UsableWeights:
     """Weights of a run that chat, evaluation and export may load: the final adapter or a verified checkpoint."""
@@ -126,8 +132,8 @@ def disk_full_is_user_error(where: Path) -> Iterator[None]:
     except OSError as exc:
         if exc.errno not in _DISK_FULL:
             raise
-        raise UserError(f"The disk is full: could not write {where}. Free some space (delete old runs or models) "
-                        "and resume the run; the last complete checkpoint is kept.") from exc
+        raise DiskFullError(f"The disk is full: could not write {where}. Free some space (delete old runs or "
+                            "models) and try again; a run resumes from its last complete checkpoint.") from exc
 
 
 def save(root: Path, step: int, tensors: dict[str, dict], jsons: dict[str, object]) -> Path:

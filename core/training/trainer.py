@@ -79,7 +79,8 @@ class AdvancedTrainer:
         self.monitor.start_heartbeat()
         old_handlers = self._install_signal_handlers()
         try:
-            state = self._train()
+            with C.disk_full_is_user_error(self.run_dir):
+                state = self._train()
         except BaseException as exc:
             user = isinstance(exc, UserError)
             msg = str(exc) if user else f"{type(exc).__name__}: {exc}"
@@ -200,7 +201,8 @@ class AdvancedTrainer:
         evals = set(range(every, self.total_steps + 1, every)) | {self.total_steps} if self.val_examples else ()
         self.metrics = TrainingMetrics(self.total_steps, start_step=self.step, elapsed_before=self.elapsed_before,
                                        eval_steps=evals)
-        self.slow_check = SlowCheck(getattr(self.config, "expected_step_s", None))
+        self.slow_check = SlowCheck(getattr(self.config, "expected_step_s", None)
+                                    or getattr(self.tc, "expected_step_s", None))
         return self._finish(*self._loop())
 
     def _build_optimizer(self) -> None:

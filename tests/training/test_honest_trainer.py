@@ -137,7 +137,26 @@ def test_disk_full_while_saving_leaves_the_previous_checkpoint_newest(tmp_path, 
         AdvancedTrainer(_cfg(chat_data, max_steps=4, save_every=2), run).train()
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-2"]  # no half-written folder left
     assert C.verify(C.latest_checkpoint(run)) is None
-    assert _status(run)["state"] == "failed"
+    assert _status(run)["state"] == "failed" and _status(run)["failure"]["code"] == "disk_full"
+
+
+def test_disk_full_while_logging_metrics_is_a_user_error(tmp_path, chat_data, monkeypatch):
+    from core.training import monitor as monitor_mod
+
+    real = monitor_mod.append_jsonl
+    calls = {"n": 0}
+
+    def full_soon(path, record):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(path, record)
+
+    monkeypatch.setattr(monitor_mod, "append_jsonl", full_soon)
+    run = tmp_path / "run"
+    with pytest.raises(UserError, match="disk is full.*Free some space"):
+        AdvancedTrainer(_cfg(chat_data, max_steps=4), run).train()
+    assert _status(run)["failure"]["code"] == "disk_full"
 
 
 # ---------------------------------------------------------------- 4. validation: progress, bound, sampled baseline
