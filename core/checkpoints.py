@@ -38,6 +38,7 @@ RNG_META = "rng.json"
 ADAPTER = "adapter"
 _READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError)
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+_VERIFIED: dict[tuple, Optional[str]] = {}  # verify() results by (folder, file fingerprint)
 
 
 class DiskFullError(UserError):
@@ -90,9 +91,28 @@ def _tensors_problem(path: Path, what: str) -> Optional[str]:
     return None
 
 
+def _fingerprint(step_dir: Path) -> tuple:
+    """Names, sizes and modification times of a checkpoint's files: any rewrite changes it."""
+    try:
+        return tuple(sorted((p.name, st.st_size, st.st_mtime_ns) for p in step_dir.iterdir()
+                            for st in [p.stat()]))
+    except OSError:
+        return ()
+
+
 def verify(step_dir: str | Path) -> Optional[str]:
     """None when the checkpoint is whole and finite; else a problem code such as ``weights_unreadable``."""
     step_dir = Path(step_dir)
+    # Reading every tensor of a full fine-tune takes seconds; pages ask often, the files rarely change.
+    key = (str(step_dir.resolve()), _fingerprint(step_dir))
+    if key not in _VERIFIED:
+        if len(_VERIFIED) > 256:
+            _VERIFIED.clear()
+        _VERIFIED[key] = _verify(step_dir)
+    return _VERIFIED[key]
+
+
+def _verify(step_dir: Path) -> Optional[str]:
     problem = _tensors_problem(step_dir / WEIGHTS, "weights")
     if problem:
         return problem
