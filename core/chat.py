@@ -40,12 +40,13 @@ def run_weights(run_id: str) -> UsableWeights:
     if weights is None:
         status = read_json(run_dir(run_id) / "status.json", {}) or {}
         state = status.get("state", "unknown")
-        hint = {"running": "it is still training; wait until it completes, or stop it to use its last checkpoint",
-                "stopping": "it is stopping; try again in a moment",
-                "queued": "it is queued and has not started training yet",
-                "failed": "it failed before saving a usable checkpoint; read runs/<id>/train.log and train again",
-                "stopped": "none of its checkpoints verifies; train it again"}.get(state,
-                                                                                 "train it to completion first")
+        hints = {"running": "it is still training; wait until it completes, or stop it to use its last checkpoint",
+                 "stopping": "it is stopping; try again in a moment",
+                 "queued": "it is queued and has not started training yet",
+                 "failed": "it failed before saving a usable checkpoint; read runs/<id>/train.log and train again",
+                 "stopped": "it was stopped before a usable checkpoint was saved; resume it with "
+                            f"`python -m core train --resume {run_id}`"}
+        hint = hints.get(state, "train it to completion first")
         raise UserError(f"Run '{run_id}' has no trained adapter yet (state: {state}): {hint}.")
     if weights.final:  # fail before minutes of work on the base model, not after
         from core.peft.io import read_adapter_config, read_adapter_weights

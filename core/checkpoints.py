@@ -210,6 +210,8 @@ def usable_weights(run_id: str) -> Optional[UsableWeights]:
     if path is None:
         return None
     state = read_json(path / TRAINER_STATE)
+    if int(state["step"]) == 0:  # stopped before its first step: these are the base model's weights
+        return None
     return UsableWeights(path, int(state["step"]), state.get("total_steps"), False)
 
 

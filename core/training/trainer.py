@@ -74,8 +74,9 @@ class AdvancedTrainer:
     def train(self) -> str:
         """Run to completion, stop or failure; returns "completed", "stopped" or "failed"."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.monitor.update(state="running", run_id=self.run_id, step=0, total_steps=None, error=None,
-                            failure=None, phase="train", world_size=self.ctx.world_size, started_at=time.time())
+        self.monitor.update(state="running", run_id=self.run_id, step=0, total_steps=None, error=None, failure=None,
+                            phase="train", eval_batch=None, eval_batches=None, eta_s=None, slow=None, notes=[],
+                            world_size=self.ctx.world_size, started_at=time.time())
         self.monitor.start_heartbeat()
         old_handlers = self._install_signal_handlers()
         try:

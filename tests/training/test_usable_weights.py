@@ -63,3 +63,24 @@ def test_resume_when_no_checkpoint_verifies_is_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "No checkpoint of run 'stopped-run' can be resumed: step-3 (optimizer_missing)" in err
     assert "Traceback" not in err
+
+
+def test_run_stopped_before_its_first_step_offers_nothing(tmp_path, chat_data):
+    import pytest
+
+    from core.chat import run_weights
+    from core.errors import UserError
+    from core.training.config import TrainingConfig
+    from core.training.trainer import AdvancedTrainer
+    from tests.training.conftest import tiny_config
+
+    folder = run_dir("early", create=True)
+    cfg = TrainingConfig.from_dict(tiny_config(chat_data, max_steps=4))
+    cfg.save(folder / "config.json")
+    trainer = AdvancedTrainer(cfg, folder)
+    trainer.request_stop()  # arrives during the baseline validation
+    assert trainer.train() == "stopped"
+    assert [p.name for _, p in C.step_dirs(folder)] == ["step-0"]
+    assert C.usable_weights("early") is None  # step 0 holds the base model's weights: nothing to chat with
+    with pytest.raises(UserError, match="stopped before a usable checkpoint"):
+        run_weights("early")
