@@ -33,8 +33,10 @@ def load_run_config(run_id: str) -> dict:
 
 
 def run_weights(run_id: str) -> UsableWeights:
-    """The weights chat, evaluation and export load: the final adapter, else the newest verified checkpoint of a
-    stopped or failed run; a UserError saying why when there are none."""
+    """The weights chat, evaluation and export load; a UserError saying why when there are none.
+
+    The final adapter of a completed run, else the newest verified checkpoint of a stopped or failed run.
+    """
     load_run_config(run_id)  # a missing run is reported before missing weights
     weights = usable_weights(run_id)
     if weights is None:
