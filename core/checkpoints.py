@@ -36,6 +36,8 @@ TRAINER_STATE = "trainer_state.json"
 RNG = "rng.safetensors"
 RNG_META = "rng.json"
 ADAPTER = "adapter"
+STATE_KEYS = ("step", "total_steps", "steps_per_epoch", "best_eval", "evals_without_improvement",
+              "consecutive_nonfinite", "skipped_steps", "pending_eval", "elapsed_s")
 _READ_ERRORS = (OSError, ValueError, RuntimeError, KeyError, TypeError, SafetensorError)
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 _VERIFIED: dict[tuple, Optional[str]] = {}  # verify() results by (folder, file fingerprint)
@@ -112,24 +114,28 @@ def verify(step_dir: str | Path) -> Optional[str]:
     return _VERIFIED[key]
 
 
+def _json_problem(path: Path, what: str, required: tuple = ()) -> Optional[str]:
+    """None when ``path`` is a JSON object with the ``required`` keys; else ``<what>_missing/_unreadable``."""
+    try:
+        obj = read_json(path)
+    except _READ_ERRORS:
+        return f"{what}_unreadable"
+    if obj is None:
+        return f"{what}_missing"
+    if not isinstance(obj, dict) or any(k not in obj for k in required):
+        return f"{what}_unreadable"
+    return None
+
+
 def _verify(step_dir: Path) -> Optional[str]:
-    problem = _tensors_problem(step_dir / WEIGHTS, "weights")
-    if problem:
-        return problem
-    try:
-        state = read_json(step_dir / TRAINER_STATE)
-    except _READ_ERRORS:
-        return "state_unreadable"
-    if not isinstance(state, dict) or not isinstance(state.get("step"), int):
-        return "state_missing" if state is None else "state_unreadable"
-    problem = _tensors_problem(step_dir / OPTIMIZER, "optimizer")
-    if problem:
-        return problem
-    try:
-        meta = read_json(step_dir / OPTIMIZER_META)
-    except _READ_ERRORS:
-        return "optimizer_unreadable"
-    return None if isinstance(meta, dict) else "optimizer_missing"
+    """The first problem of a checkpoint, reading weights first (they matter most), or None."""
+    state = _json_problem(step_dir / TRAINER_STATE, "state", STATE_KEYS)
+    if state is None and not isinstance(read_json(step_dir / TRAINER_STATE)["step"], int):
+        state = "state_unreadable"
+    return (_tensors_problem(step_dir / WEIGHTS, "weights") or state
+            or _tensors_problem(step_dir / OPTIMIZER, "optimizer")
+            or _json_problem(step_dir / OPTIMIZER_META, "optimizer")
+            or _tensors_problem(step_dir / RNG, "rng") or _json_problem(step_dir / RNG_META, "rng"))
 
 
 def choose(run_dir: str | Path) -> tuple[Optional[Path], list[dict]]:

@@ -84,3 +84,19 @@ def test_run_stopped_before_its_first_step_offers_nothing(tmp_path, chat_data):
     assert C.usable_weights("early") is None  # step 0 holds the base model's weights: nothing to chat with
     with pytest.raises(UserError, match="stopped before a usable checkpoint"):
         run_weights("early")
+
+
+def test_verify_names_each_kind_of_damage(tmp_path):
+    import json
+
+    folder = stopped_run(tmp_path)
+    step = folder / "checkpoints" / "step-3"
+    assert C.verify(step) is None
+    state = json.loads((step / "trainer_state.json").read_text())
+    (step / "trainer_state.json").write_text(json.dumps({k: v for k, v in state.items() if k != "steps_per_epoch"}))
+    assert C.verify(step) == "state_unreadable"  # a hostile or older file without what resume needs
+    (step / "trainer_state.json").write_text(json.dumps(state))
+    (step / "rng.safetensors").unlink()
+    assert C.verify(step) == "rng_missing"
+    (step / "trainer_state.json").unlink()
+    assert C.verify(step) == "state_missing"
