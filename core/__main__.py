@@ -78,6 +78,7 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("run_id")
     p.add_argument("--format", required=True, choices=["adapter", "peft", "merged"])
     p.add_argument("--out", required=True)
+    p.add_argument("--force", action="store_true", help="replace the contents of an existing --out folder")
     p = sub["bench"]
     p.add_argument("--quick", action="store_true")
     p.add_argument("names", nargs="*", help="which benchmarks (default: all)")

@@ -1,4 +1,4 @@
-"""Chat with a run (DESIGN §6): the run's system prompt and chat template, streaming, base vs tuned side by side.
+"""Chat with a run: the run's system prompt and chat template, streaming, base vs tuned side by side.
 
 ``python -m core chat RUN_ID [--prompt TEXT] [--base]`` answers once, or opens an interactive session
 (empty line or ``/exit`` quits, ``/reset`` forgets the history).
@@ -12,6 +12,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 import torch
 
+from core.checkpoints import UsableWeights, load_weights, usable_weights
 from core.errors import UserError
 from core.evaluation.prompts import end_token_ids
 from core.fileio import read_json
@@ -31,26 +32,38 @@ def load_run_config(run_id: str) -> dict:
     return cfg
 
 
-def adapter_dir(run_id: str) -> Path:
-    """The run's ``adapter/`` folder; a UserError saying why when the run has none yet."""
-    folder = run_dir(run_id) / "adapter"
-    if not (folder / "adapter_config.json").exists():
+def run_weights(run_id: str) -> UsableWeights:
+    """The weights chat, evaluation and export load; a UserError saying why when there are none.
+
+    The final adapter of a completed run, else the newest verified checkpoint of a stopped or failed run.
+    """
+    load_run_config(run_id)  # a missing run is reported before missing weights
+    weights = usable_weights(run_id)
+    if weights is None:
         from core.runs import status as run_status
 
         status = run_status(run_id)  # liveness checked: a killed trainer reads "failed", never "still training"
         state = status.get("state", "unknown")
-        resume = f"resume it with `python -m core train --resume {run_id}`"
-        hint = {"running": "it is still training; wait until it completes",
-                "stopping": "it is stopping; " + resume + " later",
-                "queued": "it is queued and has not started training yet",
-                "failed": (f"it failed ({resume} to continue from its last checkpoint)"
-                           if (run_dir(run_id) / "checkpoints").is_dir()
-                           else "it failed; read runs/<id>/train.log and train again"),
-                "damaged": str(status.get("error")),
-                "stopped": "it was stopped before the end; resume it with `python -m core train --resume "
-                           f"{run_id}`"}.get(state, "train it to completion first")
+        hints = {"running": "it is still training; wait until it completes, or stop it to use its last checkpoint",
+                 "stopping": "it is stopping; try again in a moment",
+                 "queued": "it is queued and has not started training yet",
+                 "failed": "it failed before saving a usable checkpoint; read runs/<id>/train.log and train again",
+                 "stopped": "it was stopped before a usable checkpoint was saved; resume it with "
+                            f"`python -m core train --resume {run_id}`",
+                 "damaged": str(status.get("error"))}
+        hint = hints.get(state, "train it to completion first")
         raise UserError(f"Run '{run_id}' has no trained adapter yet (state: {state}): {hint}.")
-    return folder
+    if weights.final:  # fail before minutes of work on the base model, not after
+        from core.peft.io import read_adapter_config, read_adapter_weights
+
+        read_adapter_config(weights.path)
+        read_adapter_weights(weights.path)
+    return weights
+
+
+def adapter_dir(run_id: str) -> Path:
+    """The folder of the run's usable weights (``adapter/``, or a checkpoint: load it with ``load_weights``)."""
+    return run_weights(run_id).path
 
 
 def load_base_model(run_id: str):
@@ -64,16 +77,15 @@ def load_base_model(run_id: str):
 
 
 def load_run_model(run_id: str, merged: bool = False):
-    """(tuned model, tokenizer, run config): the base model with ``runs/<id>/adapter`` loaded.
+    """(tuned model, tokenizer, run config): the base model with the run's usable weights (see ``run_weights``).
 
     ``merged=True`` folds a LoRA into the base weights (faster answers, same outputs); other methods ignore it.
     """
-    from core.peft import load_adapter, merge_lora
+    from core.peft import merge_lora
 
-    load_run_config(run_id)  # a missing run is reported before a missing adapter
-    folder = adapter_dir(run_id)
+    weights = run_weights(run_id)
     model, tok, cfg = load_base_model(run_id)
-    model = load_adapter(model, folder)
+    model = load_weights(model, weights, cfg)
     if merged and (cfg.get("method") or "lora") == "lora":
         model = merge_lora(model)
     model.eval()
@@ -170,6 +182,9 @@ def chat_command(args) -> int:
     if args.base:
         model, tok, cfg = load_base_model(args.run_id)
     else:
+        weights = run_weights(args.run_id)
+        if not weights.final:
+            print(f"note: run {args.run_id} did not finish; using its weights {weights.describe()}.", file=sys.stderr)
         model, tok, cfg = load_run_model(args.run_id)
     system_prompt = cfg.get("system_prompt")
     if args.prompt is not None:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+from safetensors import SafetensorError
 
 from core.defaults import DEFAULT_MODEL
 from core.errors import ModelLoadError
@@ -232,8 +233,14 @@ def _load_folder(folder: Path, name: str, dtype: torch.dtype, progress: Progress
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     progress(0.9, f"Loading {name}…")
-    tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype, trust_remote_code=False)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as exc:
+        raise ModelLoadError(
+            f"The model folder {folder} could not be loaded ({type(exc).__name__}: {str(exc)[:300]}). Its files are "
+            "missing or damaged (config.json, model.safetensors, tokenizer files): save it again with "
+            "save_pretrained, or choose another model.") from exc
     progress(1.0, "Model ready.")
     return _finish(model, tok, name)
 

@@ -68,3 +68,44 @@ def test_chat_verb_interactive(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("builtins.input", lambda prompt="": next(lines))
     assert main(["chat", run_id]) == 0
     assert capsys.readouterr().out.count("assistant> ") == 2
+
+
+def test_stopped_run_chats_with_its_last_verified_checkpoint(tmp_path, capsys):
+    from tests.training.conftest import stopped_run
+
+    stopped_run(tmp_path)
+    model, tok, cfg = chat.load_run_model("stopped-run")
+    base, _, _ = chat.load_base_model("stopped-run")
+    msgs = chat.build_messages(cfg["system_prompt"], [], "code 1")
+    assert chat.generate(model, tok, msgs, max_new_tokens=8) != chat.generate(base, tok, msgs, max_new_tokens=8)
+    capsys.readouterr()
+    assert main(["chat", "stopped-run", "--prompt", "code 1"]) == 0
+    assert "as of step 3 of 8" in capsys.readouterr().err
+
+
+def test_truncated_adapter_is_exit_2_not_a_traceback(tmp_path, capsys):
+    from core.workspace import run_dir
+
+    run_id = make_run(tmp_path)
+    weights = run_dir(run_id) / "adapter" / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    assert main(["chat", run_id, "--prompt", "hello"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged or incomplete" in err and "Traceback" not in err
+
+
+def test_model_folder_that_cannot_load_is_exit_2(tmp_path, capsys):
+    from core.fileio import atomic_write_json, read_json
+    from core.models import tiny_model
+    from core.workspace import run_dir
+
+    model, tok = tiny_model("tiny-llama")
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / "model.safetensors").write_bytes(b"\x00" * 64)
+    run_id = make_run(tmp_path)
+    cfg = read_json(run_dir(run_id) / "config.json")
+    atomic_write_json(run_dir(run_id) / "config.json", {**cfg, "model": str(tmp_path / "m")})
+    assert main(["chat", run_id, "--prompt", "hello", "--base"]) == 2
+    err = capsys.readouterr().err
+    assert "could not be loaded" in err and "Traceback" not in err

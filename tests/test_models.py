@@ -100,3 +100,15 @@ def test_manifestless_cache_folder_is_rebuilt(tmp_path, monkeypatch):
     (folder / "config.json").write_text("{")  # half-written, no manifest
     assert models.ensure_default_model() == folder
     assert models.cache_is_complete(folder)
+
+
+@pytest.mark.parametrize("damage", ["weights", "config"])
+def test_local_folder_with_damaged_files_is_a_model_load_error(tmp_path, damage):
+    model, tok = models.tiny_model("tiny-llama")
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    name = "model.safetensors" if damage == "weights" else "config.json"
+    path = tmp_path / "m" / name
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    with pytest.raises(ModelLoadError, match="could not be loaded"):
+        models.load_model(str(tmp_path / "m"))

@@ -26,6 +26,9 @@ def _progress(progress_file=None):
 def summary_lines(report: dict) -> list[str]:
     """The human summary printed after an evaluation."""
     lines = [f"run {report['run_id']}: {report['n_test']} test examples from {report['data']}",
+             *([] if report.get("weights_final", True) else
+               [f"weights as of step {report['weights_step']} of {report.get('weights_total_steps') or '?'} "
+                "(the run did not finish)"]),
              f"{'metric':28} {'base':>10} {'tuned':>10} {'delta':>10}"]
     for r in report["comparison"]:
         lines.append(f"{r['metric']:28} {r['base']:10.4g} {r['tuned']:10.4g} {r['delta']:+10.4g}")

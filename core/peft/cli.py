@@ -1,75 +1,133 @@
-"""``python -m core export RUN_ID --format adapter|peft|merged --out DIR`` (DESIGN §3, §6).
+"""``python -m core export RUN_ID --format adapter|peft|merged --out DIR [--force]``.
 
-- ``adapter``: a copy of the run's ``adapter/`` folder (our format, any method).
+- ``adapter``: the run's weights in our adapter format (any method).
 - ``peft``: a LoRA folder that HF peft loads (``PeftModel.from_pretrained``); LoRA runs only.
 - ``merged``: a standalone HF model folder (``save_pretrained``, safetensors, plus the tokenizer): LoRA is merged
   into the base weights; full and freeze runs are saved as they are. Adapter and prefix runs cannot be merged.
+
+The weights are the final adapter of a completed run, else the newest verified checkpoint of a stopped or failed
+run (``core.checkpoints.usable_weights``). The export is written into a temp folder beside ``--out`` and renamed
+into place, so a failure never leaves half an export, and an existing folder is replaced only with ``--force``.
 """
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
+from typing import Callable, Optional
 
+from core.checkpoints import UsableWeights
 from core.errors import UserError
 from core.fileio import read_json
 from core.workspace import run_dir
 
 MERGEABLE = ("lora", "full", "freeze")
+EXPORTS = "export"  # runs/<id>/export/<format>: where the app exports for download
 
 
-def _run_config(run_id: str) -> tuple[Path, dict]:
+def _run_config(run_id: str) -> tuple[Path, dict, UsableWeights]:
+    """(run folder, run config, the weights to export)."""
+    from core.chat import run_weights
+
     folder = run_dir(run_id)
     config = read_json(folder / "config.json")
     if config is None:
         raise UserError(f"Run '{run_id}' not found (no {folder / 'config.json'}); list runs in the app or check the id.")
-    if not (folder / "adapter" / "adapter_config.json").exists():
-        raise UserError(f"Run '{run_id}' has no trained adapter yet ({folder / 'adapter'} is missing); "
-                        "wait for training to finish or resume it.")
-    return folder, config
+    return folder, config, run_weights(run_id)
 
 
 def load_run(run_id: str):
-    """``(model with the run's method loaded, tokenizer, run config)``."""
+    """``(model with the run's weights loaded, tokenizer, run config)``."""
+    from core.checkpoints import load_weights
     from core.defaults import DEFAULT_MODEL
     from core.models import load_model
-    from core.peft.io import load_adapter
 
-    folder, config = _run_config(run_id)
+    _, config, weights = _run_config(run_id)
     model, tok = load_model(config.get("model") or DEFAULT_MODEL)
-    load_adapter(model, folder / "adapter", method=config.get("method"))
+    load_weights(model, weights, config)
     return model, tok, config
 
 
-def export_run(run_id: str, fmt: str, out: str | Path) -> Path:
-    """Export one run in ``fmt`` (adapter, peft, merged) into ``out``; returns the folder."""
-    from core.peft.io import export_peft, merge_lora
-
-    out = Path(out)
-    if fmt == "adapter":
-        folder, _ = _run_config(run_id)
-        shutil.copytree(folder / "adapter", out, dirs_exist_ok=True)
+def check_out(run_id: str, out: str | Path, force: bool = False) -> Path:
+    """Where an export may go: not inside the run's folder (except its export/ area), not a file, not a non-empty
+    folder unless ``force``."""
+    out = Path(out).expanduser().resolve()
+    folder = run_dir(run_id).resolve()
+    if (folder / EXPORTS) in out.parents:  # the app's own export area of the run: regenerated on every export
         return out
-    if fmt not in ("peft", "merged"):
+    if out == folder or folder in out.parents or out in folder.parents:
+        raise UserError(f"--out {out} is inside (or holds) the run's own folder {folder}; exporting there would "
+                        "overwrite the run. Choose a folder outside workspace/runs/, e.g. exports/<name>.")
+    if out.exists() and not out.is_dir():
+        raise UserError(f"--out {out} is an existing file; give a folder path (it is created).")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise UserError(f"--out {out} already holds files; choose an empty or new folder, or pass --force to "
+                        "replace its contents.")
+    return out
+
+
+def _write_into(out: Path, write: Callable[[Path], None]) -> None:
+    """Run ``write(tmp)`` on a temp folder beside ``out``, then swap it into place."""
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old: Optional[Path] = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}"
+        os.replace(out, old)
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def export_run(run_id: str, fmt: str, out: str | Path, force: bool = False) -> Path:
+    """Export one run in ``fmt`` (adapter, peft, merged) into ``out``; returns the folder."""
+    from core.checkpoints import disk_full_is_user_error
+    from core.peft.io import export_peft, merge_lora, save_adapter
+
+    if fmt not in ("adapter", "peft", "merged"):
         raise UserError(f"Unknown export format {fmt!r}; choose adapter, peft or merged.")
-    _, config = _run_config(run_id)
+    _, config, weights = _run_config(run_id)
+    out = check_out(run_id, out, force)
     method = config.get("method", "lora")
     if fmt == "peft" and method != "lora":
         raise UserError(f"The peft format holds LoRA only; run '{run_id}' used '{method}'. Use --format adapter.")
     if fmt == "merged" and method not in MERGEABLE:
         raise UserError(f"A merged model is only available for LoRA (and full/freeze) runs; run '{run_id}' used "
                         f"'{method}', whose layers cannot be folded into the base. Use --format adapter.")
+    if fmt == "adapter" and weights.final:
+        with disk_full_is_user_error(out):
+            _write_into(out, lambda tmp: shutil.copytree(weights.path, tmp))
+        return out
     model, tok, _ = load_run(run_id)
-    if fmt == "peft":
-        return export_peft(model, out)
-    if method == "lora":
-        merge_lora(model)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
+
+    def write(tmp: Path) -> None:
+        if fmt == "adapter":
+            save_adapter(model, tmp)
+        elif fmt == "peft":
+            export_peft(model, tmp)
+        else:
+            if method == "lora":
+                merge_lora(model)
+            model.save_pretrained(tmp)
+            tok.save_pretrained(tmp)
+
+    with disk_full_is_user_error(out):
+        _write_into(out, write)
     return out
 
 
 def export_command(args) -> int:
-    """CLI entry point: prints the output folder."""
-    out = export_run(args.run_id, args.format, args.out)
+    """CLI entry point: prints the output folder (and, on stderr, which weights when the run did not finish)."""
+    _, _, weights = _run_config(args.run_id)
+    if not weights.final:
+        print(f"note: run {args.run_id} did not finish; exporting its weights {weights.describe()}.", file=sys.stderr)
+    out = export_run(args.run_id, args.format, args.out, force=getattr(args, "force", False))
     print(out)
     return 0

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
 from core.errors import UserError
@@ -66,7 +67,10 @@ def save_adapter(model: nn.Module, directory: str | Path) -> Path:
 def read_adapter_config(directory: str | Path) -> dict:
     """The ``adapter_config.json`` of one of our adapter folders (a UserError if it is not one)."""
     directory = Path(directory)
-    meta = read_json(directory / ADAPTER_CONFIG)
+    try:
+        meta = read_json(directory / ADAPTER_CONFIG)
+    except ValueError as exc:  # unparsable JSON (a truncated write): say which file
+        raise UserError(f"{directory / ADAPTER_CONFIG} is damaged ({exc}); export or train the run again.") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT or not (directory / ADAPTER_WEIGHTS).exists():
         hint = " (it looks like an HF peft folder; load it with peft instead)" if meta and "peft_type" in meta else ""
         raise UserError(f"{directory} is not an adapter folder written by save_adapter{hint}: it needs "
@@ -92,8 +96,18 @@ def load_adapter(base_model: nn.Module, directory: str | Path, method: str | Non
                         f"one {cfg.to_dict()}; load the adapter onto a fresh base model.")
     if meta.get("folded"):
         base_model.prefix_tuning.fold()
-    set_peft_state_dict(base_model, load_file(str(Path(directory) / ADAPTER_WEIGHTS)))
+    set_peft_state_dict(base_model, read_adapter_weights(directory))
     return base_model
+
+
+def read_adapter_weights(directory: str | Path) -> dict[str, torch.Tensor]:
+    """Every tensor of ``adapter.safetensors``; a UserError when the file is truncated or damaged."""
+    path = Path(directory) / ADAPTER_WEIGHTS
+    try:
+        return load_file(str(path))
+    except (OSError, ValueError, SafetensorError) as exc:
+        raise UserError(f"{path} is damaged or incomplete ({type(exc).__name__}: {exc}); it cannot be loaded. "
+                        "Export or train the run again (a stopped run can be resumed).") from exc
 
 
 def _check_base(saved: dict, given: dict, strict: bool) -> None:

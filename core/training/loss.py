@@ -18,6 +18,7 @@ Two paths compute the same number:
 from __future__ import annotations
 
 import contextlib
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -280,3 +281,24 @@ def _head_bypassed(core, head: nn.Module):
         yield
     finally:
         core.set_output_embeddings(head)
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    """The batch's tensors moved to ``device`` (other values kept)."""
+    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+
+
+def label_tokens(batch: dict) -> int:
+    """Tokens the loss is computed on (shifted labels that are not IGNORE_INDEX)."""
+    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+
+
+def real_tokens(batch: dict, pad_id: Optional[int]) -> int:
+    """Non-padding tokens of a batch (packed rows count their lengths)."""
+    if batch.get("row_lengths") is not None:
+        return int(batch["row_lengths"].sum())
+    if batch.get("attention_mask") is not None:
+        return int(batch["attention_mask"].sum())
+    if pad_id is None:
+        return batch["input_ids"].numel()
+    return int((batch["input_ids"] != pad_id).sum())

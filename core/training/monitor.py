@@ -1,11 +1,13 @@
 """What the UI reads about a run: ``metrics.jsonl`` (appended line by line) and ``status.json`` (atomic, with heartbeat).
 
-Formats (DESIGN §2)::
+Formats::
 
     metrics.jsonl  {"step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "elapsed_s", "eta_s", "peak_mem_mb"}
-                   {"step", "epoch", "eval_loss", "eval_ppl"}
+                   {"step", "epoch", "eval_loss", "eval_ppl", "eval_examples"}
                    {"step", "epoch", "skipped": true, "reason"}      a non-finite step that was not applied
-    status.json    {"state", "pid", "step", "total_steps", "heartbeat", "error", ...}
+    status.json    {"state", "pid", "step", "total_steps", "heartbeat", "error", "failure": {"code", "params"},
+                    "phase": "train"|"eval", "eval_batch", "eval_batches", "eta_s", "slow": {...},
+                    "notes": [{"code", "params"}], ...}
 
 Only the main process (rank 0) writes; other ranks get a monitor with ``enabled=False``.
 """
@@ -16,14 +18,19 @@ import os
 import resource
 import threading
 import time
+from collections import deque
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
+import psutil
 import torch
 
 from core.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 HEARTBEAT_S = 2.0
+RECENT_STEPS = 20     # the ETA's step time is the mean of this many recent steps
+SLOW_RATIO = 1.5      # measured / expected step time above which status.json says "slow"
+SLOW_MIN_STEPS = 3    # the first steps warm up caches and allocators: judge speed after these
 
 
 def _own_start_time():
@@ -43,34 +50,79 @@ def peak_memory_mb(device: Optional[torch.device] = None) -> float:
 
 
 class TrainingMetrics:
-    """Running throughput and ETA: tokens/s counts real (non-pad) tokens; ETA from this session's step rate."""
+    """Throughput and ETA: tokens/s counts real (non-pad) tokens; ETA counts the steps AND validations left."""
 
-    def __init__(self, total_steps: int, start_step: int = 0, elapsed_before: float = 0.0):
+    def __init__(self, total_steps: int, start_step: int = 0, elapsed_before: float = 0.0,
+                 eval_steps: Iterable[int] = ()):
         self.total_steps, self.start_step = total_steps, start_step
         self.elapsed_before = elapsed_before  # time spent before a resume, so elapsed_s keeps growing
+        self.eval_steps = sorted(eval_steps)  # steps after which a validation pass runs
         self.t0 = time.perf_counter()
         self.last_t = self.t0
+        self.step_times: deque[float] = deque(maxlen=RECENT_STEPS)
+        self.steps_timed = 0
+        self.eval_pass_s: Optional[float] = None  # a full validation pass, measured
 
     @property
     def elapsed(self) -> float:
         """Seconds of training so far, across resumes."""
         return self.elapsed_before + time.perf_counter() - self.t0
 
+    def step_time(self) -> Optional[float]:
+        """Seconds per optimizer step over the recent steps (evaluations and checkpoints excluded)."""
+        return sum(self.step_times) / len(self.step_times) if self.step_times else None
+
+    def record_eval(self, seconds: float, fraction: float) -> None:
+        """A validation pass over ``fraction`` of the validation set took ``seconds``."""
+        if fraction > 0:
+            self.eval_pass_s = seconds / fraction
+        self.last_t = time.perf_counter()
+
+    def eta(self, step: int) -> Optional[float]:
+        """Seconds left: remaining steps x recent step time + remaining validations x measured pass time."""
+        per_step = self.step_time()
+        if per_step is None:
+            return None
+        evals_left = sum(1 for s in self.eval_steps if s > step)
+        return round(per_step * max(self.total_steps - step, 0) + evals_left * (self.eval_pass_s or 0.0), 1)
+
     def record(self, step: int, epoch: float, loss: float, lr: float, grad_norm: float, tokens: int,
                device: Optional[torch.device] = None) -> dict:
         """One metrics line for optimizer step ``step`` (1-based), ``tokens`` real tokens processed in it."""
         now = time.perf_counter()
         dt, self.last_t = max(now - self.last_t, 1e-9), now
-        done = step - self.start_step
-        rate = (now - self.t0) / max(done, 1)
+        self.step_times.append(dt)
+        self.steps_timed += 1
         return {"step": step, "epoch": round(epoch, 4), "loss": loss, "lr": lr, "grad_norm": grad_norm,
                 "tokens_per_s": round(tokens / dt, 1), "elapsed_s": round(self.elapsed, 3),
-                "eta_s": round(rate * max(self.total_steps - step, 0), 1),
-                "peak_mem_mb": round(peak_memory_mb(device), 1)}
+                "eta_s": self.eta(step), "peak_mem_mb": round(peak_memory_mb(device), 1)}
 
     def mark(self) -> None:
         """Restart the per-step clock (after an eval or a checkpoint, so they do not count as step time)."""
         self.last_t = time.perf_counter()
+
+
+class SlowCheck:
+    """Steps slower than 1.5x the strategy's expectation: by how much, and how busy the rest of the machine is."""
+
+    def __init__(self, expected_step_s: Optional[float], min_steps: int = SLOW_MIN_STEPS):
+        self.expected = expected_step_s if expected_step_s and expected_step_s > 0 else None
+        self.min_steps = min_steps
+        self.proc = psutil.Process()
+        psutil.cpu_percent(None)  # both counters measure from here
+        self.proc.cpu_percent(None)
+
+    def check(self, measured_step_s: Optional[float], steps: int) -> Optional[dict]:
+        """``{"ratio", "expected_step_s", "measured_step_s", "other_cpu_pct"}`` when slow, else None."""
+        if self.expected is None or measured_step_s is None or steps < self.min_steps:
+            return None
+        ratio = measured_step_s / self.expected
+        if ratio <= SLOW_RATIO:
+            return None
+        total = psutil.cpu_percent(None)  # share of all cores since the last call
+        own = self.proc.cpu_percent(None) / (psutil.cpu_count() or 1)
+        return {"ratio": round(ratio, 2), "expected_step_s": self.expected,
+                "measured_step_s": round(measured_step_s, 3), "other_cpu_pct": round(max(total - own, 0.0), 1)}
 
 
 class TrainingMonitor:
@@ -144,10 +196,15 @@ class TrainingMonitor:
         if self.enabled:
             append_jsonl(self.metrics_path, _finite(record))
 
+    @staticmethod
+    def eval_record(step: int, epoch: float, eval_loss: float) -> dict:
+        """An eval line: loss and perplexity."""
+        ppl = math.exp(eval_loss) if eval_loss < 50 else float("inf")
+        return {"step": step, "epoch": round(epoch, 4), "eval_loss": eval_loss, "eval_ppl": ppl}
+
     def log_eval(self, step: int, epoch: float, eval_loss: float) -> dict:
         """Append an eval line with loss and perplexity."""
-        ppl = math.exp(eval_loss) if eval_loss < 50 else float("inf")
-        record = {"step": step, "epoch": round(epoch, 4), "eval_loss": eval_loss, "eval_ppl": ppl}
+        record = self.eval_record(step, epoch, eval_loss)
         self.log(record)
         return record
 

@@ -1,4 +1,4 @@
-"""AdvancedTrainer: the training loop that never loses work (DESIGN §5).
+"""AdvancedTrainer: the training loop that never loses work and never reports a run done that did not learn.
 
 One optimizer step = ``grad_accum`` micro-batches on each of ``world_size`` processes. The loss of a step is the sum
 of token cross-entropies over the whole global batch divided by its number of label tokens, so 1 process with
@@ -20,48 +20,30 @@ import traceback
 from pathlib import Path
 from typing import Iterator, Optional
 
+import numpy as np
 import torch
 
+from core import checkpoints as C
+from core.checkpoints import CHECKPOINTS, latest_checkpoint  # noqa: F401 - the tests and older callers import them here
 from core.errors import UserError
-from core.fileio import atomic_write_json, read_json
 from core.training import distributed as D
 from core.training.config import TrainingConfig
-from core.training.loss import IGNORE_INDEX, causal_lm_loss, split_rows
-from core.training.monitor import TrainingMetrics, TrainingMonitor
+from core.training.loss import causal_lm_loss, label_tokens, real_tokens, split_rows, to_device
+from core.training.monitor import SlowCheck, TrainingMetrics, TrainingMonitor
 from core.training.optim import SmartOptimizer
 
-CHECKPOINTS = "checkpoints"
 DEBUG_DELAY_ENV = "AF_DEBUG_STEP_DELAY"  # seconds to sleep after each step: lets tests stop a tiny run mid-way
+EVAL_CAP = 64             # validation examples per pass when the config sets no max_eval_examples
+FIRST_EVAL_EXAMPLES = 16  # the baseline pass before step 1 samples this many, so the first step is not kept waiting
 
 
-def latest_checkpoint(run_dir: str | Path) -> Optional[Path]:
-    """The ``checkpoints/step-N`` folder with the largest N (temp folders are ignored), or None."""
-    root = Path(run_dir) / CHECKPOINTS
-    steps = []
-    for p in root.glob("step-*"):
-        try:
-            steps.append((int(p.name.split("-", 1)[1]), p))
-        except ValueError:
-            continue
-    return max(steps)[1] if steps else None
-
-
-def _to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v.to(device) if torch.is_tensor(v) else v) for k, v in batch.items()}
-
-
-def _label_tokens(batch: dict) -> int:
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
-
-
-def _real_tokens(batch: dict, pad_id: Optional[int]) -> int:
-    if batch.get("row_lengths") is not None:
-        return int(batch["row_lengths"].sum())
-    if batch.get("attention_mask") is not None:
-        return int(batch["attention_mask"].sum())
-    if pad_id is None:
-        return batch["input_ids"].numel()
-    return int((batch["input_ids"] != pad_id).sum())
+def _step_delay() -> float:
+    """The test-only per-step delay, read once at start."""
+    raw = os.environ.get(DEBUG_DELAY_ENV, "") or "0"
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        raise UserError(f"{DEBUG_DELAY_ENV}={raw!r} is not a number of seconds; unset it or give e.g. 0.5.") from None
 
 
 class AdvancedTrainer:
@@ -84,22 +66,31 @@ class AdvancedTrainer:
         self.pending_eval = True  # the step-0 evaluation
         self.elapsed_before = 0.0
         self.early_stopped = False
+        self.applied_steps = 0  # optimizer steps actually applied (finite loss and gradient)
+        self.notes: list[dict] = []  # {"code", "params"} the UI translates: fallbacks, sampled evaluations
+        self.step_delay = _step_delay()
 
     # ================================================================ public
     def train(self) -> str:
         """Run to completion, stop or failure; returns "completed", "stopped" or "failed"."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.monitor.update(state="running", run_id=self.run_id, step=0, total_steps=None, error=None,
+        self.monitor.update(state="running", run_id=self.run_id, step=0, total_steps=None, error=None, failure=None,
+                            phase="train", eval_batch=None, eval_batches=None, eta_s=None, slow=None, notes=[],
                             world_size=self.ctx.world_size, started_at=time.time())
         self.monitor.start_heartbeat()
         old_handlers = self._install_signal_handlers()
         try:
-            state = self._train()
+            with C.disk_full_is_user_error(self.run_dir):
+                state = self._train()
         except BaseException as exc:
-            msg = str(exc) if isinstance(exc, UserError) else f"{type(exc).__name__}: {exc}"
-            if not isinstance(exc, UserError):
+            user = isinstance(exc, UserError)
+            msg = str(exc) if user else f"{type(exc).__name__}: {exc}"
+            if not user:
                 traceback.print_exc()
-            self.monitor.finish("failed", error=msg, step=self.step)
+            code = getattr(exc, "code", None) or ("user_error" if user else "crash")
+            with contextlib.suppress(OSError):  # a full disk must not hide the real error behind a second one
+                self.monitor.finish("failed", error=msg, step=self.step,
+                                    failure={"code": code, "params": {"type": type(exc).__name__}})
             raise
         finally:
             self._restore_signal_handlers(old_handlers)
@@ -140,12 +131,7 @@ class AdvancedTrainer:
         seed = self.tc.seed
         random.seed(seed)
         torch.manual_seed(seed)
-        try:
-            import numpy as np
-
-            np.random.seed(seed)
-        except ImportError:
-            pass
+        np.random.seed(seed)
 
     def _build_model(self):
         from core.models import load_model
@@ -182,8 +168,7 @@ class AdvancedTrainer:
             val_convs = load_split(self.config.data, "val")
         except UserError:
             val_convs = []
-        if tc.max_eval_examples:
-            val_convs = val_convs[: tc.max_eval_examples]
+        val_convs = val_convs[: tc.max_eval_examples or EVAL_CAP]  # every pass is bounded, even without a cap set
         self.val_examples = self.loader.encode_all(val_convs)[0] if val_convs else []
         self.packing = bool(tc.packing) and self.config.method != "prefix"
         self.batches_per_epoch = self.loader.num_batches(self.train_examples, tc.batch_size, packing=self.packing)
@@ -202,6 +187,26 @@ class AdvancedTrainer:
         self._seed()
         self.model, self.tok = self._build_model()
         self._build_data(self.tok)
+        self._build_optimizer()
+        if self.ctx.is_main:  # half-written or set-aside checkpoints of an earlier process are never loaded
+            for stale in (self.run_dir / CHECKPOINTS).glob(".*step-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+        if self.resume and C.step_dirs(self.run_dir):
+            self._resume()
+        elif self.ctx.is_main:
+            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        self.ddp_model = D.wrap_model(self.model, self.ctx)
+        self.monitor.update(step=self.step, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
+                            lr=self.optimizer.base_lr)
+        every = self.tc.eval_every
+        evals = set(range(every, self.total_steps + 1, every)) | {self.total_steps} if self.val_examples else ()
+        self.metrics = TrainingMetrics(self.total_steps, start_step=self.step, elapsed_before=self.elapsed_before,
+                                       eval_steps=evals)
+        self.slow_check = SlowCheck(getattr(self.config, "expected_step_s", None)
+                                    or getattr(self.tc, "expected_step_s", None))
+        return self._finish(*self._loop())
+
+    def _build_optimizer(self) -> None:
         tc = self.tc
         self.optimizer = SmartOptimizer(
             D.unwrap(self.model).named_parameters(), method=self.config.method, lr=tc.lr,
@@ -211,19 +216,12 @@ class AdvancedTrainer:
         source = f"recommended for {self.config.method}" if tc.lr is None else "from the config"
         self._say(f"optimizer: AdamW peak lr {self.optimizer.base_lr:g} ({source}), {tc.scheduler} schedule, "
                   f"{self.optimizer.warmup_steps} warmup steps")
-        if self.ctx.is_main:  # half-written checkpoints of a killed process are never loaded; clear them
-            for stale in (self.run_dir / CHECKPOINTS).glob(".*step-*"):
-                shutil.rmtree(stale, ignore_errors=True)
-        if self.resume and latest_checkpoint(self.run_dir) is not None:
-            self._load_checkpoint(latest_checkpoint(self.run_dir))
-        elif self.ctx.is_main:
-            (self.run_dir / "metrics.jsonl").unlink(missing_ok=True)
-        self.ddp_model = D.wrap_model(self.model, self.ctx)
-        self.monitor.update(step=self.step, total_steps=self.total_steps, steps_per_epoch=self.steps_per_epoch,
-                            lr=self.optimizer.base_lr)
-        self.metrics = TrainingMetrics(self.total_steps, start_step=self.step, elapsed_before=self.elapsed_before)
+
+    def _loop(self) -> tuple[bool, Optional[dict]]:
+        """Steps, validations and periodic checkpoints until the end, a stop or a failure: (stopping, failure)."""
+        tc = self.tc
         stopping = False
-        failure: Optional[str] = None
+        failure: Optional[dict] = None
         if self.pending_eval and not self._run_eval():
             stopping = True
         batches: Optional[Iterator[dict]] = None
@@ -244,32 +242,68 @@ class AdvancedTrainer:
             failure = self._train_step(micro)
             if failure:
                 break
-            delay = float(os.environ.get(DEBUG_DELAY_ENV, "0") or 0)
-            if delay:
-                time.sleep(delay)
+            if self.step_delay:
+                time.sleep(self.step_delay)
             if self.step % tc.eval_every == 0 or self.step == self.total_steps:
                 if not self._run_eval():
                     stopping = True
             if self.step % tc.save_every == 0 and self.step < self.total_steps and not stopping:
                 self._save_checkpoint()
-        return self._finish(stopping, failure)
+        return stopping, failure
 
-    def _finish(self, stopping: bool, failure: Optional[str]) -> str:
+    def _resume(self) -> None:
+        """Load the newest checkpoint that verifies; newer damaged ones are set aside and noted."""
+        path, skipped = C.choose(self.run_dir)
+        if path is None:
+            found = ", ".join(f"{s['skipped']} ({s['why']})" for s in skipped)
+            raise UserError(f"No checkpoint of run {self.run_id!r} can be resumed: {found}. The files are damaged "
+                            "(a full disk or a killed copy); start a new run with the same config.")
+        for s in skipped:
+            self._say(f"checkpoint {s['skipped']} is damaged ({s['why']}); resuming from {path.name} instead")
+            self.notes.append({"code": "resume_fallback", "params": {**s, "used": path.name}})
+        self._load_checkpoint(path)
+        D.barrier(self.ctx)  # every rank has verified before rank 0 moves the damaged ones away
+        if self.ctx.is_main:
+            for s in skipped:
+                C.set_aside(self.run_dir / CHECKPOINTS / s["skipped"])
+        if self.notes:
+            self.monitor.update(notes=self.notes)
+
+    def _learning_failure(self) -> Optional[dict]:
+        """Why a run that reached its end did not learn (no applied step, non-finite weights), or None."""
+        if self.applied_steps == 0:
+            return {"code": "no_finite_step", "params": {"steps": self.step},
+                    "message": f"No optimizer step was applied: all {self.step} steps had a non-finite loss or "
+                               "gradient, so the weights never changed. Lower train.lr, check the data for empty "
+                               "or huge examples, or use a smaller max_seq_len."}
+        bad = [n for n, p in D.unwrap(self.model).named_parameters()
+               if p.requires_grad and not torch.isfinite(p.detach()).all()]
+        if bad:
+            return {"code": "nonfinite_weights", "params": {"step": self.step, "tensors": len(bad)},
+                    "message": f"{len(bad)} trainable tensors (e.g. {bad[0]}) hold NaN or Inf at step {self.step}; "
+                               "the adapter would be useless. Lower train.lr or train.max_grad_norm."}
+        return None
+
+    def _finish(self, stopping: bool, failure: Optional[dict]) -> str:
+        if not failure and not stopping:
+            failure = self._learning_failure()
         if failure:
-            self._say(f"run failed: {failure}")
-            self.monitor.finish("failed", error=failure, step=self.step, skipped_steps=self.skipped_steps)
+            self._say(f"run failed: {failure['message']}")
+            self.monitor.finish("failed", error=failure["message"], step=self.step, skipped_steps=self.skipped_steps,
+                                failure={"code": failure["code"], "params": failure["params"]}, phase=None)
             return "failed"
         self._save_checkpoint()
         if stopping:
-            self.monitor.finish("stopped", step=self.step, skipped_steps=self.skipped_steps)
+            self.monitor.finish("stopped", step=self.step, skipped_steps=self.skipped_steps, phase=None)
             self._say(f"stopped at step {self.step}; resume with: python -m core train --resume {self.run_id}")
             return "stopped"
         if self.ctx.is_main:
             from core.peft import save_adapter
 
-            save_adapter(D.unwrap(self.model), self.run_dir / "adapter")
+            with C.disk_full_is_user_error(self.run_dir / "adapter"):
+                save_adapter(D.unwrap(self.model), self.run_dir / "adapter")
         D.barrier(self.ctx)
-        self.monitor.finish("completed", step=self.step, skipped_steps=self.skipped_steps,
+        self.monitor.finish("completed", step=self.step, skipped_steps=self.skipped_steps, phase=None,
                             early_stopped=self.early_stopped, best_eval_loss=self.best_eval)
         self._say(f"completed at step {self.step}; adapter in {self.run_dir / 'adapter'}")
         return "completed"
@@ -286,14 +320,14 @@ class AdvancedTrainer:
                 slots.append((micro[0], 0.0))
         return slots
 
-    def _train_step(self, micro: list[dict]) -> Optional[str]:
-        """One optimizer step over this global batch; returns a failure reason after too many non-finite steps."""
+    def _train_step(self, micro: list[dict]) -> Optional[dict]:
+        """One optimizer step over this global batch; returns a failure after too many non-finite steps."""
         dev = self.ctx.device
         # Each accumulation slot runs as row groups of <= micro_batch_tokens tokens (same gradients, less memory).
-        slots = [([_to_device(sub, dev) for sub in split_rows(b, self.tc.micro_batch_tokens)], w)
+        slots = [([to_device(sub, dev) for sub in split_rows(b, self.tc.micro_batch_tokens)], w)
                  for b, w in self._slots(micro)]
-        local_labels = sum(_label_tokens(g) for groups, w in slots if w for g in groups)
-        local_real = sum(_real_tokens(g, self.tok.pad_token_id) for groups, w in slots if w for g in groups)
+        local_labels = sum(label_tokens(g) for groups, w in slots if w for g in groups)
+        local_real = sum(real_tokens(g, self.tok.pad_token_id) for groups, w in slots if w for g in groups)
         global_labels, global_real = D.all_reduce_sum([local_labels, local_real], self.ctx)
         epoch = self.step / self.steps_per_epoch
         if global_labels == 0:
@@ -320,71 +354,100 @@ class AdvancedTrainer:
         self.step += 1
         epoch = self.step / self.steps_per_epoch
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
-            self.optimizer.zero_grad()
-            self.consecutive_nonfinite += 1
-            self.skipped_steps += 1
-            what = "loss" if not math.isfinite(loss) else "gradient norm"
-            reason = f"non-finite {what} ({loss if what == 'loss' else grad_norm}) at step {self.step}"
-            self._say(f"skipping step {self.step}: {reason} ({self.consecutive_nonfinite} in a row)")
-            self.monitor.log({"step": self.step, "epoch": epoch, "skipped": True, "reason": reason,
-                              "loss": loss, "grad_norm": grad_norm})
-            self.monitor.update(step=self.step, skipped_steps=self.skipped_steps)
-            if self.consecutive_nonfinite >= self.tc.nonfinite_patience:
-                return (f"{self.consecutive_nonfinite} consecutive steps had a non-finite loss or gradient (last: "
-                        f"{reason}). Lower train.lr, check the data for empty or huge examples, or use a smaller "
-                        "max_seq_len.")
-            return None
+            return self._skip_step(loss, grad_norm, epoch)
         lr = self.optimizer.step(self.step - 1)
         self.optimizer.zero_grad()
         self.consecutive_nonfinite = 0
+        self.applied_steps += 1
         record = self.metrics.record(self.step, epoch, loss, lr, grad_norm, int(global_real), dev)
         self.monitor.log(record)
-        self.monitor.update(step=self.step, epoch=round(epoch, 4), loss=loss, eta_s=record["eta_s"])
+        self.monitor.update(step=self.step, epoch=round(epoch, 4), loss=loss, eta_s=record["eta_s"],
+                            slow=self.slow_check.check(self.metrics.step_time(), self.metrics.steps_timed))
         self._say(f"step {self.step}/{self.total_steps} loss {loss:.4f} lr {lr:.3g} grad_norm {grad_norm:.3f} "
                   f"tok/s {record['tokens_per_s']:.0f} eta {record['eta_s']:.0f}s")
         return None
 
+    def _skip_step(self, loss: float, grad_norm: float, epoch: float) -> Optional[dict]:
+        """Drop a step with a non-finite loss or gradient; a failure once too many came in a row."""
+        self.optimizer.zero_grad()
+        self.consecutive_nonfinite += 1
+        self.skipped_steps += 1
+        what = "loss" if not math.isfinite(loss) else "gradient norm"
+        reason = f"non-finite {what} ({loss if what == 'loss' else grad_norm}) at step {self.step}"
+        self._say(f"skipping step {self.step}: {reason} ({self.consecutive_nonfinite} in a row)")
+        self.monitor.log({"step": self.step, "epoch": epoch, "skipped": True, "reason": reason,
+                          "loss": loss, "grad_norm": grad_norm})
+        self.monitor.update(step=self.step, skipped_steps=self.skipped_steps)
+        if self.consecutive_nonfinite >= self.tc.nonfinite_patience:
+            return {"code": "nonfinite_steps", "params": {"count": self.consecutive_nonfinite, "step": self.step},
+                    "message": f"{self.consecutive_nonfinite} consecutive steps had a non-finite loss or "
+                               f"gradient (last: {reason}). Lower train.lr, check the data for empty or huge "
+                               "examples, or use a smaller max_seq_len."}
+        return None
+
     # ================================================================ evaluation
-    def evaluate(self) -> Optional[float]:
-        """Mean validation loss per label token (None without validation data or when a stop interrupted it)."""
-        if not self.val_examples:
+    def evaluate(self, limit: Optional[int] = None) -> Optional[float]:
+        """Mean validation loss per label token over the first ``limit`` examples (None: none, or a stop came)."""
+        examples = self.val_examples[:limit] if limit else self.val_examples
+        if not examples:
             return None
         model = D.unwrap(self.model)
         model.eval()
         bs = self.tc.eval_batch_size or self.tc.batch_size
+        n_batches = self.loader.num_batches(examples, bs, packing=False)
         loss_sum, n_tokens = 0.0, 0
         try:
             with torch.no_grad():
-                for i, batch in enumerate(self.loader.batches(self.val_examples, bs, packing=False, shuffle=False)):
+                for i, batch in enumerate(self.loader.batches(examples, bs, packing=False, shuffle=False)):
                     if i % self.ctx.world_size != self.ctx.rank:
                         continue
                     if self._stop_requested and not self.ctx.distributed:
                         return None
-                    batch = _to_device(batch, self.ctx.device)
-                    s, n = causal_lm_loss(model, batch)
+                    self.monitor.update(phase="eval", state_detail="evaluating", eval_batch=i + 1,
+                                        eval_batches=n_batches)
+                    s, n = causal_lm_loss(model, to_device(batch, self.ctx.device))
                     loss_sum += float(s)
                     n_tokens += n
         finally:
             model.train()
+            self.monitor.update(phase="train", state_detail=None, eval_batch=None, eval_batches=None)
         loss_sum, n_tokens = D.all_reduce_sum([loss_sum, n_tokens], self.ctx)
         return loss_sum / max(n_tokens, 1)
 
+    def _eval_limit(self) -> Optional[int]:
+        """Sample the baseline pass before step 1 (noted), so the first training step starts soon."""
+        n = len(self.val_examples)
+        if self.step > 0 or n <= FIRST_EVAL_EXAMPLES:
+            return None
+        note = {"code": "first_eval_sampled", "params": {"examples": FIRST_EVAL_EXAMPLES, "of": n}}
+        if note not in self.notes:
+            self.notes.append(note)
+            self.monitor.update(notes=self.notes)
+            self._say(f"baseline validation before step 1 on the first {FIRST_EVAL_EXAMPLES} of {n} examples "
+                      "(later passes use all of them)")
+        return FIRST_EVAL_EXAMPLES
+
     def _run_eval(self) -> bool:
         """Evaluate, log, track early stopping; False when a stop request interrupted the evaluation."""
-        self.monitor.update(state_detail="evaluating")
-        eval_loss = self.evaluate()
-        self.metrics.mark()
+        limit = self._eval_limit()
+        t0 = time.perf_counter()
+        eval_loss = self.evaluate(limit)
         if eval_loss is None:
+            self.metrics.mark()
             if self.val_examples:
                 self.pending_eval = True
                 return False
             self.pending_eval = False
             return True
+        used = min(limit or len(self.val_examples), len(self.val_examples))
+        self.metrics.record_eval(time.perf_counter() - t0, used / max(len(self.val_examples), 1))
         self.pending_eval = False
         epoch = self.step / self.steps_per_epoch
-        self.monitor.log_eval(self.step, epoch, eval_loss)
-        self.monitor.update(eval_loss=eval_loss, state_detail=None)
+        self.monitor.log({**self.monitor.eval_record(self.step, epoch, eval_loss), "eval_examples": used})
+        self.monitor.update(eval_loss=eval_loss, eta_s=self.metrics.eta(self.step))
         self._say(f"eval at step {self.step}: loss {eval_loss:.4f} ppl {math.exp(min(eval_loss, 50)):.2f}")
+        if limit:  # a sampled baseline is not compared with full passes for early stopping
+            return True
         if self.best_eval is None or eval_loss < self.best_eval:
             self.best_eval, self.evals_without_improvement = eval_loss, 0
         elif self.step > 0:
@@ -393,106 +456,38 @@ class AdvancedTrainer:
             if patience and self.evals_without_improvement >= patience:
                 self.early_stopped = True
                 self._say(f"early stopping: validation loss has not improved for {patience} evaluations "
-                      f"(best {self.best_eval:.4f})")
+                          f"(best {self.best_eval:.4f})")
         return True
 
     # ================================================================ checkpoints
-    def _rng_state(self) -> dict:
-        state = {"torch": torch.get_rng_state()}
-        if self.ctx.device.type == "cuda":
-            state["cuda"] = torch.cuda.get_rng_state(self.ctx.device)
-        return state
-
     def _save_checkpoint(self) -> None:
-        """Write checkpoints/step-N atomically (temp folder + rename) and prune to the last k."""
-        from safetensors.torch import save_file
-
+        """Write checkpoints/step-N (atomically, see core.checkpoints) and prune to the last k; never NaN weights."""
         from core.peft import peft_state_dict
 
-        rngs = D.gather_objects({k: v.tolist() for k, v in self._rng_state().items()}, self.ctx)
+        rngs = D.gather_objects(C.torch_rng_state(self.ctx.device), self.ctx)
         if self.ctx.is_main:
-            root = self.run_dir / CHECKPOINTS
-            root.mkdir(parents=True, exist_ok=True)
-            final = root / f"step-{self.step}"
-            tmp = root / f".step-{self.step}.tmp-{os.getpid()}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir()
             peft_sd = {k: v.detach().to("cpu").clone().contiguous()  # clone: tied/shared tensors save separately
                        for k, v in peft_state_dict(D.unwrap(self.model)).items()}
-            save_file(peft_sd, str(tmp / "peft.safetensors"))
-            opt_tensors, opt_meta = self.optimizer.state_tensors()
-            save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
-            atomic_write_json(tmp / "optimizer.json", opt_meta)
-            rng_tensors = {f"rank{r}.{k}": torch.tensor(v, dtype=torch.uint8) for r, st in enumerate(rngs)
-                           for k, v in st.items()}
-            save_file(rng_tensors, str(tmp / "rng.safetensors"))
-            atomic_write_json(tmp / "rng.json", _host_rng_state())
-            atomic_write_json(tmp / "trainer_state.json", self._trainer_state())
-            if final.exists():  # re-saving the same step (e.g. stop right after a periodic save): swap safely
-                old = root / f".old-step-{self.step}-{os.getpid()}"
-                os.replace(final, old)
-                os.replace(tmp, final)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                os.replace(tmp, final)
-            self._prune_checkpoints(root)
-            self.monitor.update(last_checkpoint=final.name)
-            self._say(f"checkpoint saved: {final}")
+            if all(torch.isfinite(t).all() for t in peft_sd.values() if t.is_floating_point()):
+                opt_tensors, opt_meta = self.optimizer.state_tensors()
+                final = C.save(self.run_dir / CHECKPOINTS, self.step,
+                               {C.WEIGHTS: peft_sd, C.OPTIMIZER: opt_tensors, C.RNG: C.rng_tensors(rngs)},
+                               {C.OPTIMIZER_META: opt_meta, C.RNG_META: C.host_rng_state(),
+                                C.TRAINER_STATE: self._trainer_state()})
+                C.prune(self.run_dir, self.tc.keep_checkpoints)
+                self.monitor.update(last_checkpoint=final.name)
+                self._say(f"checkpoint saved: {final}")
+            else:  # keeping the earlier good checkpoints is worth more than saving these
+                self._say(f"checkpoint at step {self.step} not saved: the weights hold NaN or Inf")
         D.barrier(self.ctx)
         self.metrics.mark()
 
-    def _prune_checkpoints(self, root: Path) -> None:
-        steps = sorted((int(p.name.split("-", 1)[1]), p) for p in root.glob("step-*") if p.name[5:].isdigit())
-        for _, p in steps[: -self.tc.keep_checkpoints]:
-            shutil.rmtree(p, ignore_errors=True)
-
     def _trainer_state(self) -> dict:
-        epoch, pos = divmod(self.step, self.steps_per_epoch)
-        return {"step": self.step, "total_steps": self.total_steps, "steps_per_epoch": self.steps_per_epoch,
-                "epoch_index": epoch, "batch_index": pos * self.per_step, "batches_per_epoch": self.batches_per_epoch,
-                "world_size": self.ctx.world_size, "grad_accum": self.tc.grad_accum, "batch_size": self.tc.batch_size,
-                "best_eval": self.best_eval, "evals_without_improvement": self.evals_without_improvement,
-                "consecutive_nonfinite": self.consecutive_nonfinite, "skipped_steps": self.skipped_steps,
-                "pending_eval": self.pending_eval, "early_stopped": self.early_stopped,
-                "elapsed_s": self.metrics.elapsed, "lr_schedule": {
-                    "base_lr": self.optimizer.base_lr, "scheduler": self.optimizer.scheduler,
-                    "warmup_steps": self.optimizer.warmup_steps, "min_lr_ratio": self.optimizer.min_lr_ratio},
-                "saved_at": time.time()}
+        return C.trainer_state(self)
 
     def _load_checkpoint(self, path: Path) -> None:
         """Restore weights, optimizer, counters and RNG from checkpoints/step-N."""
-        from safetensors.torch import load_file
-
-        from core.peft import set_peft_state_dict
-
-        state = read_json(path / "trainer_state.json")
-        if state is None:
-            raise UserError(f"{path} is not a complete checkpoint (trainer_state.json missing); delete it to resume "
-                            "from the one before.")
-        if state["steps_per_epoch"] != self.steps_per_epoch or state["total_steps"] != self.total_steps:
-            raise UserError(f"The checkpoint {path.name} was made with {state['steps_per_epoch']} steps/epoch and "
-                            f"{state['total_steps']} total steps, but the data/config now give {self.steps_per_epoch} "
-                            f"and {self.total_steps}. Resume with the same data, batch size, grad_accum and number of "
-                            "processes, or start a new run.")
-        device = self.ctx.device
-        sd = load_file(str(path / "peft.safetensors"), device=str(device))
-        set_peft_state_dict(D.unwrap(self.model), sd)
-        self.optimizer.load_state_tensors(load_file(str(path / "optimizer.safetensors")),
-                                          read_json(path / "optimizer.json"))
-        self.step = state["step"]
-        self.best_eval = state["best_eval"]
-        self.evals_without_improvement = state["evals_without_improvement"]
-        self.consecutive_nonfinite = state["consecutive_nonfinite"]
-        self.skipped_steps = state["skipped_steps"]
-        self.pending_eval = state["pending_eval"]
-        self.early_stopped = state.get("early_stopped", False)
-        self.elapsed_before = state["elapsed_s"]
-        rng = load_file(str(path / "rng.safetensors"))
-        r = self.ctx.rank if f"rank{self.ctx.rank}.torch" in rng else 0
-        torch.set_rng_state(rng[f"rank{r}.torch"])
-        if device.type == "cuda" and f"rank{r}.cuda" in rng:
-            torch.cuda.set_rng_state(rng[f"rank{r}.cuda"], device)
-        _set_host_rng_state(read_json(path / "rng.json") or {})
+        C.restore(self, path)
         self.monitor.truncate_after(self.step)
         self._say(f"resumed from {path} at step {self.step}/{self.total_steps}")
 
@@ -500,28 +495,3 @@ class AdvancedTrainer:
 def _micro_seed(seed: int, step: int, micro_index: int) -> int:
     """A distinct, reproducible RNG seed per (run seed, optimizer step, global micro-batch)."""
     return ((seed * 1_000_003 + step) * 10_007 + micro_index) % (2**63 - 1)
-
-
-def _host_rng_state() -> dict:
-    """Python's and NumPy's RNG states as JSON."""
-    version, internal, gauss = random.getstate()
-    out = {"python": [version, list(internal), gauss]}
-    try:
-        import numpy as np
-
-        name, keys, pos, has_gauss, cached = np.random.get_state()
-        out["numpy"] = [name, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-    except ImportError:
-        pass
-    return out
-
-
-def _set_host_rng_state(state: dict) -> None:
-    if "python" in state:
-        version, internal, gauss = state["python"]
-        random.setstate((version, tuple(internal), gauss))
-    if "numpy" in state:
-        import numpy as np
-
-        name, keys, pos, has_gauss, cached = state["numpy"]
-        np.random.set_state((name, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))

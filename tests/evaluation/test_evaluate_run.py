@@ -219,3 +219,24 @@ def test_base_results_are_reused_only_for_the_same_prompts_and_settings(tmp_path
     assert calls == [("tuned", 2), ("tuned", 2)] and scored["base"]["cached"] and plain["base"]["cached"]
     assert "label_scoring" in scored["base"] and "label_scoring" not in plain["base"]
     assert all("scored_label" not in e for e in plain["base"]["examples"])
+
+
+def test_stopped_run_is_evaluated_as_of_its_last_verified_checkpoint(tmp_path, capsys):
+    from tests.training.conftest import stopped_run
+
+    stopped_run(tmp_path)
+    capsys.readouterr()
+    assert main(["eval", "stopped-run", "--limit", "2", "--no-robustness", "--no-performance"]) == 0
+    assert "weights as of step 3 of 8 (the run did not finish)" in capsys.readouterr().out
+    on_disk = json.loads((run_dir("stopped-run") / "eval" / "report.json").read_text(encoding="utf-8"))
+    assert (on_disk["weights_step"], on_disk["weights_total_steps"], on_disk["weights_final"]) == (3, 8, False)
+
+
+def test_eval_of_a_truncated_adapter_is_exit_2(tmp_path, capsys):
+    run_id = make_run(tmp_path)
+    weights = run_dir(run_id) / "adapter" / "adapter.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    data = str(tmp_path / "intents.csv")
+    assert main(["eval", run_id, "--data", data, "--limit", "2", "--no-robustness", "--no-performance"]) == 2
+    err = capsys.readouterr().err
+    assert "damaged or incomplete" in err and "loading the base model" not in err  # refused before any work

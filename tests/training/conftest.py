@@ -79,3 +79,29 @@ def wait_for(predicate, timeout: float = 120, every: float = 0.1, what: str = "c
 @pytest.fixture
 def chat_data(tmp_path) -> Path:
     return make_chat_data(tmp_path / "pattern.jsonl")
+
+
+def stopped_run(tmp_path: Path, run_id: str = "stopped-run", stop_at: int = 3, max_steps: int = 8) -> Path:
+    """A real run in the workspace that trained ``stop_at`` of ``max_steps`` steps and was stopped (checkpoints
+    step-2 and step-``stop_at``, no adapter), as `python -m core train` + Stop leaves it."""
+    from core.training.config import TrainingConfig
+    from core.training.trainer import AdvancedTrainer
+    from core.workspace import run_dir
+
+    data = make_chat_data(tmp_path / f"{run_id}.jsonl")
+    cfg = TrainingConfig.from_dict(tiny_config(data, max_steps=max_steps, save_every=2, eval_every=100,
+                                               keep_checkpoints=3))
+    folder = run_dir(run_id, create=True)
+    cfg.save(folder / "config.json")
+    trainer = AdvancedTrainer(cfg, folder, run_id=run_id)
+    real_step = trainer._train_step
+
+    def step_then_stop(micro):
+        out = real_step(micro)
+        if trainer.step >= stop_at:
+            trainer.request_stop()
+        return out
+
+    trainer._train_step = step_then_stop
+    assert trainer.train() == "stopped"
+    return folder

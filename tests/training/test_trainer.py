@@ -102,7 +102,7 @@ def test_repeated_non_finite_steps_fail_the_run(tmp_path, chat_data, monkeypatch
 def test_early_stopping_on_validation_loss(tmp_path, chat_data, monkeypatch):
     losses = iter([5.0, 4.0, 4.5, 4.6, 4.7, 4.8, 4.9, 5.0, 5.1])
 
-    def fake_eval(self):
+    def fake_eval(self, limit=None):
         return next(losses)
 
     monkeypatch.setattr(AdvancedTrainer, "evaluate", fake_eval)
