@@ -226,7 +226,8 @@ class AdvancedDataProcessor:
         if unknown or not out["train"]:
             raise UserError(f"--split source needs every row to come from a train/val/test split of the file; found "
                             f"{', '.join(sorted(unknown)) or 'no train rows'}. Use fractions such as 0.8,0.1,0.1.")
-        self._log("split", len(convs), len(convs), source=True, **{name: len(v) for name, v in out.items()})
+        self._log("split", len(convs), len(convs), source=True, reason="source",
+                  **{name: len(v) for name, v in out.items()})
         return out
 
     def run(self, convs: list[dict], *, clean: bool = False, dedupe: bool = False, mask_pii: bool = False,

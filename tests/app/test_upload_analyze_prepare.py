@@ -110,3 +110,40 @@ def test_prepare_needs_an_upload(workspace):
     write_project(workspace)
     at = open_page("4_prepare")
     assert any(w.value == t("prepare.need_upload") for w in at.warning)
+
+
+def _prepare(at, name: str, lang: str = "en"):
+    at.text_input[0].input(name)
+    next(b for b in at.button if b.label == t("prepare.run", lang)).click().run()
+    assert not at.exception, at.exception
+
+
+def test_prepare_twice_with_a_dataset_present_and_the_sidebar_follows(workspace):
+    upload = seed_upload(workspace)
+    write_project(workspace, upload=upload)
+    at = open_page("4_prepare")
+    _prepare(at, "faq-v1")
+    # the sidebar, drawn before the page ran, shows the new dataset at once
+    assert at.sidebar.selectbox(key="sidebar_dataset").value == "faq-v1"
+    assert not any(c.value == t("sidebar.no_dataset") for c in at.sidebar.caption)
+    assert any(s.value == t("prepare.done", id="faq-v1") for s in at.success)
+    _prepare(at, "faq-v2")  # a dataset is present and its selectbox exists: preparing again must work
+    assert json.loads((workspace / "project.json").read_text())["active_dataset"] == "faq-v2"
+    assert at.sidebar.selectbox(key="sidebar_dataset").value == "faq-v2"
+    assert sorted(at.sidebar.selectbox(key="sidebar_dataset").options) == ["faq-v1", "faq-v2"]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_prepare_table_has_empty_cells_and_the_split_is_explained(workspace, lang):
+    upload = seed_upload(workspace)
+    write_project(workspace, upload=upload)
+    at = open_page("4_prepare", lang)
+    _prepare(at, "faq-v1", lang)
+    table = at.dataframe[0].value
+    assert not table.isna().any().any() and "None" not in table.astype(str).values
+    meta = json.loads((workspace / "datasets" / "faq-v1" / "meta.json").read_text())
+    split = [op for op in meta["operations"] if op["op"] == "split"][0]
+    assert t(f"prepare.split_reason.{split['reason']}", lang, n=split["before"], train=split["train"],
+             req_train=split["requested"]["train"], req_val=split["requested"]["val"],
+             req_test=split["requested"]["test"],
+             val=split["val"], test=split["test"], train_pct=80, val_pct=10, test_pct=10) in texts(at)
