@@ -34,7 +34,8 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """Every record of a JSON Lines file this module wrote."""
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
@@ -140,7 +141,7 @@ def load_split(data: str, split: str) -> list[dict]:
         path = folder / "splits" / f"{split}.jsonl"
         if not path.exists():
             raise UserError(f"{path} is missing; prepare the dataset again with `python -m core prepare`.")
-        return _read_jsonl(path)
+        return read_jsonl(path)
     if not Path(data).expanduser().is_file():
         raise UserError(f"{data!r} is neither a dataset id in the workspace, a dataset folder, nor a data file. "
                         "List datasets on the Data page or give a file path.")

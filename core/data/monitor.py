@@ -2,7 +2,7 @@
 
 Figures are kept per lineage (e.g. the dataset's base name) in ``datasets/_monitor.json``. A new version is
 compared with the previous one on mean length, label distribution (total variation distance and labels that
-appeared or vanished), language mix and duplicate rate.
+appeared or vanished), script mix and duplicate rate.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from core.workspace import kind_dir
 
 LENGTH_CHANGE = 0.25      # relative change of the mean token length
 LABEL_TVD = 0.15          # total variation distance between label distributions
-LANGUAGE_SHIFT = 0.10     # absolute change of a language's share
+SCRIPT_SHIFT = 0.10       # absolute change of a script's share
 DUPLICATE_SHIFT = 0.05    # absolute change of the duplicate rate
 
 
@@ -28,7 +28,7 @@ def figures(report: dict) -> dict:
     return {"rows": report.get("rows", 0), "score": report.get("score"),
             "mean_tokens": checks.get("lengths", {}).get("mean"),
             "label_dist": {k: round(v / total, 5) for k, v in labels.items()},
-            "languages": checks.get("languages", {}).get("shares", {}),
+            "script": checks.get("script", {}).get("shares", {}),
             "duplicate_rate": round(dup.get("exact_rate", 0) + dup.get("near_rate", 0), 5)}
 
 
@@ -50,10 +50,10 @@ def drift(old: dict, new: dict) -> list[str]:
             warnings.append(f"labels missing from the new version: {', '.join(gone[:10])}.")
         if added:
             warnings.append(f"new labels in this version: {', '.join(added[:10])}.")
-    for lang in set(old.get("languages", {})) | set(new.get("languages", {})):
-        sa, sb = old.get("languages", {}).get(lang, 0), new.get("languages", {}).get(lang, 0)
-        if abs(sb - sa) > LANGUAGE_SHIFT:
-            warnings.append(f"language mix changed: {lang} went from {sa:.0%} to {sb:.0%} of rows.")
+    for script in set(old.get("script", {})) | set(new.get("script", {})):
+        sa, sb = old.get("script", {}).get(script, 0), new.get("script", {}).get(script, 0)
+        if abs(sb - sa) > SCRIPT_SHIFT:
+            warnings.append(f"script mix changed: {script} went from {sa:.0%} to {sb:.0%} of rows.")
     da, db = old.get("duplicate_rate", 0), new.get("duplicate_rate", 0)
     if abs(db - da) > DUPLICATE_SHIFT:
         warnings.append(f"duplicate rate went from {da:.1%} to {db:.1%}; consider `prepare --dedupe`.")

@@ -1,4 +1,7 @@
-"""Small text helpers shared by the analyzer and the processor: keys for duplicates, scripts, cleaning."""
+"""Small text helpers shared by the analyzer and the processor: keys for duplicates, scripts, cleaning.
+
+A script is a writing system (Han, Latin …), not a language: French and English are both Latin.
+"""
 from __future__ import annotations
 
 import html
@@ -48,15 +51,10 @@ def script_counts(text: str) -> tuple[int, int, int]:
 
 
 def script_from_counts(han: int, latin: int, other: int) -> str:
-    """'zh', 'en', 'other' or 'none': the dominant script (a Han character weighs like a short word)."""
-    scores = {"zh": han * 3, "en": latin, "other": other}
+    """'han', 'latin', 'other' or 'none': the dominant script (a Han character weighs like a short word)."""
+    scores = {"han": han * 3, "latin": latin, "other": other}
     best = max(scores, key=scores.get)
     return best if scores[best] > 0 else "none"
-
-
-def script_of(text: str) -> str:
-    """The dominant script of a text: 'zh' (Han), 'en' (Latin), 'other' (any other letters) or 'none'."""
-    return script_from_counts(*script_counts(text))
 
 
 def formatting_issues(text: str) -> list[str]:

@@ -147,3 +147,17 @@ def test_prepare_table_has_empty_cells_and_the_split_is_explained(workspace, lan
              req_train=split["requested"]["train"], req_val=split["requested"]["val"],
              req_test=split["requested"]["test"],
              val=split["val"], test=split["test"], train_pct=80, val_pct=10, test_pct=10) in texts(at)
+
+
+def test_analyze_in_chinese_shows_the_findings_in_chinese(workspace):
+    rows = "question,answer\n" + "".join(f"Question number {i}?,Answer {i} is here.\n" for i in range(120))
+    rows += "Question number 5?,Answer 5 is here.\n"
+    path = save_upload("dups.csv", rows.encode())
+    write_project(workspace, upload={"path": str(path), "display_name": "dups.csv", "format": None, "mapping": None})
+    at = open_page("3_analyze", "zh")
+    dup = next(e for e in at.expander if "完全重复" in e.label)
+    assert t("finding.exact_duplicates.cause", "zh", rows=1) in dup.label
+    assert "exact duplicate" not in texts(at)
+    assert any(t("finding.exact_duplicates.fix", "zh") in m.value for m in at.markdown)
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert t("analyze.chart.script", "zh") in titles

@@ -85,17 +85,17 @@ def test_load_split_of_a_plain_file(tmp_path):
 def test_monitor_warns_on_drift(tmp_path):
     monitor = DataQualityMonitor(tmp_path / "mon.json")
     base = {"rows": 100, "checks": {"lengths": {"mean": 50.0}, "labels": {"counts": {"a": 50, "b": 50}},
-                                    "languages": {"shares": {"en": 1.0, "zh": 0.0}},
+                                    "script": {"shares": {"latin": 1.0, "han": 0.0}},
                                     "duplicates": {"exact_rate": 0.0, "near_rate": 0.01}}}
     assert monitor.record("faq", "v1", base) == []
     assert monitor.record("faq", "v2", base) == []
     drifted = {"rows": 100, "checks": {"lengths": {"mean": 90.0}, "labels": {"counts": {"a": 90, "c": 10}},
-                                       "languages": {"shares": {"en": 0.7, "zh": 0.3}},
+                                       "script": {"shares": {"latin": 0.7, "han": 0.3}},
                                        "duplicates": {"exact_rate": 0.1, "near_rate": 0.01}}}
     warnings = monitor.record("faq", "v3", drifted)
     text = " ".join(warnings)
     for needle in ("mean length", "label distribution", "missing from the new version: b", "new labels",
-                   "zh went from 0% to 30%", "duplicate rate"):
+                   "han went from 0% to 30%", "duplicate rate"):
         assert needle in text
     assert [v["version"] for v in monitor.history("faq")] == ["v1", "v2", "v3"]
     assert drift(figures(base), figures(base)) == []
