@@ -7,7 +7,7 @@ from core.fileio import read_json
 from core.workspace import dataset_dir, new_id, slugify
 from ui import t, update_project
 from ui.common import ensure_shell, engine, header, need, next_step, not_available
-from ui.prepare_view import ops_table, split_counts, split_explanation
+from ui.prepare_view import drift_text, ops_table, split_counts, split_explanation
 
 ensure_shell()
 
@@ -72,7 +72,7 @@ if active and dataset_dir(active).exists():
     if meta.get("quality_score") is not None:
         st.caption(t("prepare.quality", score=meta["quality_score"]))
     for warning in meta.get("drift_warnings") or []:
-        st.warning(str(warning), icon="📉")
+        st.warning(drift_text(warning), icon="📉")
     with st.expander(t("prepare.meta")):
         st.json(meta, expanded=False)
     next_step("prepare")

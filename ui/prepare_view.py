@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from core.data.findings import render_drift
 from ui.i18n import t
 
 _HIDDEN = ("op", "before", "after", "removed", "requested", "reason")  # shown in their own columns or sentences
@@ -47,3 +48,8 @@ def split_explanation(meta: dict) -> str | None:
     return t(f"prepare.split_reason.{op['reason']}", n=op.get("before", 0), train=op.get("train", 0),
              val=op.get("val", 0), test=op.get("test", 0), train_pct=pcts[0], val_pct=pcts[1], test_pct=pcts[2],
              req_train=requested.get("train", 0), req_val=requested.get("val", 0), req_test=requested.get("test", 0))
+
+
+def drift_text(warning: dict | str) -> str:
+    """A drift warning in the session's language (datasets prepared before warnings had codes: their text)."""
+    return render_drift(warning, t) if isinstance(warning, dict) else str(warning)

@@ -1,4 +1,4 @@
-"""Quality findings as codes with parameters, and their text from the string tables in ``assets/i18n``.
+"""Quality findings and drift warnings as codes with parameters, and their text from ``assets/i18n``.
 
 The analyzer stores ``code`` and ``params`` in each finding; the pages translate them with ``ui.i18n.t`` and
 the CLI renders English with ``english``, both from the keys ``finding.<code>.cause`` and ``finding.<code>.fix``.
@@ -60,3 +60,8 @@ def render_finding(code: str, params: dict, translate: Translate = english) -> t
     """(cause, fix) of a finding in the language of ``translate`` (English by default)."""
     values = format_params(params, translate)
     return translate(f"finding.{code}.cause", **values), translate(f"finding.{code}.fix", **values)
+
+
+def render_drift(warning: dict, translate: Translate = english) -> str:
+    """A drift warning of the dataset monitor (``{"code", "params"}``) as text; key ``drift.<code>``."""
+    return translate(f"drift.{warning['code']}", **format_params(warning.get("params") or {}, translate))

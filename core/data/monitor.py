@@ -10,8 +10,9 @@ import time
 from pathlib import Path
 
 from core.fileio import atomic_write_json, read_json
-
 from core.workspace import kind_dir
+
+from .findings import render_drift
 
 LENGTH_CHANGE = 0.25      # relative change of the mean token length
 LABEL_TVD = 0.15          # total variation distance between label distributions
@@ -32,31 +33,36 @@ def figures(report: dict) -> dict:
             "duplicate_rate": round(dup.get("exact_rate", 0) + dup.get("near_rate", 0), 5)}
 
 
-def drift(old: dict, new: dict) -> list[str]:
-    """Warnings (what changed, by how much, what to check) between two figure sets."""
+def _warning(code: str, **params) -> dict:
+    """A drift warning: its code, parameters and English text (the pages translate the code)."""
+    warning = {"code": code, "params": params}
+    warning["text"] = render_drift(warning)
+    return warning
+
+
+def drift(old: dict, new: dict) -> list[dict]:
+    """Warnings ({code, params, text}: what changed, by how much, what to check) between two figure sets."""
     warnings = []
     a, b = old.get("mean_tokens"), new.get("mean_tokens")
     if a and b and abs(b - a) / a > LENGTH_CHANGE:
-        warnings.append(f"mean length changed from {a:.0f} to {b:.0f} tokens ({(b - a) / a:+.0%}); check "
-                        "max_seq_len and whether the new rows are the same kind of data.")
+        warnings.append(_warning("length", old=round(a), new=round(b), change=round(100 * (b - a) / a)))
     la, lb = old.get("label_dist") or {}, new.get("label_dist") or {}
     if la or lb:
         tvd = 0.5 * sum(abs(la.get(k, 0) - lb.get(k, 0)) for k in set(la) | set(lb))
         gone, added = sorted(set(la) - set(lb)), sorted(set(lb) - set(la))
         if tvd > LABEL_TVD:
-            warnings.append(f"label distribution shifted (total variation {tvd:.2f}); rebalance or check "
-                            "the labelling.")
+            warnings.append(_warning("labels_shift", tvd=round(tvd, 2)))
         if gone:
-            warnings.append(f"labels missing from the new version: {', '.join(gone[:10])}.")
+            warnings.append(_warning("labels_gone", labels=gone))
         if added:
-            warnings.append(f"new labels in this version: {', '.join(added[:10])}.")
-    for script in set(old.get("script", {})) | set(new.get("script", {})):
+            warnings.append(_warning("labels_new", labels=added))
+    for script in sorted(set(old.get("script", {})) | set(new.get("script", {}))):
         sa, sb = old.get("script", {}).get(script, 0), new.get("script", {}).get(script, 0)
         if abs(sb - sa) > SCRIPT_SHIFT:
-            warnings.append(f"script mix changed: {script} went from {sa:.0%} to {sb:.0%} of rows.")
+            warnings.append(_warning("script", script=script, old=round(100 * sa), new=round(100 * sb)))
     da, db = old.get("duplicate_rate", 0), new.get("duplicate_rate", 0)
     if abs(db - da) > DUPLICATE_SHIFT:
-        warnings.append(f"duplicate rate went from {da:.1%} to {db:.1%}; consider `prepare --dedupe`.")
+        warnings.append(_warning("duplicates", old=round(100 * da, 1), new=round(100 * db, 1)))
     return warnings
 
 
@@ -70,7 +76,7 @@ class DataQualityMonitor:
         """Every recorded version of a lineage, oldest first."""
         return (read_json(self.path, {}) or {}).get(lineage, [])
 
-    def record(self, lineage: str, version: str, report: dict) -> list[str]:
+    def record(self, lineage: str, version: str, report: dict) -> list[dict]:
         """Store a version's figures; return drift warnings against the previous version."""
         data = read_json(self.path, {}) or {}
         versions = data.setdefault(lineage, [])

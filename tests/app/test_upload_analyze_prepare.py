@@ -1,5 +1,7 @@
 """Steps 2-4: built-in samples, format detection and column mapping, the quality report, dataset preparation."""
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +163,19 @@ def test_analyze_in_chinese_shows_the_findings_in_chinese(workspace):
     assert any(t("finding.exact_duplicates.fix", "zh") in m.value for m in at.markdown)
     titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
     assert t("analyze.chart.script", "zh") in titles
+
+
+def test_prepare_in_chinese_shows_drift_warnings_in_chinese(workspace):
+    upload = seed_upload(workspace)
+    write_project(workspace, upload=upload)
+    at = open_page("4_prepare", "zh")
+    _prepare(at, "faq-v1", "zh")
+    path = Path(upload["path"])
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:1] + lines[1:] * 2 + lines[1:40]), encoding="utf-8")  # many duplicates now
+    _prepare(at, "faq-v2", "zh")
+    meta = json.loads((workspace / "datasets" / "faq-v2" / "meta.json").read_text())
+    assert meta["drift_warnings"], meta
+    shown = [w.value for w in at.warning]
+    assert shown and all(re.search(r"[\u4e00-\u9fff]", w) for w in shown)
+    assert "duplicate rate" not in " ".join(shown)

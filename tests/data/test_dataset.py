@@ -7,9 +7,11 @@ import pytest
 
 from core.__main__ import main
 from core.data import DataQualityMonitor, load_split, prepare_dataset
+from core.data.findings import render_drift
 from core.data.monitor import drift, figures
 from core.errors import UserError
 from core.workspace import dataset_dir, kind_dir
+from ui.i18n import t
 
 from .helpers import cls_rows, qa_rows, write_jsonl
 
@@ -93,10 +95,16 @@ def test_monitor_warns_on_drift(tmp_path):
                                        "script": {"shares": {"latin": 0.7, "han": 0.3}},
                                        "duplicates": {"exact_rate": 0.1, "near_rate": 0.01}}}
     warnings = monitor.record("faq", "v3", drifted)
-    text = " ".join(warnings)
-    for needle in ("mean length", "label distribution", "missing from the new version: b", "new labels",
-                   "han went from 0% to 30%", "duplicate rate"):
+    assert [w["code"] for w in warnings] == ["length", "labels_shift", "labels_gone", "labels_new", "script",
+                                             "script", "duplicates"]
+    text = " ".join(w["text"] for w in warnings)
+    for needle in ("mean length changed from 50 to 90 tokens (+80%)", "label distribution",
+                   "missing from the new version: b.", "new labels", "Chinese characters (Han) went from 0% to 30%",
+                   "duplicate rate went from 1.0% to 11.0%"):
         assert needle in text
+    zh = [render_drift(w, lambda key, **fmt: t(key, "zh", **fmt)) for w in warnings]
+    assert zh[0] == "平均长度从 50 变为 90 个 token（+80%）；请检查 max_seq_len，以及新数据是否属于同一类。"
+    assert "汉字 从 0% 变为 30%" in zh[4]
     assert [v["version"] for v in monitor.history("faq")] == ["v1", "v2", "v3"]
     assert drift(figures(base), figures(base)) == []
 
@@ -107,7 +115,8 @@ def test_prepare_records_versions_in_the_monitor(tmp_path):
     prepare_dataset(a, name="intents-v1", model=None)
     prepare_dataset(b, name="intents-v2", model=None)
     meta = json.loads((dataset_dir("intents-v2") / "meta.json").read_text())
-    assert meta["lineage"] == "intents" and any("label_2" in w for w in meta["drift_warnings"])
+    assert meta["lineage"] == "intents" and any("label_2" in w["params"].get("labels", [])
+                                                for w in meta["drift_warnings"])
 
 
 def test_cli_prepare_prints_id_and_json(tmp_path, capsys):
