@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from core.data.findings import render_finding
+from core.data.findings import render_finding, render_note
 from ui.i18n import t
 
 
@@ -36,8 +36,8 @@ def render_quality(report: dict, upload: dict) -> None:
     c4.metric(t("analyze.format"), report.get("format") or "?", help=t(f"format.{report.get('format') or '?'}"))
     if isinstance(score, (int, float)):
         st.progress(max(0.0, min(1.0, score / 100)))
-    for note in report.get("notes") or []:
-        st.caption(f"ℹ️ {note}")
+    for item in report.get("notes") or []:
+        st.caption(f"ℹ️ {render_note(item, t)}")
     st.subheader(t("analyze.findings_title"))
     if not findings:
         st.success(t("analyze.clean"), icon="✨")

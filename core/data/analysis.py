@@ -58,10 +58,10 @@ def analyze_dataset_cached(dataset_id: str, model: Any = DEFAULT, max_seq_len: i
         raise UserError(f"Dataset {dataset_id!r} has no normalized.jsonl; prepare it again with "
                         "`python -m core prepare`.")
     meta = read_json(folder / "meta.json", {}) or {}
-    analyzer, note = make_analyzer(model, max_seq_len)
+    analyzer, approx_note = make_analyzer(model, max_seq_len)
     report = analyzer.analyze(read_jsonl(source), {"format": meta.get("format")})
-    if note:
-        report["notes"] = [note]
+    if approx_note:
+        report["notes"] = [approx_note]
     atomic_write_json(folder / "quality.json", report)
     return report
 

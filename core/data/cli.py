@@ -7,7 +7,7 @@ from typing import Any
 from core.errors import UserError
 
 from .dataset import make_analyzer, prepare_dataset
-from .findings import english
+from .findings import english, render_note
 from .quality import DEFAULT
 from .schema import load_conversations
 
@@ -35,8 +35,8 @@ def _print_report(info: dict, report: dict) -> None:
     print(f"{info['source']}: {info['file_type']} ({info['encoding'] or 'binary'}), format {info['format']}, "
           f"{report['rows']} rows" + (f", {info['num_labels']} labels" if info["num_labels"] else ""))
     print(f"mapping: {info['mapping']}")
-    for note in info["notes"] + report.get("notes", []):
-        print(f"note: {note}")
+    for item in info["notes"] + report.get("notes", []):
+        print(f"note: {render_note(item)}")
     lengths = report["checks"].get("lengths", {})
     if lengths:
         print(f"tokens ({lengths['tokenizer']}): mean {lengths['mean']}, p95 {lengths['p95']}, max {lengths['max']}; "

@@ -20,6 +20,7 @@ from core.errors import UserError
 from core.fileio import atomic_write_json
 from core.workspace import dataset_dir, kind_dir, new_id, slugify, validate_id
 
+from .findings import note
 from .monitor import DataQualityMonitor
 from .processing import SPLITS, AdvancedDataProcessor, parse_split
 from .quality import DEFAULT, DataQualityAnalyzer
@@ -48,7 +49,7 @@ def safe_filename(name: str) -> str:
     return f"{slugify(stem, 'upload')}{ext.lower()}"
 
 
-def make_analyzer(model: Any, max_seq_len: int) -> tuple[DataQualityAnalyzer, str | None]:
+def make_analyzer(model: Any, max_seq_len: int) -> tuple[DataQualityAnalyzer, dict | None]:
     """The analyzer with the requested tokenizer; the default model falling back to approximate counts."""
     try:
         return DataQualityAnalyzer(tokenizer=model, max_seq_len=max_seq_len), None
@@ -56,7 +57,7 @@ def make_analyzer(model: Any, max_seq_len: int) -> tuple[DataQualityAnalyzer, st
         if model != DEFAULT:
             raise
         return DataQualityAnalyzer(tokenizer=None, max_seq_len=max_seq_len), \
-            f"token lengths approximated: the default tokenizer could not be loaded ({exc})"
+            note("approx_tokens", error=str(exc))
 
 
 def prepare_dataset(path, *, format: str | None = None, mapping: dict[str, str] | None = None, dedupe: bool = False,
@@ -73,7 +74,7 @@ def prepare_dataset(path, *, format: str | None = None, mapping: dict[str, str] 
         if dataset_dir(name).exists():
             raise UserError(f"A dataset named {name!r} already exists; choose another --name or delete it first.")
     convs, info = load_conversations(path, format=format, mapping=mapping)
-    analyzer, note = make_analyzer(model, max_seq_len)
+    analyzer, approx_note = make_analyzer(model, max_seq_len)
     dataset_id = name or new_id(Path(path).stem)
     final = dataset_dir(dataset_id)
     tmp = kind_dir("datasets") / f".tmp-{dataset_id}-{secrets.token_hex(3)}"
@@ -85,8 +86,8 @@ def prepare_dataset(path, *, format: str | None = None, mapping: dict[str, str] 
         shutil.copyfile(path, tmp / "raw" / raw_name)
         _write_jsonl(tmp / "normalized.jsonl", convs)
         report = analyzer.analyze(convs, info)
-        if note:
-            report["notes"] = [note]
+        if approx_note:
+            report["notes"] = [approx_note]
         atomic_write_json(tmp / "quality.json", report)
         processor = AdvancedDataProcessor(seed=seed)
         parts = processor.run(convs, clean=clean, dedupe=dedupe, mask_pii=mask_pii, split=fractions)

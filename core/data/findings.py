@@ -1,4 +1,4 @@
-"""Quality findings and drift warnings as codes with parameters, and their text from ``assets/i18n``.
+"""Quality findings, drift warnings and reading notes as codes with parameters; their text is in ``assets/i18n``.
 
 The analyzer stores ``code`` and ``params`` in each finding; the pages translate them with ``ui.i18n.t`` and
 the CLI renders English with ``english``, both from the keys ``finding.<code>.cause`` and ``finding.<code>.fix``.
@@ -60,6 +60,20 @@ def render_finding(code: str, params: dict, translate: Translate = english) -> t
     """(cause, fix) of a finding in the language of ``translate`` (English by default)."""
     values = format_params(params, translate)
     return translate(f"finding.{code}.cause", **values), translate(f"finding.{code}.fix", **values)
+
+
+def note(code: str, **params: Any) -> dict:
+    """A note about how a file was read: its code, parameters and English text (the pages translate the code)."""
+    made = {"code": code, "params": params}
+    made["text"] = render_note(made)
+    return made
+
+
+def render_note(item: dict | str, translate: Translate = english) -> str:
+    """A note as text (key ``note.<code>``); a plain string (reports kept before notes had codes) as it is."""
+    if isinstance(item, str):
+        return item
+    return translate(f"note.{item['code']}", **format_params(item.get("params") or {}, translate))
 
 
 def render_drift(warning: dict, translate: Translate = english) -> str:

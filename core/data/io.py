@@ -25,6 +25,7 @@ import charset_normalizer
 
 from core.errors import UserError
 
+from .findings import note
 from .text import CJK_PUNCT_RANGES, HAN_RANGES, char_class
 
 TEXT_EXTS = {".csv", ".tsv", ".json", ".jsonl", ".txt"}
@@ -61,7 +62,7 @@ class Table:
     columns: list[str]
     file_type: str
     encoding: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)  # core.data.findings.note(...) items
     source: str = ""
 
 
@@ -216,7 +217,7 @@ def read_table(path: str | os.PathLike) -> Table:
         table = reader(text, path.name, kind)
         table.encoding = encoding
         if encoding not in ("utf-8", "utf-8-sig"):
-            table.notes.append(f"decoded as {encoding}")
+            table.notes.append(note("decoded", encoding=encoding))
     if not table.records:
         raise UserError(f"{path.name} has a header or structure but no data rows; add at least one example.")
     table.source = str(path)
@@ -296,7 +297,7 @@ def _read_json(text: str, name: str, kind: str) -> Table:
         if text.lstrip().startswith("{") and "\n{" in text.strip():
             return _read_jsonl(text, name, ".jsonl")  # JSON Lines saved as .json
         raise _json_error(name, exc) from None
-    notes: list[str] = []
+    notes: list[dict] = []
     if isinstance(obj, dict):
         obj, notes = _unwrap_json_dict(obj, name)
     if not isinstance(obj, list):
@@ -324,14 +325,14 @@ def _unwrap_json_dict(obj: dict, name: str) -> tuple[Any, list[str]]:
     if pair_splits and len(pair_splits) == len(obj):
         records = [{"text": a, "label": b, "split": k} for k, v in pair_splits.items() for a, b in v]
         sizes = ", ".join(f"{k} {len(v)}" for k, v in pair_splits.items())
-        return records, [f"JSON of splits with [text, label] pairs ({sizes}) read as columns text, label, split"]
+        return records, [note("json_pair_splits", sizes=sizes)]
     lists = {k: v for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v[:50])}
     if len(lists) == 1:
         key = next(iter(lists))
-        return lists[key], [f"records read from the {key!r} key"]
+        return lists[key], [note("json_key", field=key)]
     if len(lists) > 1:
         records = [dict(r, split=k) for k, v in lists.items() for r in v]
-        return records, [f"records of keys {', '.join(lists)} read with a 'split' column"]
+        return records, [note("json_split_keys", keys=list(lists))]
     return [obj], []
 
 
@@ -359,11 +360,11 @@ def _read_txt(text: str, name: str, kind: str) -> Table:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if re.search(r"\n[ \t]*\n", text.strip()):
         docs = [d.strip() for d in re.split(r"\n[ \t]*\n", text) if d.strip()]
-        note = "documents separated by blank lines"
+        how = note("txt_paragraphs")
     else:
         docs = [d.strip() for d in text.split("\n") if d.strip()]
-        note = "one document per line"
-    return Table([{"text": d} for d in docs], ["text"], "txt", notes=[note])
+        how = note("txt_lines")
+    return Table([{"text": d} for d in docs], ["text"], "txt", notes=[how])
 
 
 def _clean_cell(value: Any) -> Any:
@@ -432,7 +433,7 @@ def _read_binary(path: Path, kind: str) -> Table:
     check_inflated_size(path, kind)
     import pandas as pd
 
-    notes: list[str] = []
+    notes: list[dict] = []
     try:
         if kind == ".parquet":
             frame = pd.read_parquet(path)
@@ -440,7 +441,7 @@ def _read_binary(path: Path, kind: str) -> Table:
             sheets = pd.read_excel(path, sheet_name=None, dtype=object)
             name, frame = next(iter(sheets.items()))
             if len(sheets) > 1:
-                notes.append(f"read the first sheet {name!r} of {len(sheets)}; others ignored")
+                notes.append(note("xlsx_first_sheet", sheet=name, sheets=len(sheets)))
     except Exception as exc:  # noqa: BLE001 - any parser failure is a corrupt upload
         raise UserError(f"{path.name} could not be read as {kind[1:].upper()} ({type(exc).__name__}: {exc}). "
                         "Export it again, or save it as CSV.") from None

@@ -179,3 +179,12 @@ def test_prepare_in_chinese_shows_drift_warnings_in_chinese(workspace):
     shown = [w.value for w in at.warning]
     assert shown and all(re.search(r"[\u4e00-\u9fff]", w) for w in shown)
     assert "duplicate rate" not in " ".join(shown)
+
+
+def test_upload_page_shows_reading_notes_in_chinese(workspace):
+    path = save_upload("notes.txt", "第一条文档。\n第二条文档。\n".encode("gbk"))
+    write_project(workspace, upload={"path": str(path), "display_name": "notes.txt", "format": None, "mapping": None})
+    at = open_page("2_upload", "zh")
+    captions = [c.value for c in at.caption]
+    assert "ℹ️ " + t("note.decoded", "zh", encoding="gbk") in captions
+    assert "ℹ️ " + t("note.txt_lines", "zh") in captions

@@ -76,3 +76,10 @@ def test_cli_prints_the_english_of_the_codes(tmp_path, capsys):
     doc = json.loads(capsys.readouterr().out)
     dup = next(d for d in doc["deductions"] if d["code"] == "exact_duplicates")
     assert dup["params"] == {"rows": 1} and dup["cause"].startswith("1 exact duplicate rows")
+
+
+def test_no_template_uses_a_placeholder_that_clashes_with_the_translators_arguments():
+    en = json.loads((I18N_DIR / "en.json").read_text(encoding="utf-8"))
+    names = {m for k, v in en.items() if k.startswith(("finding.", "drift.", "note."))
+             for m in re.findall(r"\{(\w+)", v)}
+    assert names and not names & {"key", "code"}  # t(key, code, **fmt) and english(key, **fmt)
