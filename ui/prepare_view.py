@@ -28,7 +28,8 @@ def ops_table(ops: list[dict]) -> pd.DataFrame:
     """One row per processing step; a figure a step does not have is an empty cell, never 'None'."""
     rows = []
     for op in ops:
-        details = ", ".join(f"{k}={v}" for k, v in op.items() if k not in _HIDDEN and v not in (None, False))
+        details = ", ".join(t(f"prepare.detail.{k}") + ("" if v is True else f" {v}")
+                            for k, v in op.items() if k not in _HIDDEN and v is not None and v is not False)
         rows.append({t("prepare.col.step"): t(f"prepare.op.{op.get('op')}"),
                      t("prepare.col.before"): str(op.get("before", "")),
                      t("prepare.col.after"): str(op.get("after", "")),

@@ -143,6 +143,10 @@ def test_prepare_table_has_empty_cells_and_the_split_is_explained(workspace, lan
     _prepare(at, "faq-v1", lang)
     table = at.dataframe[0].value
     assert not table.isna().any().any() and "None" not in table.astype(str).values
+    steps = table[t("prepare.col.step", lang)].tolist()
+    assert t("prepare.op.split", lang) in steps and t("prepare.op.dedupe", lang) in steps
+    dedupe = table[t("prepare.col.details", lang)][steps.index(t("prepare.op.dedupe", lang))]
+    assert t("prepare.detail.exact", lang) in dedupe
     meta = json.loads((workspace / "datasets" / "faq-v1" / "meta.json").read_text())
     split = [op for op in meta["operations"] if op["op"] == "split"][0]
     assert t(f"prepare.split_reason.{split['reason']}", lang, n=split["before"], train=split["train"],
