@@ -415,9 +415,9 @@ def check_inflated_size(path: Path, kind: str) -> None:
             total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
             if total > _inflate_limit():
                 raise _too_big(path.name, "holds", total)
-    except (zipfile.BadZipFile, OSError, ValueError) as exc:
-        if isinstance(exc, UserError):
-            raise
+    except UserError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
         raise UserError(f"{path.name} could not be opened as {kind[1:].upper()} ({type(exc).__name__}: {exc}). "
                         "Export it again, or save it as CSV.") from None
 

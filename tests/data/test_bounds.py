@@ -131,3 +131,12 @@ def test_analysis_of_a_multi_megabyte_row_stays_within_a_memory_bound():
         tracemalloc.stop()
     assert report["rows"] == 151 and report["checks"]["lengths"]["over_max"] == 1
     assert peak < 250 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+@pytest.mark.parametrize("name,content", [("bad.xlsx", b"PK\x03\x04" + b"not a zip" * 50),
+                                          ("bad.parquet", b"PAR1" + b"not parquet" * 50)])
+def test_corrupt_archives_are_user_errors(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UserError, match=f"{name} could not be opened as"):
+        read_table(path)
