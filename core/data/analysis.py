@@ -19,11 +19,13 @@ from .io import read_table
 from .quality import DEFAULT, DataQualityAnalyzer
 from .schema import load_conversations
 
+REPORT_VERSION = 2  # part of the cache key: reports kept before findings had codes are made again
+
 
 def upload_report_path(path: str | Path, format: str | None, mapping: dict | None, model: str,
                        max_seq_len: int) -> Path:
     """Where the report of an upload analysed with these settings is kept."""
-    key = json.dumps([format, mapping, model, max_seq_len], sort_keys=True)
+    key = json.dumps([REPORT_VERSION, format, mapping, model, max_seq_len], sort_keys=True)
     digest = hashlib.sha256(key.encode()).hexdigest()[:8]
     return Path(path).with_name(Path(path).name + f".quality-{digest}.json")
 

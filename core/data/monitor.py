@@ -56,8 +56,10 @@ def drift(old: dict, new: dict) -> list[dict]:
             warnings.append(_warning("labels_gone", labels=gone))
         if added:
             warnings.append(_warning("labels_new", labels=added))
-    for script in sorted(set(old.get("script", {})) | set(new.get("script", {}))):
-        sa, sb = old.get("script", {}).get(script, 0), new.get("script", {}).get(script, 0)
+    # a version recorded before the script check has no script figures: nothing to compare with
+    old_scripts, new_scripts = old.get("script") or {}, new.get("script") or {}
+    for script in sorted(set(old_scripts) | set(new_scripts)) if old_scripts and new_scripts else []:
+        sa, sb = old_scripts.get(script, 0), new_scripts.get(script, 0)
         if abs(sb - sa) > SCRIPT_SHIFT:
             warnings.append(_warning("script", script=script, old=round(100 * sa), new=round(100 * sb)))
     da, db = old.get("duplicate_rate", 0), new.get("duplicate_rate", 0)

@@ -107,6 +107,8 @@ def test_monitor_warns_on_drift(tmp_path):
     assert "汉字 从 0% 变为 30%" in zh[4]
     assert [v["version"] for v in monitor.history("faq")] == ["v1", "v2", "v3"]
     assert drift(figures(base), figures(base)) == []
+    before_script_check = {k: v for k, v in figures(base).items() if k != "script"}
+    assert drift(before_script_check, figures(base)) == []  # a version recorded before the script check
 
 
 def test_prepare_records_versions_in_the_monitor(tmp_path):
