@@ -398,8 +398,8 @@ def check_inflated_size(path: Path, kind: str) -> None:
     """Refuse an XLSX or Parquet file whose uncompressed content is too large (e.g. a zip bomb), before reading."""
     try:
         if kind == ".xlsx":
-            with zipfile.ZipFile(path) as archive:
-                members = archive.infolist()
+            with zipfile.ZipFile(path) as archive:  # zipfile never inflates a part past its declared size,
+                members = archive.infolist()        # so the declared sizes bound what reading it can take
             total = sum(m.file_size for m in members)
             if total > _inflate_limit():
                 raise _too_big(path.name, "inflates to", total)
