@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import t, update_project
-from ui.common import ensure_shell, engine, header, need, next_step, not_available
+from ui.common import engine, ensure_shell, header, need, next_step, not_available
 from ui.quality_view import render_quality
 
 ensure_shell()

@@ -1,7 +1,6 @@
 """Show a quality report: score, findings (translated from their codes) with affected rows, and charts."""
 from __future__ import annotations
 
-
 import pandas as pd
 import streamlit as st
 

@@ -14,7 +14,7 @@ from core.errors import UserError
 from core.fileio import atomic_write_json, read_json
 from core.workspace import dataset_dir
 
-from .dataset import read_jsonl, make_analyzer
+from .dataset import make_analyzer, read_jsonl
 from .io import read_table
 from .quality import DEFAULT, DataQualityAnalyzer
 from .schema import load_conversations

@@ -4,8 +4,6 @@ from __future__ import annotations
 import json
 import re
 
-import pytest
-
 from core.__main__ import main
 from core.data import DataQualityAnalyzer
 from core.data.findings import CODES, I18N_DIR, english, render_finding
