@@ -7,6 +7,7 @@ import streamlit as st
 from core.errors import UserError
 from ui import labeler, t, update_project
 from ui.common import ensure_shell, engine, header, next_step, not_available, show_error
+from core.data.findings import render_note
 from core.data.uploads import FORMATS, SAMPLES, UPLOAD_TYPES, format_fields, save_sample, save_upload
 
 ensure_shell()
@@ -60,8 +61,8 @@ c1, c2, c3 = st.columns(3)
 c1.metric(t("upload.rows"), f"{len(table.records):,}")
 c2.metric(t("upload.columns"), len(table.columns))
 c3.metric(t("upload.file_type"), table.file_type.lstrip(".").upper())
-for note in table.notes:
-    st.caption(f"ℹ️ {note}")
+for item in table.notes:
+    st.caption(f"ℹ️ {render_note(item, t)}")
 st.dataframe(pd.DataFrame([{k: str(v)[:300] for k, v in r.items()} for r in table.records[:50]]),
              width="stretch", height=260)
 

@@ -4,8 +4,8 @@ from pathlib import Path
 import streamlit as st
 
 from ui import t, update_project
-from ui.common import ensure_shell, engine, header, need, next_step, not_available
-from ui.quality_view import cached_report, render_quality, run_analysis
+from ui.common import engine, ensure_shell, header, need, next_step, not_available
+from ui.quality_view import render_quality
 
 ensure_shell()
 
@@ -13,17 +13,20 @@ project = header("analyze")
 upload = project.get("upload")
 if not need(bool(upload) and Path(upload["path"]).exists(), "analyze.need_upload", "upload"):
     st.stop()
-if engine("core.data", "DataQualityAnalyzer") is None:
+analysis = engine("core.data.analysis")
+if analysis is None:
     not_available(t("analyze.engine"))
     st.stop()
 
 st.caption(t("analyze.source", name=upload["display_name"], model=project["base_model"]))
 c1, c2 = st.columns([1, 3])
 max_seq_len = c1.number_input(t("analyze.max_seq_len"), 32, 8192, 512, step=32, help=t("analyze.max_seq_len_help"))
-report = cached_report(upload, project["base_model"], int(max_seq_len))
+settings = {"format": upload.get("format"), "mapping": upload.get("mapping"), "model": project["base_model"],
+            "max_seq_len": int(max_seq_len)}
+report = analysis.cached_upload_report(upload["path"], **settings)
 if report is None or c2.button(t("analyze.rerun"), key="rerun"):
     with st.status(t("analyze.running"), expanded=False) as box:
-        report = run_analysis(upload, project["base_model"], int(max_seq_len))
+        report = analysis.analyze_upload_cached(upload["path"], refresh=True, **settings)
         box.update(label=t("analyze.done"), state="complete")
 if project.get("analyzed") != upload["path"]:
     project = update_project(analyzed=upload["path"])

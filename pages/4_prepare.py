@@ -1,15 +1,13 @@
 """Step 4 · Prepare: clean, deduplicate, mask personal data, split; the result is saved as a dataset version."""
 from pathlib import Path
 
-import pandas as pd
 import streamlit as st
 
 from core.fileio import read_json
-
 from core.workspace import dataset_dir, new_id, slugify
 from ui import t, update_project
 from ui.common import ensure_shell, engine, header, need, next_step, not_available
-from ui.prepare_view import split_counts
+from ui.prepare_view import drift_text, ops_table, split_counts, split_explanation
 
 ensure_shell()
 
@@ -46,8 +44,13 @@ elif submitted:
                                          split=(train_pct / 100, val_pct / 100, test_pct / 100), seed=int(seed),
                                          name=name.strip() or new_id(default_name), model=project["base_model"])
             status.update(label=t("prepare.done", id=dataset_id), state="complete")
-        project = update_project(active_dataset=dataset_id)
-        st.session_state["sidebar_dataset"] = dataset_id
+        update_project(active_dataset=dataset_id)
+        st.session_state["prepare_done"] = dataset_id
+        st.rerun()  # the sidebar, drawn before this page, then lists and selects the new dataset
+
+done = st.session_state.pop("prepare_done", None)
+if done:
+    st.success(t("prepare.done", id=done), icon="✅")
 
 active = project.get("active_dataset")
 if active and dataset_dir(active).exists():
@@ -62,11 +65,14 @@ if active and dataset_dir(active).exists():
     ops = meta.get("operations") or []
     if ops:
         st.markdown(t("prepare.ops"))
-        st.dataframe(pd.DataFrame(ops), width="stretch", hide_index=True)
+        st.dataframe(ops_table(ops), width="stretch", hide_index=True)
+    explanation = split_explanation(meta)
+    if explanation:
+        st.caption(explanation)
     if meta.get("quality_score") is not None:
         st.caption(t("prepare.quality", score=meta["quality_score"]))
     for warning in meta.get("drift_warnings") or []:
-        st.warning(str(warning), icon="📉")
+        st.warning(drift_text(warning), icon="📉")
     with st.expander(t("prepare.meta")):
         st.json(meta, expanded=False)
     next_step("prepare")

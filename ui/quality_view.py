@@ -1,59 +1,25 @@
-"""Run the DataQualityAnalyzer on the current upload (result kept next to it) and show the report."""
+"""Show a quality report: score, findings (translated from their codes) with affected rows, and charts."""
 from __future__ import annotations
-
-import hashlib
-import json
-from pathlib import Path
-from typing import Any, Optional
 
 import pandas as pd
 import streamlit as st
 
-from core.fileio import atomic_write_json, read_json
+from core.data.findings import render_finding, render_note
 from ui.i18n import t
 
 
-def _report_path(upload: dict, model: str, max_seq_len: int) -> Path:
-    key = json.dumps([upload.get("format"), upload.get("mapping"), model, max_seq_len], sort_keys=True)
-    digest = hashlib.sha256(key.encode()).hexdigest()[:8]
-    return Path(upload["path"]).with_name(Path(upload["path"]).name + f".quality-{digest}.json")
-
-
-def cached_report(upload: dict, model: str, max_seq_len: int) -> Optional[dict]:
-    """The report saved by an earlier analysis of the same file and settings."""
-    return read_json(_report_path(upload, model, max_seq_len), None)
-
-
-def _to_dict(obj: Any) -> dict:
-    if isinstance(obj, dict):
-        return obj
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    import dataclasses
-
-    return dataclasses.asdict(obj)
-
-
-def run_analysis(upload: dict, model: str, max_seq_len: int) -> dict:
-    """Normalise the upload and analyse it with the base model's tokenizer; saves the report beside the upload."""
-    from core.data import DataQualityAnalyzer, load_conversations
-    from core.models import load_tokenizer
-
-    convs, info = load_conversations(upload["path"], format=upload.get("format"), mapping=upload.get("mapping"))
-    tok = load_tokenizer(model)
-    report = _to_dict(DataQualityAnalyzer(tokenizer=tok, max_seq_len=max_seq_len).analyze(convs, info))
-    report.setdefault("info", info)
-    atomic_write_json(_report_path(upload, model, max_seq_len), report)
-    return report
+def finding_text(finding: dict) -> tuple[str, str]:
+    """(cause, fix) of a finding in the session's language; reports made before codes existed show their text."""
+    if finding.get("code"):
+        return render_finding(finding["code"], finding.get("params") or {}, t)
+    return finding.get("cause", finding.get("check", "?")), finding.get("fix", "")
 
 
 def _affected_rows(upload: dict, rows: list) -> pd.DataFrame:
     """The source rows a finding names (1-based row numbers of the uploaded file)."""
-    from core.data.io import read_table
+    from core.data.analysis import source_rows
 
-    records = read_table(upload["path"]).records
-    picked = [{"row": r, **{k: str(v)[:300] for k, v in records[r - 1].items()}} for r in rows
-              if isinstance(r, int) and 0 < r <= len(records)]
+    picked = source_rows(upload["path"], rows)
     return pd.DataFrame(picked) if picked else pd.DataFrame({"row": rows})
 
 
@@ -69,14 +35,15 @@ def render_quality(report: dict, upload: dict) -> None:
     c4.metric(t("analyze.format"), report.get("format") or "?", help=t(f"format.{report.get('format') or '?'}"))
     if isinstance(score, (int, float)):
         st.progress(max(0.0, min(1.0, score / 100)))
-    for note in report.get("notes") or []:
-        st.caption(f"ℹ️ {note}")
+    for item in report.get("notes") or []:
+        st.caption(f"ℹ️ {render_note(item, t)}")
     st.subheader(t("analyze.findings_title"))
     if not findings:
         st.success(t("analyze.clean"), icon="✨")
     for i, f in enumerate(findings):
-        with st.expander(f"−{f.get('points', 0)} · {f.get('cause', f.get('check', '?'))}", expanded=i == 0):
-            st.markdown(f"**{t('analyze.fix')}:** {f.get('fix', '')}")
+        cause, fix = finding_text(f)
+        with st.expander(f"−{f.get('points', 0)} · {cause}", expanded=i == 0):
+            st.markdown(f"**{t('analyze.fix')}:** {fix}")
             rows = f.get("rows") or []
             st.caption(t("analyze.affected", n=f.get("count", len(rows)), shown=len(rows)))
             if rows and st.toggle(t("analyze.show_rows"), key=f"rows_{i}_{f.get('check')}"):
@@ -92,7 +59,7 @@ def render_quality(report: dict, upload: dict) -> None:
 
 
 def quality_figures(report: dict) -> list:
-    """(key, plotly figure) for token lengths, language mix, label balance and personal data, as available."""
+    """(key, plotly figure) for token lengths, script mix, label balance and personal data, as available."""
     import plotly.graph_objects as go
 
     checks = report.get("checks") or {}
@@ -108,17 +75,18 @@ def quality_figures(report: dict) -> list:
             fig.add_vline(x=limit, line_dash="dash", line_color="#DC2626",
                           annotation_text=f"max_seq_len {limit}")
         figs.append(("lengths", _style(fig, t("analyze.chart.lengths"), t("analyze.chart.tokens"))))
-    langs = (checks.get("languages") or {}).get("counts") or {}
-    if langs:
-        fig = go.Figure(go.Pie(labels=[t(f"analyze.lang.{k}") for k in langs], values=list(langs.values()), hole=0.5))
-        figs.append(("languages", _style(fig, t("analyze.chart.languages"))))
+    scripts = (checks.get("script") or {}).get("counts") or {}
+    if scripts:
+        fig = go.Figure(go.Pie(labels=[t(f"analyze.script.{k}") for k in scripts], values=list(scripts.values()),
+                               hole=0.5))
+        figs.append(("script", _style(fig, t("analyze.chart.script"))))
     labels = (checks.get("labels") or {}).get("counts") or {}
     if labels:
         fig = go.Figure(go.Bar(x=list(labels), y=list(labels.values()), marker_color="#10B981"))
         figs.append(("labels", _style(fig, t("analyze.chart.labels"))))
     pii = (checks.get("pii") or {}).get("by_kind") or {}
     if pii:
-        fig = go.Figure(go.Bar(x=list(pii), y=list(pii.values()), marker_color="#F59E0B"))
+        fig = go.Figure(go.Bar(x=[t(f"analyze.pii.{k}") for k in pii], y=list(pii.values()), marker_color="#F59E0B"))
         figs.append(("pii", _style(fig, t("analyze.chart.pii"))))
     return figs
 

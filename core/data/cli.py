@@ -7,6 +7,7 @@ from typing import Any
 from core.errors import UserError
 
 from .dataset import make_analyzer, prepare_dataset
+from .findings import english, render_note
 from .quality import DEFAULT
 from .schema import load_conversations
 
@@ -34,14 +35,14 @@ def _print_report(info: dict, report: dict) -> None:
     print(f"{info['source']}: {info['file_type']} ({info['encoding'] or 'binary'}), format {info['format']}, "
           f"{report['rows']} rows" + (f", {info['num_labels']} labels" if info["num_labels"] else ""))
     print(f"mapping: {info['mapping']}")
-    for note in info["notes"] + report.get("notes", []):
-        print(f"note: {note}")
+    for item in info["notes"] + report.get("notes", []):
+        print(f"note: {render_note(item)}")
     lengths = report["checks"].get("lengths", {})
     if lengths:
         print(f"tokens ({lengths['tokenizer']}): mean {lengths['mean']}, p95 {lengths['p95']}, max {lengths['max']}; "
               f"{lengths['over_max']} over max_seq_len={report['max_seq_len']}")
-    langs = report["checks"]["languages"]["shares"]
-    print("languages: " + ", ".join(f"{k} {v:.0%}" for k, v in langs.items() if v))
+    scripts = report["checks"]["script"]["shares"]
+    print("script: " + ", ".join(f"{english(f'analyze.script.{k}')} {v:.0%}" for k, v in scripts.items() if v))
     print(f"\nquality score: {report['score']}/100")
     for d in report["deductions"]:
         rows = ", ".join(map(str, d["rows"][:10])) + (" …" if d["count"] > 10 else "")

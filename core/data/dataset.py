@@ -20,6 +20,7 @@ from core.errors import UserError
 from core.fileio import atomic_write_json
 from core.workspace import dataset_dir, kind_dir, new_id, slugify, validate_id
 
+from .findings import note
 from .monitor import DataQualityMonitor
 from .processing import SPLITS, AdvancedDataProcessor, parse_split
 from .quality import DEFAULT, DataQualityAnalyzer
@@ -34,7 +35,8 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
 
 
-def _read_jsonl(path: Path) -> list[dict]:
+def read_jsonl(path: Path) -> list[dict]:
+    """Every record of a JSON Lines file this module wrote."""
     with open(path, encoding="utf-8") as fh:
         return [json.loads(line) for line in fh if line.strip()]
 
@@ -47,7 +49,7 @@ def safe_filename(name: str) -> str:
     return f"{slugify(stem, 'upload')}{ext.lower()}"
 
 
-def make_analyzer(model: Any, max_seq_len: int) -> tuple[DataQualityAnalyzer, str | None]:
+def make_analyzer(model: Any, max_seq_len: int) -> tuple[DataQualityAnalyzer, dict | None]:
     """The analyzer with the requested tokenizer; the default model falling back to approximate counts."""
     try:
         return DataQualityAnalyzer(tokenizer=model, max_seq_len=max_seq_len), None
@@ -55,7 +57,7 @@ def make_analyzer(model: Any, max_seq_len: int) -> tuple[DataQualityAnalyzer, st
         if model != DEFAULT:
             raise
         return DataQualityAnalyzer(tokenizer=None, max_seq_len=max_seq_len), \
-            f"token lengths approximated: the default tokenizer could not be loaded ({exc})"
+            note("approx_tokens", error=str(exc))
 
 
 def prepare_dataset(path, *, format: str | None = None, mapping: dict[str, str] | None = None, dedupe: bool = False,
@@ -72,7 +74,7 @@ def prepare_dataset(path, *, format: str | None = None, mapping: dict[str, str] 
         if dataset_dir(name).exists():
             raise UserError(f"A dataset named {name!r} already exists; choose another --name or delete it first.")
     convs, info = load_conversations(path, format=format, mapping=mapping)
-    analyzer, note = make_analyzer(model, max_seq_len)
+    analyzer, approx_note = make_analyzer(model, max_seq_len)
     dataset_id = name or new_id(Path(path).stem)
     final = dataset_dir(dataset_id)
     tmp = kind_dir("datasets") / f".tmp-{dataset_id}-{secrets.token_hex(3)}"
@@ -84,8 +86,8 @@ def prepare_dataset(path, *, format: str | None = None, mapping: dict[str, str] 
         shutil.copyfile(path, tmp / "raw" / raw_name)
         _write_jsonl(tmp / "normalized.jsonl", convs)
         report = analyzer.analyze(convs, info)
-        if note:
-            report["notes"] = [note]
+        if approx_note:
+            report["notes"] = [approx_note]
         atomic_write_json(tmp / "quality.json", report)
         processor = AdvancedDataProcessor(seed=seed)
         parts = processor.run(convs, clean=clean, dedupe=dedupe, mask_pii=mask_pii, split=fractions)
@@ -140,7 +142,7 @@ def load_split(data: str, split: str) -> list[dict]:
         path = folder / "splits" / f"{split}.jsonl"
         if not path.exists():
             raise UserError(f"{path} is missing; prepare the dataset again with `python -m core prepare`.")
-        return _read_jsonl(path)
+        return read_jsonl(path)
     if not Path(data).expanduser().is_file():
         raise UserError(f"{data!r} is neither a dataset id in the workspace, a dataset folder, nor a data file. "
                         "List datasets on the Data page or give a file path.")

@@ -2,7 +2,11 @@
 
 Supported files: CSV, TSV, JSON, JSONL, Parquet, XLSX and TXT. Text files are decoded as UTF-8 (with or
 without BOM), UTF-16 (BOM or the NUL-byte pattern) or GBK (when it decodes and looks like Chinese); any other
-encoding is refused with the encoding it most likely is. Every refusal is a ``UserError``.
+encoding is refused with the encoding charset-normalizer finds most likely. Every refusal is a ``UserError``.
+
+Compressed formats are bounded by what they inflate to, not only by their file size: an XLSX (a ZIP) is refused
+when its members add up to more than ``DECOMPRESS_FACTOR`` times the upload limit or one large member inflates
+more than ``MAX_ZIP_RATIO`` times; a Parquet file when its metadata's uncompressed size is over the same bound.
 """
 from __future__ import annotations
 
@@ -12,11 +16,17 @@ import json
 import math
 import os
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import charset_normalizer
+
 from core.errors import UserError
+
+from .findings import note
+from .text import CJK_PUNCT_RANGES, HAN_RANGES, char_class
 
 TEXT_EXTS = {".csv", ".tsv", ".json", ".jsonl", ".txt"}
 BINARY_EXTS = {".parquet", ".xlsx"}
@@ -28,7 +38,20 @@ MAGIC = {b"%PDF": "a PDF document", b"PK\x03\x04": "a ZIP archive (or an Excel/W
          b"\x1f\x8b": "a gzip archive",
          b"\xd0\xcf\x11\xe0": "an old Office (.xls/.doc) file", b"SQLite format 3": "an SQLite database",
          b"\x7fELF": "a program (ELF binary)"}
-_CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\u3400-\u4dbf\uff00-\uffef]")
+_CHINESE = re.compile(f"[{char_class(HAN_RANGES + CJK_PUNCT_RANGES)}]")
+# What a compressed upload may inflate to: a multiple of the upload limit, and a per-member ratio far above
+# what real spreadsheets reach (their XML compresses 5-30x) but far below a zip bomb's (1000x and more).
+DECOMPRESS_FACTOR = 5
+MAX_ZIP_RATIO = 100
+_RATIO_MIN_BYTES = 1024 * 1024  # small members (styles, tiny sheets) may compress well without harm
+# Labels of the encodings charset-normalizer may name, most specific first, for the refusal message.
+ENCODING_LABELS = {"cp1252": "Windows-1252 / Latin-1 (Western European)", "latin_1": "Windows-1252 / Latin-1 "
+                   "(Western European)", "shift_jis": "Shift_JIS (Japanese)", "cp932": "Shift_JIS (Japanese)",
+                   "euc_jp": "EUC-JP (Japanese)", "euc_kr": "EUC-KR (Korean)", "cp949": "EUC-KR (Korean)",
+                   "cp1251": "Windows-1251 (Cyrillic)", "koi8_r": "KOI8-R (Cyrillic)",
+                   "big5": "Big5 (traditional Chinese)", "cp1250": "Windows-1250 (Central European)",
+                   "cp1253": "Windows-1253 (Greek)", "cp1254": "Windows-1254 (Turkish)",
+                   "cp1256": "Windows-1256 (Arabic)", "cp1255": "Windows-1255 (Hebrew)"}
 
 
 @dataclass
@@ -39,7 +62,7 @@ class Table:
     columns: list[str]
     file_type: str
     encoding: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[dict] = field(default_factory=list)  # core.data.findings.note(...) items
     source: str = ""
 
 
@@ -113,22 +136,15 @@ def _binary_reason(data: bytes) -> str | None:
 
 
 def _guess_encoding(data: bytes) -> str:
-    """A best guess for a non-UTF-8, non-GBK text, for the refusal message."""
-    for enc, pattern, label in (("shift_jis", r"[\u3040-\u30ff]", "Shift_JIS (Japanese)"),
-                                ("euc-kr", r"[\uac00-\ud7af]", "EUC-KR (Korean)"),
-                                ("cp1251", r"[\u0400-\u04ff]{3}", "Windows-1251 (Cyrillic)")):
-        try:
-            text = data.decode(enc)
-        except UnicodeDecodeError:
-            continue
-        if len(re.findall(pattern, text)) > 0.3 * sum(ch > "\x7f" for ch in text):
-            return label
-    try:
-        data.decode("big5")
-        return "Big5 (traditional Chinese)"
-    except UnicodeDecodeError:
-        pass
-    return "Windows-1252 / Latin-1 (Western European)"
+    """A best guess (charset-normalizer) for a non-UTF-8, non-GBK text, for the refusal message."""
+    best = charset_normalizer.from_bytes(data[:65536], cp_exclusion=["utf_16", "utf_16_be", "utf_16_le", "utf_32",
+                                                                     "utf_32_be", "utf_32_le", "utf_7"]).best()
+    if best is None:
+        return "an unknown 8-bit encoding"
+    for name in ENCODING_LABELS:  # a friendlier name among the equally likely ones
+        if name in best.could_be_from_charset:
+            return ENCODING_LABELS[name]
+    return f"{best.encoding} ({best.language})" if best.language != "Unknown" else best.encoding
 
 
 def _gb2312_share(data: bytes, limit: int = 65536) -> float:
@@ -166,7 +182,7 @@ def decode_bytes(data: bytes, name: str) -> tuple[str, str]:
         non_ascii = [ch for ch in text if ch > "\x7f"]
         # GBK decodes many byte strings (Shift_JIS, Big5 …); accept it only when the non-ASCII part is Chinese
         # and mostly from the common GB2312 block, as real Chinese text is.
-        if non_ascii and len(_CJK.findall("".join(non_ascii))) >= 0.9 * len(non_ascii) and _gb2312_share(data) >= 0.8:
+        if non_ascii and len(_CHINESE.findall("".join(non_ascii))) >= 0.9 * len(non_ascii) and _gb2312_share(data) >= 0.8:
             return text, "gbk"
     except UnicodeDecodeError:
         pass
@@ -201,7 +217,7 @@ def read_table(path: str | os.PathLike) -> Table:
         table = reader(text, path.name, kind)
         table.encoding = encoding
         if encoding not in ("utf-8", "utf-8-sig"):
-            table.notes.append(f"decoded as {encoding}")
+            table.notes.append(note("decoded", encoding=encoding))
     if not table.records:
         raise UserError(f"{path.name} has a header or structure but no data rows; add at least one example.")
     table.source = str(path)
@@ -217,11 +233,17 @@ def _columns(records: list[dict]) -> list[str]:
     return list(seen)
 
 
+def sniff_delimiter(text: str) -> str:
+    """The delimiter csv.Sniffer finds among , ; tab and |, when the header line has it; else a comma."""
+    try:
+        found = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|").delimiter
+    except csv.Error:
+        return ","
+    return found if found in text.split("\n", 1)[0] else ","
+
+
 def _read_csv(text: str, name: str, kind: str) -> Table:
-    delimiter = "\t" if kind == ".tsv" else ","
-    first = text.split("\n", 1)[0]
-    if kind == ".csv" and first.count(",") == 0:
-        delimiter = ";" if ";" in first else ("\t" if "\t" in first else ",")
+    delimiter = "\t" if kind == ".tsv" else sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     try:
         header = next(reader)
@@ -261,14 +283,21 @@ def _json_error(name: str, exc: json.JSONDecodeError, line_offset: int = 0) -> U
                      "Fix that line (a missing comma, quote or bracket is the usual cause).")
 
 
+def _too_deep(name: str, where: str = "") -> UserError:
+    return UserError(f"{name}{where}: the data is nested too deeply to read (thousands of brackets inside one "
+                     "another). Flatten it to one record per row with plain text fields.")
+
+
 def _read_json(text: str, name: str, kind: str) -> Table:
     try:
         obj = json.loads(text)
+    except RecursionError:
+        raise _too_deep(name) from None
     except json.JSONDecodeError as exc:
         if text.lstrip().startswith("{") and "\n{" in text.strip():
             return _read_jsonl(text, name, ".jsonl")  # JSON Lines saved as .json
         raise _json_error(name, exc) from None
-    notes: list[str] = []
+    notes: list[dict] = []
     if isinstance(obj, dict):
         obj, notes = _unwrap_json_dict(obj, name)
     if not isinstance(obj, list):
@@ -296,14 +325,14 @@ def _unwrap_json_dict(obj: dict, name: str) -> tuple[Any, list[str]]:
     if pair_splits and len(pair_splits) == len(obj):
         records = [{"text": a, "label": b, "split": k} for k, v in pair_splits.items() for a, b in v]
         sizes = ", ".join(f"{k} {len(v)}" for k, v in pair_splits.items())
-        return records, [f"JSON of splits with [text, label] pairs ({sizes}) read as columns text, label, split"]
+        return records, [note("json_pair_splits", sizes=sizes)]
     lists = {k: v for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v[:50])}
     if len(lists) == 1:
         key = next(iter(lists))
-        return lists[key], [f"records read from the {key!r} key"]
+        return lists[key], [note("json_key", field=key)]
     if len(lists) > 1:
         records = [dict(r, split=k) for k, v in lists.items() for r in v]
-        return records, [f"records of keys {', '.join(lists)} read with a 'split' column"]
+        return records, [note("json_split_keys", keys=list(lists))]
     return [obj], []
 
 
@@ -314,6 +343,8 @@ def _read_jsonl(text: str, name: str, kind: str) -> Table:
             continue
         try:
             item = json.loads(line)
+        except RecursionError:
+            raise _too_deep(name, f", line {lineno}") from None
         except json.JSONDecodeError as exc:
             raise UserError(f"{name}, line {lineno}: invalid JSON ({exc.msg}, column {exc.colno}). Each line must be "
                             "one complete JSON object; fix or delete that line.") from None
@@ -329,11 +360,11 @@ def _read_txt(text: str, name: str, kind: str) -> Table:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     if re.search(r"\n[ \t]*\n", text.strip()):
         docs = [d.strip() for d in re.split(r"\n[ \t]*\n", text) if d.strip()]
-        note = "documents separated by blank lines"
+        how = note("txt_paragraphs")
     else:
         docs = [d.strip() for d in text.split("\n") if d.strip()]
-        note = "one document per line"
-    return Table([{"text": d} for d in docs], ["text"], "txt", notes=[note])
+        how = note("txt_lines")
+    return Table([{"text": d} for d in docs], ["text"], "txt", notes=[how])
 
 
 def _clean_cell(value: Any) -> Any:
@@ -351,16 +382,58 @@ def _clean_cell(value: Any) -> Any:
     return value
 
 
+def _inflate_limit() -> int:
+    """Bytes a compressed upload may inflate to."""
+    return int(DECOMPRESS_FACTOR * max_upload_mb() * 1024 * 1024)
+
+
+def _too_big(name: str, what: str, size: int) -> UserError:
+    return UserError(f"{name} {what} {size / 1024 / 1024:,.0f} MB when uncompressed, over the "
+                     f"{_inflate_limit() / 1024 / 1024:,.0f} MB limit ({DECOMPRESS_FACTOR}x the upload limit). "
+                     "Split it into smaller files or save it as CSV; raise the limit with "
+                     "ASSISTANT_FACTORY_MAX_UPLOAD_MB if the data really is that large.")
+
+
+def check_inflated_size(path: Path, kind: str) -> None:
+    """Refuse an XLSX or Parquet file whose uncompressed content is too large (e.g. a zip bomb), before reading."""
+    try:
+        if kind == ".xlsx":
+            with zipfile.ZipFile(path) as archive:  # zipfile never inflates a part past its declared size,
+                members = archive.infolist()        # so the declared sizes bound what reading it can take
+            total = sum(m.file_size for m in members)
+            if total > _inflate_limit():
+                raise _too_big(path.name, "inflates to", total)
+            for m in members:
+                if m.file_size > _RATIO_MIN_BYTES and m.file_size > MAX_ZIP_RATIO * max(1, m.compress_size):
+                    raise UserError(f"{path.name}: its part {m.filename!r} inflates "
+                                    f"{m.file_size / max(1, m.compress_size):,.0f}x (over {MAX_ZIP_RATIO}x), "
+                                    "which real spreadsheets never do. Export the data again, or save it as CSV.")
+        else:
+            import pyarrow.parquet as pq
+
+            meta = pq.ParquetFile(path).metadata
+            total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+            if total > _inflate_limit():
+                raise _too_big(path.name, "holds", total)
+    except UserError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:  # pyarrow's ArrowInvalid is a ValueError
+        raise UserError(f"{path.name} could not be opened as {kind[1:].upper()} ({type(exc).__name__}: {exc}). "
+                        "Export it again, or save it as CSV.") from None
+
+
 def _read_binary(path: Path, kind: str) -> Table:
-    head = path.read_bytes()[:8]
+    with open(path, "rb") as fh:
+        head = fh.read(8)
     expected = b"PAR1" if kind == ".parquet" else b"PK\x03\x04"
     if not head.startswith(expected):
         what = _binary_reason(head) or "text"
         raise UserError(f"{path.name} is not a real {kind[1:].upper()} file (it looks like {what}). Give it its real "
                         "extension, or export it again from the program that made it.")
+    check_inflated_size(path, kind)
     import pandas as pd
 
-    notes: list[str] = []
+    notes: list[dict] = []
     try:
         if kind == ".parquet":
             frame = pd.read_parquet(path)
@@ -368,11 +441,14 @@ def _read_binary(path: Path, kind: str) -> Table:
             sheets = pd.read_excel(path, sheet_name=None, dtype=object)
             name, frame = next(iter(sheets.items()))
             if len(sheets) > 1:
-                notes.append(f"read the first sheet {name!r} of {len(sheets)}; others ignored")
+                notes.append(note("xlsx_first_sheet", sheet=name, sheets=len(sheets)))
     except Exception as exc:  # noqa: BLE001 - any parser failure is a corrupt upload
         raise UserError(f"{path.name} could not be read as {kind[1:].upper()} ({type(exc).__name__}: {exc}). "
                         "Export it again, or save it as CSV.") from None
     frame.columns = [str(c).strip() for c in frame.columns]
-    records = [{k: _clean_cell(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    try:
+        records = [{k: _clean_cell(v) for k, v in row.items()} for row in frame.to_dict(orient="records")]
+    except RecursionError:
+        raise _too_deep(path.name) from None
     records = [r for r in records if any(v not in (None, "") for v in r.values())]
     return Table(records, list(frame.columns), kind[1:], notes=notes)

@@ -3,6 +3,11 @@
 Everything is vectorised over the whole corpus: the n-gram hashes of all texts are computed in one pass,
 signatures in chunks with ``np.minimum.reduceat``, and candidate pairs come from sorting band keys. Within a
 bucket every member is compared with the bucket's first member only, so a bucket of many copies costs O(n).
+
+Each text is cut to its first ``MAX_MINHASH_CHARS`` characters before hashing: memory then grows with the
+number of rows, not with the longest one (a chunk holds at most num_perm x MAX_MINHASH_CHARS 32-bit values,
+16 MB at 64 permutations). Two texts that agree on their first 64,000 characters are near-duplicates for
+this check whatever follows; rows that long are rare in fine-tuning data and are flagged by the length check.
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ import numpy as np
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)
 _MIX2 = np.uint64(0x94D049BB133111EB)
 _PRIME = np.uint64(1099511628211)
+MAX_MINHASH_CHARS = 64_000
 
 
 def _mix(x: np.ndarray) -> np.ndarray:
@@ -23,7 +29,8 @@ def _mix(x: np.ndarray) -> np.ndarray:
 
 
 def shingle_hashes(texts: list[str], k: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """64-bit hashes of every k-character window of every text: (hashes, start offset of each text's hashes)."""
+    """64-bit hashes of every k-character window of every text (cut to MAX_MINHASH_CHARS): (hashes, offsets)."""
+    texts = [t[:MAX_MINHASH_CHARS] for t in texts]
     padded = [t if len(t) >= k else t + "\x01" * (k - len(t)) for t in texts]
     lengths = np.fromiter((len(t) for t in padded), dtype=np.int64, count=len(padded))
     codes = np.frombuffer("".join(padded).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)

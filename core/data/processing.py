@@ -55,6 +55,48 @@ def parse_split(value: str | Sequence[float]) -> tuple[float, float, float] | st
     return tuple(parts)  # type: ignore[return-value]
 
 
+def _half_up(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+def requested_counts(n: int, fractions: Sequence[float]) -> dict[str, int]:
+    """Rows per split that the fractions ask for: validation and test rounded half up, train the rest."""
+    n_val, n_test = _half_up(n * fractions[1]), _half_up(n * fractions[2])
+    n_test = min(n_test, n - n_val)
+    return {"train": n - n_val - n_test, "val": n_val, "test": n_test}
+
+
+def _largest_remainder(sizes: list[int], frac: float, caps: list[int], target: int,
+                       avoid: list[int]) -> list[int]:
+    """Per-group counts near size*frac (floor, or floor+1 for the largest remainders) summing to target."""
+    exact = [n * frac for n in sizes]
+    got = [min(math.floor(e), cap) for e, cap in zip(exact, caps)]
+    order = sorted(range(len(sizes)), key=lambda i: (-(exact[i] - math.floor(exact[i])), avoid[i], i))
+    remaining = target - sum(got)
+    for i in order:
+        if remaining <= 0:
+            break
+        if got[i] < caps[i]:
+            got[i] += 1
+            remaining -= 1
+    return got
+
+
+def allocate_split(sizes: list[int], fractions: Sequence[float]) -> list[tuple[int, int]]:
+    """(val, test) rows per group: the totals are the requested ones, each group keeps one training row.
+
+    Rounding every group on its own drifts (64 labels of 15 rows at 10 % each round 1.5 up: 128 validation
+    rows instead of 96), so the groups share the rounding: each gets its share rounded down, and the rows
+    still missing go to the groups with the largest remainders.
+    """
+    want = requested_counts(sum(sizes), fractions)
+    val = _largest_remainder(sizes, fractions[1], [max(0, n - 1) for n in sizes], want["val"], [0] * len(sizes))
+    extra = [int(v > math.floor(n * fractions[1])) for v, n in zip(val, sizes)]  # spread test over other groups
+    test = _largest_remainder(sizes, fractions[2], [max(0, n - 1 - v) for n, v in zip(sizes, val)], want["test"],
+                              extra)
+    return list(zip(val, test))
+
+
 class AdvancedDataProcessor:
     """The fixing half of data engineering; ``operations`` records before/after counts of every step."""
 
@@ -135,7 +177,12 @@ class AdvancedDataProcessor:
 
     def split(self, convs: list[dict], fractions: Sequence[float] = (0.8, 0.1, 0.1),
               stratify: bool = True) -> dict[str, list[dict]]:
-        """Seeded train/val/test split, stratified by ``meta.label`` when every row has one."""
+        """Seeded train/val/test split, stratified by ``meta.label`` when every row has one.
+
+        The logged operation carries ``requested`` (the fractions of all rows, rounded) and ``reason``:
+        'exact' (the counts are the requested ones), 'stratified' (also exact: each label rounded down or up
+        so the totals match) or 'min_train' (labels too small to give rows away keep them for training).
+        """
         fractions = parse_split(fractions)
         if fractions == SOURCE:
             return self._source_split(convs)
@@ -145,11 +192,12 @@ class AdvancedDataProcessor:
         groups: dict = defaultdict(list)
         for i, lab in enumerate(labels):
             groups[lab if stratified else None].append(i)
+        keys = sorted(groups, key=str)
+        sizes = allocate_split([len(groups[k]) for k in keys], fractions)
         parts: dict[str, list[int]] = {s: [] for s in SPLITS}
-        for key in sorted(groups, key=str):
+        for key, (n_val, n_test) in zip(keys, sizes):
             idx = groups[key]
             rng.shuffle(idx)
-            n_val, n_test = self._sizes(len(idx), fractions)
             parts["val"] += idx[:n_val]
             parts["test"] += idx[n_val:n_val + n_test]
             parts["train"] += idx[n_val + n_test:]
@@ -157,8 +205,11 @@ class AdvancedDataProcessor:
         for name in SPLITS:
             rng.shuffle(parts[name])
             out[name] = [convs[i] for i in parts[name]]
-        self._log("split", len(convs), sum(len(v) for v in out.values()), stratified=stratified,
-                  **{name: len(v) for name, v in out.items()})
+        requested = requested_counts(len(convs), fractions)
+        counts = {name: len(v) for name, v in out.items()}
+        reason = "min_train" if counts != requested else ("stratified" if stratified else "exact")
+        self._log("split", len(convs), sum(counts.values()), stratified=stratified, requested=requested,
+                  reason=reason, **counts)
         return out
 
     def _source_split(self, convs: list[dict]) -> dict[str, list[dict]]:
@@ -175,19 +226,9 @@ class AdvancedDataProcessor:
         if unknown or not out["train"]:
             raise UserError(f"--split source needs every row to come from a train/val/test split of the file; found "
                             f"{', '.join(sorted(unknown)) or 'no train rows'}. Use fractions such as 0.8,0.1,0.1.")
-        self._log("split", len(convs), len(convs), source=True, **{name: len(v) for name, v in out.items()})
+        self._log("split", len(convs), len(convs), source=True, reason="source",
+                  **{name: len(v) for name, v in out.items()})
         return out
-
-    @staticmethod
-    def _sizes(n: int, fractions: Sequence[float]) -> tuple[int, int]:
-        """(val, test) sizes for a group of n; a small group keeps at least one training example."""
-        n_val, n_test = round(n * fractions[1]), round(n * fractions[2])
-        while n_val + n_test >= n and n > 0 and (n_val or n_test):
-            if n_test >= n_val and n_test:
-                n_test -= 1
-            else:
-                n_val -= 1
-        return n_val, n_test
 
     def run(self, convs: list[dict], *, clean: bool = False, dedupe: bool = False, mask_pii: bool = False,
             split: Sequence[float] | str = (0.8, 0.1, 0.1)) -> dict[str, list[dict]]:

@@ -1,9 +1,11 @@
 """DataQualityAnalyzer: measure a dataset and explain every point it loses.
 
-The report (a JSON-able dict) has ``score`` (0-100), ``deductions`` (each with ``check``, ``cause``, ``points``,
-``count``, ``rows`` - the affected source rows, at most ``max_listed`` of them - and ``fix``) and ``checks`` with
-the figures of every check: empty fields, exact and near duplicates, conflicting answers, token lengths,
-language mix, personal data, label balance, answer diversity, formatting.
+The report (a JSON-able dict) has ``score`` (0-100), ``deductions`` and ``checks`` with the figures of every
+check: empty fields, exact and near duplicates, conflicting answers, token lengths, script mix (Han, Latin or
+other letters: a script, not a language - French and English are both Latin), personal data, label balance,
+answer diversity, formatting. A deduction has ``check``, ``code`` and ``params`` (what the pages translate, see
+``core.data.findings``), ``points``, ``count``, ``rows`` (the affected source rows, at most ``max_listed``) and
+``cause`` and ``fix`` (the English text of the code, for the CLI and the JSON output).
 """
 from __future__ import annotations
 
@@ -13,11 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from .findings import render_finding
 from .minhash import near_duplicate_groups
 from .pii import pii_values
 from .text import formatting_issues, norm_key, script_counts, script_from_counts
 
 DEFAULT = "default"  # sentinel: the default model's tokenizer
+SCRIPTS = ("latin", "han", "other", "none")  # the script check's codes ("none": no letters)
 MIN_ROWS = 100
 
 
@@ -30,15 +34,6 @@ def is_text_doc(conv: dict) -> bool:
     """A plain-text document (one assistant turn, no prompt)."""
     msgs = conv["messages"]
     return len(msgs) == 1 and msgs[0]["role"] == "assistant"
-
-
-def prompt_and_answer(conv: dict) -> tuple[str, str]:
-    """(everything before the last assistant turn, the last assistant turn)."""
-    msgs = conv["messages"]
-    last = max((i for i, m in enumerate(msgs) if m["role"] == "assistant"), default=None)
-    if last is None:
-        return "\n".join(m["content"] for m in msgs), ""
-    return "\n".join(m["content"] for m in msgs[:last]), msgs[last]["content"]
 
 
 def resolve_tokenizer(tokenizer: Any):
@@ -161,7 +156,7 @@ class DataQualityAnalyzer:
             "duplicates": self._duplicates(convs),
             "conflicts": self._conflicts(convs, fmt),
             "lengths": self._lengths(convs),
-            "languages": self._languages(convs),
+            "script": self._script(convs),
             "pii": self._pii(convs),
             "labels": self._labels(convs),
             "diversity": self._diversity(convs, fmt),
@@ -188,13 +183,17 @@ class DataQualityAnalyzer:
             return "approximate (4 characters per token)"
         return str(getattr(self.tokenizer, "name_or_path", "") or type(self.tokenizer).__name__)
 
-    def _deduct(self, check: str, cause: str, points: float, indices: list[int], fix: str) -> None:
+    def _deduct(self, check: str, code: str, params: dict, points: float, indices: list[int]) -> None:
+        """Record a finding (a code and its parameters) when it costs points and names rows."""
         points = int(round(points))
         if points <= 0 or not indices:
             return
-        rows = [self._ids[i] for i in indices[: self.max_listed]]
-        self._deductions.append({"check": check, "cause": cause, "points": points, "count": len(indices),
-                                 "rows": rows, "fix": fix})
+        self._add(check, code, params, points, len(indices), [self._ids[i] for i in indices[: self.max_listed]])
+
+    def _add(self, check: str, code: str, params: dict, points: int, count: int, rows: list) -> None:
+        cause, fix = render_finding(code, params)
+        self._deductions.append({"check": check, "code": code, "params": params, "points": points,
+                                 "count": count, "rows": rows, "cause": cause, "fix": fix})
 
     @staticmethod
     def _points(share: float, weight: float, cap: float, floor: float = 1) -> float:
@@ -204,10 +203,7 @@ class DataQualityAnalyzer:
     def _size(self, convs: list[dict]) -> dict:
         n = len(convs)
         if 0 < n < MIN_ROWS:
-            self._deductions.append({"check": "size", "cause": f"only {n} examples", "points": 10 if n < 20 else 5,
-                                     "count": n, "rows": [],
-                                     "fix": f"Collect more examples: at least {MIN_ROWS}, a few hundred for "
-                                            "open-ended answers."})
+            self._add("size", "size_small", {"n": n, "min_rows": MIN_ROWS}, 10 if n < 20 else 5, n, [])
         return {"rows": n}
 
     def _empty(self, convs: list[dict]) -> dict:
@@ -221,12 +217,9 @@ class DataQualityAnalyzer:
             elif msgs and msgs[-1]["role"] == "user":
                 trailing_user.append(i)
         n = max(1, len(convs))
-        self._deduct("empty", f"{len(empty)} rows with an empty question, answer or turn",
-                     self._points(len(empty) / n, 100, 20, 2), empty,
-                     "Fill in or delete these rows; `prepare` drops rows without an answer automatically.")
-        self._deduct("empty", f"{len(trailing_user)} conversations end with a user turn that gets no answer",
-                     self._points(len(trailing_user) / n, 20, 3), trailing_user,
-                     "End each conversation with the assistant's reply; the trailing user turn is not learned.")
+        self._deduct("empty", "empty_fields", {"rows": len(empty)}, self._points(len(empty) / n, 100, 20, 2), empty)
+        self._deduct("empty", "trailing_user", {"rows": len(trailing_user)},
+                     self._points(len(trailing_user) / n, 20, 3), trailing_user)
         return {"empty_fields": len(empty), "no_answer": len(no_answer), "ends_with_user": len(trailing_user)}
 
     def _duplicates(self, convs: list[dict]) -> dict:
@@ -243,12 +236,11 @@ class DataQualityAnalyzer:
                                      self.near_dup_threshold)
         near = sorted(uniques[j] for g in groups for j in g[1:])
         n = max(1, len(convs))
-        self._deduct("duplicates", f"{len(exact)} exact duplicate rows (same text after normalising case, "
-                     "spacing and punctuation)", self._points(len(exact) / n, 50, 15, 2), exact,
-                     "Remove them with `prepare --dedupe` (keeps the first copy).")
-        self._deduct("near_duplicates", f"{len(near)} near-duplicate rows (>= {self.near_dup_threshold:.0%} "
-                     "similar to another row)", self._points(len(near) / n, 30, 10), near,
-                     "Remove them with `prepare --dedupe`, or vary them if they are meant as paraphrases.")
+        self._deduct("duplicates", "exact_duplicates", {"rows": len(exact)},
+                     self._points(len(exact) / n, 50, 15, 2), exact)
+        self._deduct("near_duplicates", "near_duplicates",
+                     {"rows": len(near), "threshold": round(100 * self.near_dup_threshold)},
+                     self._points(len(near) / n, 30, 10), near)
         examples = [[self._ids[uniques[j]] for j in g[:5]] for g in groups[:5]]
         return {"exact": len(exact), "exact_rate": round(len(exact) / n, 4), "near": len(near),
                 "near_rate": round(len(near) / n, 4), "near_groups": len(groups), "near_examples": examples}
@@ -258,22 +250,17 @@ class DataQualityAnalyzer:
         for i, c in enumerate(convs):
             if is_text_doc(c):
                 continue
-            prompt, answer = self._prompt_answer_keys(c, i)
+            prompt, answer = self._pa[i]
             if prompt and answer:
                 answers[prompt][answer].append(i)
         conflicting = [grp for grp in answers.values() if len(grp) > 1]
         rows = sorted(i for grp in conflicting for idx in grp.values() for i in idx)
         n = max(1, len(convs))
         weight, cap = (100, 20) if fmt == "classification" else (30, 10)
-        what = "labels" if fmt == "classification" else "answers"
-        self._deduct("conflicts", f"{len(conflicting)} questions appear with different {what} ({len(rows)} rows)",
-                     self._points(len(rows) / n, weight, cap, 2), rows,
-                     f"Decide the right {what[:-1]} for each such question and keep only that one.")
+        code = "conflicts_labels" if fmt == "classification" else "conflicts_answers"
+        self._deduct("conflicts", code, {"questions": len(conflicting), "rows": len(rows)},
+                     self._points(len(rows) / n, weight, cap, 2), rows)
         return {"questions": len(conflicting), "rows": len(rows)}
-
-    def _prompt_answer_keys(self, conv: dict, i: int) -> tuple[str, str]:
-        """Normalised keys of (everything before the last assistant turn, that turn)."""
-        return self._pa[i]
 
     def _lengths(self, convs: list[dict]) -> dict:
         lengths = TokenCounter(self.tokenizer).lengths(convs)
@@ -282,27 +269,24 @@ class DataQualityAnalyzer:
         over = np.nonzero(lengths > self.max_seq_len)[0].tolist()
         pct = {f"p{p}": int(np.percentile(lengths, p)) for p in (50, 90, 95, 99)}
         hist, edges = np.histogram(lengths, bins=min(20, max(1, len(set(lengths.tolist())))))
-        self._deduct("lengths", f"{len(over)} rows are longer than max_seq_len={self.max_seq_len} tokens and "
-                     "would be truncated", self._points(len(over) / len(lengths), 100, 15, 2), over,
-                     f"Raise max_seq_len (p99 is {pct['p99']} tokens) or shorten/split these rows.")
+        self._deduct("lengths", "too_long", {"rows": len(over), "max_seq_len": self.max_seq_len, "p99": pct["p99"]},
+                     self._points(len(over) / len(lengths), 100, 15, 2), over)
         return {"tokenizer": self._tok_name(), "min": int(lengths.min()), "max": int(lengths.max()),
                 "mean": round(float(lengths.mean()), 1), **pct, "over_max": len(over),
                 "truncated_share": round(len(over) / len(lengths), 4), "total_tokens": int(lengths.sum()),
                 "histogram": {"counts": hist.tolist(), "edges": [round(float(e), 1) for e in edges]}}
 
-    def _languages(self, convs: list[dict]) -> dict:
+    def _script(self, convs: list[dict]) -> dict:
+        """Which writing system dominates each row (Han, Latin, other letters): rows outside the main one."""
         scripts = [script_from_counts(*map(sum, zip(*(self._facts[m["content"]][3] for m in c["messages"]))))
                    if c["messages"] else "none" for c in convs]
         counts = Counter(scripts)
         n = max(1, len(convs))
-        shares = {k: round(counts.get(k, 0) / n, 4) for k in ("en", "zh", "other", "none")}
-        main = max(("en", "zh", "other"), key=lambda k: counts.get(k, 0))
+        shares = {k: round(counts.get(k, 0) / n, 4) for k in SCRIPTS}
+        main = max(SCRIPTS[:-1], key=lambda k: counts.get(k, 0))
         minority = [i for i, s in enumerate(scripts) if s not in (main, "none")]
         if 0 < len(minority) / n < 0.2:
-            self._deduct("languages", f"{len(minority)} rows are in another language/script than the main one "
-                         f"({main})", 3, minority,
-                         "Check these rows are intended; a small language minority is learned poorly. "
-                         "Translate them or collect more of that language.")
+            self._deduct("script", "script_minority", {"rows": len(minority), "script": main}, 3, minority)
         return {"main": main, "shares": shares, "counts": dict(counts)}
 
     def _pii(self, convs: list[dict]) -> dict:
@@ -314,19 +298,15 @@ class DataQualityAnalyzer:
                 kinds[kind].append(i)
             values.update(found)
         rows = sorted({i for idx in kinds.values() for i in idx})
-        by_kind = ", ".join(f"{k}: {len(v)}" for k, v in sorted(kinds.items()))
+        by_kind = {k: len(v) for k, v in sorted(kinds.items())}
         share = len(rows) / max(1, len(convs))
         repeated = len(values) <= 3 and len(rows) >= 10
+        params = {"rows": len(rows), "by_kind": by_kind, "distinct": len(values)}
         if repeated:  # one contact in every answer is usually the company's own, not a customer's
-            shown = ", ".join(v for (_, v), _ in values.most_common(3))
-            self._deduct("pii", f"contact data in {len(rows)} rows ({by_kind}), always the same {len(values)} "
-                         f"value(s): {shown}", self._points(share, 20, 5, 2), rows,
-                         "If these are your company's public contacts, keep them; otherwise mask them with "
-                         "`prepare --mask-pii`.")
+            params["values"] = [v for (_, v), _ in values.most_common(3)]
+            self._deduct("pii", "pii_repeated", params, self._points(share, 20, 5, 2), rows)
         else:
-            self._deduct("pii", f"personal data in {len(rows)} rows ({by_kind}; {len(values)} distinct values)",
-                         self._points(share, 100, 15, 3), rows,
-                         "Mask it with `prepare --mask-pii` (replaces it by [EMAIL], [PHONE], [CARD], [ID]).")
+            self._deduct("pii", "pii_personal", params, self._points(share, 100, 15, 3), rows)
         return {"rows": len(rows), "by_kind": {k: len(v) for k, v in sorted(kinds.items())},
                 "distinct_values": len(values)}
 
@@ -340,30 +320,27 @@ class DataQualityAnalyzer:
         rare = sorted(lab for lab, k in counts.items() if k < max(self.rare_label_min, 0.2 * median))
         ratio = round(max(counts.values()) / min(counts.values()), 2)
         rare_rows = [i for i, lab in enumerate(labels) if lab in set(rare)]
-        self._deduct("labels", f"{len(rare)} rare labels: {', '.join(rare[:10])}" + (" …" if len(rare) > 10 else ""),
-                     min(10, 2 + len(rare)), rare_rows,
-                     f"Collect at least {max(self.rare_label_min, int(0.2 * median) + 1)} examples for each rare "
-                     "label, or merge/drop them.")
+        self._deduct("labels", "labels_rare", {"n": len(rare), "labels": rare,
+                                                "min_examples": max(self.rare_label_min, int(0.2 * median) + 1)},
+                     min(10, 2 + len(rare)), rare_rows)
         if ratio > 10:
             big = max(counts, key=counts.get)
-            self._deduct("labels", f"labels are imbalanced: the largest ({big}) has {ratio}x the smallest", 5,
-                         [i for i, lab in enumerate(labels) if lab == big],
-                         "Subsample the large labels or add examples to the small ones.")
+            self._deduct("labels", "labels_imbalanced", {"label": big, "ratio": ratio}, 5,
+                         [i for i, lab in enumerate(labels) if lab == big])
         variants: dict[str, set] = defaultdict(set)
         for lab in counts:
             variants[norm_key(lab.replace("_", " "))].add(lab)
         clashes = [sorted(v) for v in variants.values() if len(v) > 1]
         if clashes:
             clash_set = {lab for v in clashes for lab in v}
-            self._deduct("labels", f"labels spelled several ways: {clashes[:5]}", 5,
-                         [i for i, lab in enumerate(labels) if lab in clash_set],
-                         "Use one spelling per label (same case, spacing and separators).")
+            self._deduct("labels", "labels_variants", {"groups": clashes[:5]}, 5,
+                         [i for i, lab in enumerate(labels) if lab in clash_set])
         missing = [i for i, lab in enumerate(labels) if lab is None]
         return {"num_labels": len(counts), "counts": ordered, "min": min(counts.values()), "max": max(counts.values()),
                 "imbalance_ratio": ratio, "rare": rare, "variants": clashes, "missing": len(missing)}
 
     def _diversity(self, convs: list[dict], fmt: str | None) -> dict:
-        answers = [self._prompt_answer_keys(c, i)[1] for i, c in enumerate(convs) if not is_text_doc(c)]
+        answers = [self._pa[i][1] for i, c in enumerate(convs) if not is_text_doc(c)]
         if not answers:
             return {}
         counts = Counter(answers)
@@ -374,11 +351,10 @@ class DataQualityAnalyzer:
         ttr = round(len(set(words)) / max(1, len(words)), 4)
         if fmt != "classification" and len(answers) >= 20 and (distinct < 0.1 or top_share > 0.2):
             idx = [i for i, c in enumerate(convs) if not is_text_doc(c) and
-                   counts[self._prompt_answer_keys(c, i)[1]] > 1]
-            self._deduct("diversity", f"low answer diversity: {len(counts)} distinct answers for {len(answers)} "
-                         f"rows; the most common covers {top_share:.0%}", self._points(1 - distinct, 10, 10, 3), idx,
-                         "The model will learn to repeat a few fixed replies: add varied answers, or treat the task "
-                         "as classification if the answers really are fixed.")
+                   counts[self._pa[i][1]] > 1]
+            self._deduct("diversity", "low_diversity", {"distinct": len(counts), "rows": len(answers),
+                                                        "top_share": round(100 * top_share)},
+                         self._points(1 - distinct, 10, 10, 3), idx)
         return {"distinct_answers": len(counts), "distinct_ratio": distinct, "top_answer_share": top_share,
                 "type_token_ratio": ttr}
 
@@ -391,8 +367,7 @@ class DataQualityAnalyzer:
             for k in found:
                 kinds[k].append(i)
         rows = sorted({i for v in kinds.values() for i in v})
-        self._deduct("formatting", f"{len(rows)} rows with " +
-                     ", ".join(f"{k} ({len(v)})" for k, v in sorted(kinds.items())) + " noise",
-                     self._points(len(rows) / max(1, len(convs)), 20, 5), rows,
-                     "Clean them with `prepare --clean` (strips HTML and control characters, normalises spacing).")
+        self._deduct("formatting", "formatting", {"rows": len(rows), **{k: len(kinds.get(k, [])) for k in
+                                                                         ("html", "control", "whitespace")}},
+                     self._points(len(rows) / max(1, len(convs)), 20, 5), rows)
         return {k: len(v) for k, v in sorted(kinds.items())}

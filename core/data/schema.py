@@ -11,6 +11,7 @@ from typing import Any, Callable, Iterable
 
 from core.errors import UserError
 
+from .findings import note
 from .io import Table, read_table
 
 FORMATS = ("alpaca", "qa", "prompt_completion", "messages", "sharegpt", "classification", "text")
@@ -370,10 +371,10 @@ def load_conversations(path, format: str | None = None, mapping: dict[str, str] 
                         "check the mapping.")
     notes = list(table.notes)
     if fmt == "alpaca" and "instances" in resolved:
-        notes.append(f"self-instruct layout: one example per item of {resolved['instances']!r}")
+        notes.append(note("self_instruct", column=resolved["instances"]))
     chat_col = resolved.get("messages") or resolved.get("conversations")
     if chat_col and chat_col not in ("messages", "conversations"):
-        notes.append(f"chat turns read from column {chat_col!r}")
+        notes.append(note("chat_column", column=chat_col))
     labels = sorted({c["meta"]["label"] for c in convs if "label" in c["meta"]})
     info = {"format": fmt, "mapping": resolved, "columns": table.columns, "rows": len(convs),
             "records": len(table.records), "file_type": table.file_type, "encoding": table.encoding,

@@ -1,4 +1,7 @@
-"""Small text helpers shared by the analyzer and the processor: keys for duplicates, scripts, cleaning."""
+"""Small text helpers shared by the analyzer and the processor: keys for duplicates, scripts, cleaning.
+
+A script is a writing system (Han, Latin …), not a language: French and English are both Latin.
+"""
 from __future__ import annotations
 
 import html
@@ -11,9 +14,25 @@ HTML_TAG = re.compile(r"</?[A-Za-z][A-Za-z0-9]*(?:\s[^<>]*)?/?>")
 HTML_ENTITY = re.compile(r"&(?:[A-Za-z]{2,8}|#\d{2,6}|#x[0-9A-Fa-f]{2,6});")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\u200b\u200e\u200f\ufeff]")
 MESSY_SPACE = re.compile(r"\r|[ \t]{3,}|\n{3,}|^\s|\s$")
-HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# The one definition of the CJK code-point ranges (the analyzer, the GBK check and the metrics use these).
+HAN_RANGES = ((0x3400, 0x4DBF),     # CJK extension A
+              (0x4E00, 0x9FFF),     # CJK unified ideographs
+              (0xF900, 0xFAFF),     # CJK compatibility ideographs
+              (0x20000, 0x2FA1F))   # extensions B-F and compatibility supplement
+KANA_RANGES = ((0x3040, 0x30FF),)   # hiragana, katakana
+HANGUL_RANGES = ((0xAC00, 0xD7AF),)  # hangul syllables
+CJK_RANGES = tuple(sorted(HAN_RANGES + KANA_RANGES + HANGUL_RANGES))
+CJK_PUNCT_RANGES = ((0x3000, 0x303F), (0xFF00, 0xFFEF))  # CJK punctuation, full-width forms
+
+
+def char_class(ranges: tuple[tuple[int, int], ...]) -> str:
+    """The inside of a regex character class matching the given code-point ranges."""
+    return "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in ranges)
+
+
+HAN = re.compile(f"[{char_class(HAN_RANGES)}]")
 LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
-LETTER_OTHER = re.compile(r"[^\W\d_A-Za-z\u00c0-\u024f\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+LETTER_OTHER = re.compile(f"[^\\W\\d_A-Za-z\u00c0-\u024f{char_class(HAN_RANGES)}]")
 # ChatML-style special markers that must not survive inside content (they would break the template)
 _CHAT_MARKERS = re.compile(r"<\|(?:im_start|im_end|endoftext)\|>")
 
@@ -32,15 +51,10 @@ def script_counts(text: str) -> tuple[int, int, int]:
 
 
 def script_from_counts(han: int, latin: int, other: int) -> str:
-    """'zh', 'en', 'other' or 'none': the dominant script (a Han character weighs like a short word)."""
-    scores = {"zh": han * 3, "en": latin, "other": other}
+    """'han', 'latin', 'other' or 'none': the dominant script (a Han character weighs like a short word)."""
+    scores = {"han": han * 3, "latin": latin, "other": other}
     best = max(scores, key=scores.get)
     return best if scores[best] > 0 else "none"
-
-
-def script_of(text: str) -> str:
-    """The dominant script of a text: 'zh' (Han), 'en' (Latin), 'other' (any other letters) or 'none'."""
-    return script_from_counts(*script_counts(text))
 
 
 def formatting_issues(text: str) -> list[str]:

@@ -16,14 +16,8 @@ import unicodedata
 from collections import Counter
 from typing import Iterable, Optional, Sequence
 
-_CJK_RANGES = (
-    (0x3040, 0x30FF),    # hiragana, katakana
-    (0x3400, 0x4DBF),    # CJK extension A
-    (0x4E00, 0x9FFF),    # CJK unified ideographs
-    (0xAC00, 0xD7AF),    # hangul syllables
-    (0xF900, 0xFAFF),    # CJK compatibility ideographs
-    (0x20000, 0x2FA1F),  # extensions B-F and compatibility supplement
-)
+from core.data.text import CJK_RANGES as _CJK_RANGES
+
 _ARTICLES = {"a", "an", "the"}
 _WORD_RE = re.compile(r"\w+", re.UNICODE)
 

@@ -1,5 +1,7 @@
 """Steps 2-4: built-in samples, format detection and column mapping, the quality report, dataset preparation."""
 import json
+import re
+from pathlib import Path
 
 import pytest
 
@@ -110,3 +112,83 @@ def test_prepare_needs_an_upload(workspace):
     write_project(workspace)
     at = open_page("4_prepare")
     assert any(w.value == t("prepare.need_upload") for w in at.warning)
+
+
+def _prepare(at, name: str, lang: str = "en"):
+    at.text_input[0].input(name)
+    next(b for b in at.button if b.label == t("prepare.run", lang)).click().run()
+    assert not at.exception, at.exception
+
+
+def test_prepare_twice_with_a_dataset_present_and_the_sidebar_follows(workspace):
+    upload = seed_upload(workspace)
+    write_project(workspace, upload=upload)
+    at = open_page("4_prepare")
+    _prepare(at, "faq-v1")
+    # the sidebar, drawn before the page ran, shows the new dataset at once
+    assert at.sidebar.selectbox(key="sidebar_dataset").value == "faq-v1"
+    assert not any(c.value == t("sidebar.no_dataset") for c in at.sidebar.caption)
+    assert any(s.value == t("prepare.done", id="faq-v1") for s in at.success)
+    _prepare(at, "faq-v2")  # a dataset is present and its selectbox exists: preparing again must work
+    assert json.loads((workspace / "project.json").read_text())["active_dataset"] == "faq-v2"
+    assert at.sidebar.selectbox(key="sidebar_dataset").value == "faq-v2"
+    assert sorted(at.sidebar.selectbox(key="sidebar_dataset").options) == ["faq-v1", "faq-v2"]
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_prepare_table_has_empty_cells_and_the_split_is_explained(workspace, lang):
+    upload = seed_upload(workspace)
+    write_project(workspace, upload=upload)
+    at = open_page("4_prepare", lang)
+    _prepare(at, "faq-v1", lang)
+    table = at.dataframe[0].value
+    assert not table.isna().any().any() and "None" not in table.astype(str).values
+    steps = table[t("prepare.col.step", lang)].tolist()
+    assert t("prepare.op.split", lang) in steps and t("prepare.op.dedupe", lang) in steps
+    dedupe = table[t("prepare.col.details", lang)][steps.index(t("prepare.op.dedupe", lang))]
+    assert t("prepare.detail.exact", lang) in dedupe
+    meta = json.loads((workspace / "datasets" / "faq-v1" / "meta.json").read_text())
+    split = [op for op in meta["operations"] if op["op"] == "split"][0]
+    assert t(f"prepare.split_reason.{split['reason']}", lang, n=split["before"], train=split["train"],
+             req_train=split["requested"]["train"], req_val=split["requested"]["val"],
+             req_test=split["requested"]["test"],
+             val=split["val"], test=split["test"], train_pct=80, val_pct=10, test_pct=10) in texts(at)
+
+
+def test_analyze_in_chinese_shows_the_findings_in_chinese(workspace):
+    rows = "question,answer\n" + "".join(f"Question number {i}?,Answer {i} is here.\n" for i in range(120))
+    rows += "Question number 5?,Answer 5 is here.\n"
+    path = save_upload("dups.csv", rows.encode())
+    write_project(workspace, upload={"path": str(path), "display_name": "dups.csv", "format": None, "mapping": None})
+    at = open_page("3_analyze", "zh")
+    dup = next(e for e in at.expander if "完全重复" in e.label)
+    assert t("finding.exact_duplicates.cause", "zh", rows=1) in dup.label
+    assert "exact duplicate" not in texts(at)
+    assert any(t("finding.exact_duplicates.fix", "zh") in m.value for m in at.markdown)
+    titles = [json.loads(c.proto.spec)["layout"]["title"]["text"] for c in at.get("plotly_chart")]
+    assert t("analyze.chart.script", "zh") in titles
+
+
+def test_prepare_in_chinese_shows_drift_warnings_in_chinese(workspace):
+    upload = seed_upload(workspace)
+    write_project(workspace, upload=upload)
+    at = open_page("4_prepare", "zh")
+    _prepare(at, "faq-v1", "zh")
+    path = Path(upload["path"])
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:1] + lines[1:] * 2 + lines[1:40]), encoding="utf-8")  # many duplicates now
+    _prepare(at, "faq-v2", "zh")
+    meta = json.loads((workspace / "datasets" / "faq-v2" / "meta.json").read_text())
+    assert meta["drift_warnings"], meta
+    shown = [w.value for w in at.warning]
+    assert shown and all(re.search(r"[\u4e00-\u9fff]", w) for w in shown)
+    assert "duplicate rate" not in " ".join(shown)
+
+
+def test_upload_page_shows_reading_notes_in_chinese(workspace):
+    path = save_upload("notes.txt", "第一条文档。\n第二条文档。\n".encode("gbk"))
+    write_project(workspace, upload={"path": str(path), "display_name": "notes.txt", "format": None, "mapping": None})
+    at = open_page("2_upload", "zh")
+    captions = [c.value for c in at.caption]
+    assert "ℹ️ " + t("note.decoded", "zh", encoding="gbk") in captions
+    assert "ℹ️ " + t("note.txt_lines", "zh") in captions

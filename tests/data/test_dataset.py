@@ -7,9 +7,11 @@ import pytest
 
 from core.__main__ import main
 from core.data import DataQualityMonitor, load_split, prepare_dataset
+from core.data.findings import render_drift
 from core.data.monitor import drift, figures
 from core.errors import UserError
 from core.workspace import dataset_dir, kind_dir
+from ui.i18n import t
 
 from .helpers import cls_rows, qa_rows, write_jsonl
 
@@ -73,7 +75,7 @@ def test_prepare_refuses_bad_or_taken_names(tmp_path):
 def test_load_split_of_a_plain_file(tmp_path):
     src = write_jsonl(tmp_path / "d.jsonl", cls_rows(100))
     train, val, test = (load_split(str(src), s) for s in ("train", "val", "test"))
-    assert len(train) == 92 and val == test and len(val) == 8  # 90/10 per label, rounded per label
+    assert len(train) == 90 and val == test and len(val) == 10  # 90/10, labels sharing the rounding
     assert {c["meta"]["row"] for c in train}.isdisjoint({c["meta"]["row"] for c in val})
     assert load_split(str(src), "train") == train
     with pytest.raises(UserError, match="Unknown split"):
@@ -85,20 +87,28 @@ def test_load_split_of_a_plain_file(tmp_path):
 def test_monitor_warns_on_drift(tmp_path):
     monitor = DataQualityMonitor(tmp_path / "mon.json")
     base = {"rows": 100, "checks": {"lengths": {"mean": 50.0}, "labels": {"counts": {"a": 50, "b": 50}},
-                                    "languages": {"shares": {"en": 1.0, "zh": 0.0}},
+                                    "script": {"shares": {"latin": 1.0, "han": 0.0}},
                                     "duplicates": {"exact_rate": 0.0, "near_rate": 0.01}}}
     assert monitor.record("faq", "v1", base) == []
     assert monitor.record("faq", "v2", base) == []
     drifted = {"rows": 100, "checks": {"lengths": {"mean": 90.0}, "labels": {"counts": {"a": 90, "c": 10}},
-                                       "languages": {"shares": {"en": 0.7, "zh": 0.3}},
+                                       "script": {"shares": {"latin": 0.7, "han": 0.3}},
                                        "duplicates": {"exact_rate": 0.1, "near_rate": 0.01}}}
     warnings = monitor.record("faq", "v3", drifted)
-    text = " ".join(warnings)
-    for needle in ("mean length", "label distribution", "missing from the new version: b", "new labels",
-                   "zh went from 0% to 30%", "duplicate rate"):
+    assert [w["code"] for w in warnings] == ["length", "labels_shift", "labels_gone", "labels_new", "script",
+                                             "script", "duplicates"]
+    text = " ".join(w["text"] for w in warnings)
+    for needle in ("mean length changed from 50 to 90 tokens (+80%)", "label distribution",
+                   "missing from the new version: b.", "new labels", "Chinese characters (Han) went from 0% to 30%",
+                   "duplicate rate went from 1.0% to 11.0%"):
         assert needle in text
+    zh = [render_drift(w, lambda key, **fmt: t(key, "zh", **fmt)) for w in warnings]
+    assert zh[0] == "平均长度从 50 变为 90 个 token（+80%）；请检查 max_seq_len，以及新数据是否属于同一类。"
+    assert "汉字 从 0% 变为 30%" in zh[4]
     assert [v["version"] for v in monitor.history("faq")] == ["v1", "v2", "v3"]
     assert drift(figures(base), figures(base)) == []
+    before_script_check = {k: v for k, v in figures(base).items() if k != "script"}
+    assert drift(before_script_check, figures(base)) == []  # a version recorded before the script check
 
 
 def test_prepare_records_versions_in_the_monitor(tmp_path):
@@ -107,7 +117,8 @@ def test_prepare_records_versions_in_the_monitor(tmp_path):
     prepare_dataset(a, name="intents-v1", model=None)
     prepare_dataset(b, name="intents-v2", model=None)
     meta = json.loads((dataset_dir("intents-v2") / "meta.json").read_text())
-    assert meta["lineage"] == "intents" and any("label_2" in w for w in meta["drift_warnings"])
+    assert meta["lineage"] == "intents" and any("label_2" in w["params"].get("labels", [])
+                                                for w in meta["drift_warnings"])
 
 
 def test_cli_prepare_prints_id_and_json(tmp_path, capsys):

@@ -49,7 +49,7 @@ def test_json_list_and_wrapped(tmp_path):
     assert read_table(p).records == ROWS
     p.write_text(json.dumps({"data": ROWS}), encoding="utf-8")
     t = read_table(p)
-    assert t.records == ROWS and "data" in t.notes[0]
+    assert t.records == ROWS and t.notes[0]["code"] == "json_key" and t.notes[0]["params"] == {"field": "data"}
 
 
 def test_json_dict_of_pair_splits(tmp_path):
@@ -83,7 +83,7 @@ def test_xlsx(tmp_path):
         pd.DataFrame([{"x": 1}]).to_excel(writer, index=False, sheet_name="other")
     t = read_table(p)
     assert t.records == ROWS and t.file_type == "xlsx"
-    assert any("first sheet" in n for n in t.notes)
+    assert any("first sheet" in n["text"] for n in t.notes)
 
 
 def test_txt_paragraphs_and_lines(tmp_path):

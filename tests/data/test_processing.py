@@ -137,3 +137,26 @@ def test_split_source_keeps_the_files_splits():
         AdvancedDataProcessor().split(convs, "source")
     with pytest.raises(UserError, match="found \\(none\\)"):
         AdvancedDataProcessor().split(cls_convs(cls_rows(4)), "source")
+
+
+def test_stratified_split_totals_match_the_requested_percentages():
+    # 64 labels of 15 rows: rounding each label's 1.5 validation rows up gave 704/128/128 instead of 768/96/96
+    convs = cls_convs(cls_rows(960, labels=64))
+    proc = AdvancedDataProcessor(seed=3)
+    parts = proc.split(convs, (0.8, 0.1, 0.1))
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [768, 96, 96]
+    for name in ("val", "test"):
+        assert set(Counter(c["meta"]["label"] for c in parts[name]).values()) <= {1, 2}
+    op = proc.operations[-1]
+    assert op["requested"] == {"train": 768, "val": 96, "test": 96} and op["reason"] == "stratified"
+
+
+def test_split_reason_says_when_small_labels_keep_their_rows_for_training():
+    proc = AdvancedDataProcessor()
+    parts = proc.split(cls_convs([{"text": f"t{i}", "label": f"l{i}"} for i in range(10)]), (0.8, 0.1, 0.1))
+    assert [len(parts[s]) for s in ("train", "val", "test")] == [10, 0, 0]
+    assert proc.operations[-1]["requested"] == {"train": 8, "val": 1, "test": 1}
+    assert proc.operations[-1]["reason"] == "min_train"
+    proc = AdvancedDataProcessor()
+    proc.split(convs_of(qa_rows(10)), "0.6,0.2,0.2")
+    assert proc.operations[-1]["reason"] == "exact"

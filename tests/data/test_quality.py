@@ -6,6 +6,7 @@ import random
 import pytest
 
 from core.data import DataQualityAnalyzer
+from core.data.findings import CODES, render_finding
 from core.data.minhash import near_duplicate_groups, signatures
 from core.data.pii import find_pii
 from core.models import tiny_tokenizer
@@ -38,7 +39,7 @@ def test_clean_qa_file_scores_100():
     report = analyze(convs_of(qa_rows()))
     assert report["score"] == 100 and report["deductions"] == []
     assert report["checks"]["duplicates"]["exact"] == 0 and report["checks"]["duplicates"]["near"] == 0
-    assert report["checks"]["pii"]["rows"] == 0 and report["checks"]["languages"]["main"] == "en"
+    assert report["checks"]["pii"]["rows"] == 0 and report["checks"]["script"]["main"] == "latin"
 
 
 def test_clean_classification_file_scores_100():
@@ -103,14 +104,25 @@ def test_too_long_rows_with_tokenizer():
     assert d["rows"] == [12] and report["checks"]["lengths"]["over_max"] == 1
 
 
-def test_language_minority():
+def test_script_minority():
     rows = qa_rows()
     for i in (5, 6, 7):
         rows[i] = {"question": f"今天天气怎么样{i}？", "answer": "今天是晴天，适合出去散步。"}
     report = analyze(convs_of(rows))
-    d = only(report, "languages")
-    assert d["rows"] == [6, 7, 8]
-    assert report["checks"]["languages"]["shares"]["zh"] == round(3 / 120, 4)
+    d = only(report, "script")
+    assert d["rows"] == [6, 7, 8] and d["code"] == "script_minority" and d["params"] == {"rows": 3, "script": "latin"}
+    assert report["checks"]["script"]["shares"]["han"] == round(3 / 120, 4)
+
+
+def test_script_check_measures_writing_systems_not_languages():
+    rows = qa_rows()
+    french = [("Quel temps fait-il aujourd'hui ?", "Il fait beau, allons nous promener."),
+              ("Où se trouve la gare ?", "Au bout de la rue, à gauche."),
+              ("Combien coûte le billet ?", "Douze euros pour un adulte.")]
+    for i, (q, a) in zip((5, 6, 7), french):  # French is written in the Latin script like English
+        rows[i] = {"question": q, "answer": a}
+    report = analyze(convs_of(rows))
+    assert report["deductions"] == [] and report["checks"]["script"]["counts"] == {"latin": 120}
 
 
 @pytest.mark.parametrize("text,kind", [
@@ -127,7 +139,7 @@ def test_pii_kinds(text, kind):
     rows = qa_rows()
     rows[20]["answer"] = rows[20]["answer"] + " " + text
     d = only(analyze(convs_of(rows)), "pii")
-    assert d["rows"] == [21] and kind in d["cause"]
+    assert d["rows"] == [21] and d["params"]["by_kind"] == {kind: 1}
 
 
 @pytest.mark.parametrize("text", ["order 113542617735902 shipped", "card 4111 1111 1111 1112", "id 110105194912310021",
@@ -188,7 +200,8 @@ def test_every_deduction_is_explained():
     report = analyze(convs_of(rows))
     assert report["score"] == 100 - sum(d["points"] for d in report["deductions"])
     for d in report["deductions"]:
-        assert set(d) == {"check", "cause", "points", "count", "rows", "fix"} and d["rows"]
+        assert set(d) == {"check", "code", "params", "cause", "points", "count", "rows", "fix"} and d["rows"]
+        assert d["code"] in CODES and (d["cause"], d["fix"]) == render_finding(d["code"], d["params"])
 
 
 def test_minhash_estimates_similarity():

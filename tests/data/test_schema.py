@@ -95,7 +95,7 @@ def test_turns_column_and_self_instruct_instances(tmp_path):
     convs, info = _load(tmp_path, [{"id": "x", "turns": [{"role": "user", "content": "a"},
                                                           {"role": "assistant", "content": "b"}]}])
     assert info["format"] == "messages" and info["mapping"] == {"messages": "turns"}
-    assert any("turns" in n for n in info["notes"])
+    assert any("turns" in n["text"] for n in info["notes"])
     convs, info = _load(tmp_path, [{"instruction": "Add", "instances": [{"input": "1 1", "output": "2"},
                                                                          {"input": "", "output": "0"}]}])
     assert info["format"] == "alpaca" and len(convs) == 2

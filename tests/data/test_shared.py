@@ -39,7 +39,7 @@ def test_clinc_keeps_source_split(shared_data):
     splits = {c["meta"]["split"] for c in convs}
     assert splits == {"train", "val", "test", "oos_train", "oos_val", "oos_test"}
     assert sum(c["meta"]["split"] in ("train", "val", "test") for c in convs) == 22500
-    assert "JSON of splits" in info["notes"][0]
+    assert "JSON of splits" in info["notes"][0]["text"]
 
 
 def test_cucom_multi_turn(shared_data):
