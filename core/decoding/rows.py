@@ -1,7 +1,7 @@
 """One answer being decoded: when it ends (end token, stop string, token limit), its text, and streamed deltas."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 
@@ -12,6 +12,7 @@ class Answer:
     text: str
     n_tokens: int    # generated tokens kept: before the end token, or up to the one completing a stop string
     finished: bool   # False when the answer hit its token limit without ending
+    token_ids: list[int] = field(default_factory=list)  # the generated ids (end token excluded)
 
 
 class Row:
@@ -54,7 +55,7 @@ class Row:
     def answer(self) -> Answer:
         """The final answer."""
         text = self.cut if self.cut is not None else self.decode()
-        return Answer(text, len(self.tokens), self.finished)
+        return Answer(text, len(self.tokens), self.finished, list(self.tokens))
 
     def delta(self) -> str:
         """New text safe to show: held back while it may be a half UTF-8 character or the start of a stop string."""
