@@ -10,7 +10,7 @@ from core.decoding.batch import Decoder, shared_prefix
 from core.decoding.kvcache import Runner
 from core.decoding.rows import Answer
 from core.decoding.sampling import SamplingParams
-from core.decoding.scoring import label_logprobs
+from core.decoding.scoring import label_logprobs, label_token_logprobs
 from core.decoding.session import ChatSession
 
-__all__ = ["Decoder", "SamplingParams", "Answer", "ChatSession", "label_logprobs", "Runner", "shared_prefix"]
+__all__ = ["Decoder", "SamplingParams", "Answer", "ChatSession", "label_logprobs", "label_token_logprobs", "Runner", "shared_prefix"]

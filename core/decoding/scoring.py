@@ -13,10 +13,17 @@ import torch
 from core.decoding.kvcache import Runner, fork
 
 
-@torch.no_grad()
 def label_logprobs(model, prompt: Sequence[int], labels: Sequence[Sequence[int]],
                    runner: Runner | None = None) -> torch.Tensor:
     """``(K,)`` float32: sum of log p(label tokens | prompt) per label (token-id sequences, each non-empty)."""
+    return label_token_logprobs(model, prompt, labels, runner).sum(dim=1)
+
+
+@torch.no_grad()
+def label_token_logprobs(model, prompt: Sequence[int], labels: Sequence[Sequence[int]],
+                         runner: Runner | None = None) -> torch.Tensor:
+    """``(K, longest label)``: log p of each label token given the prompt and the label's earlier tokens; 0 past
+    a label's end."""
     if not prompt or any(len(lab) == 0 for lab in labels):
         raise ValueError("the prompt and every label need at least one token")
     runner = runner or Runner(model)
@@ -36,4 +43,4 @@ def label_logprobs(model, prompt: Sequence[int], labels: Sequence[Sequence[int]]
         logits = runner.forward(ids[:, :-1], mask, pos, fork(root, k, runner), keep=0)  # (K, W-1, vocab)
         rest = logits.float().log_softmax(-1).cpu()
         logp[:, 1:] = rest.gather(-1, ids[:, 1:, None])[..., 0]
-    return (logp * own).sum(dim=1)
+    return logp * own
