@@ -1,0 +1,167 @@
+"""Generation speed: our decoder (core/decoding) against HF ``generate`` on the same model and prompts (issue 17).
+
+Every case runs in a fresh subprocess (its own peak RSS), and the cases alternate HF/ours so machine noise hits
+both alike. Greedy decoding throughout.
+  * chat: a 3-turn conversation on Bitext questions. HF re-encodes the whole conversation every turn (as
+    core/chat.py does); ours keeps the conversation's KV cache (ChatSession). Time to first token (TTFT: first
+    streamed text) and decode tokens/s on turns 1 and 3.
+  * eval: answers to N Bitext questions (system prompt + chat template) at batch 1, 8, 32. HF is today's
+    core.evaluation.generation.generate_batch (length-sorted, left-padded ``generate``); ours is
+    Decoder.generate (shared prefix once, continuous batching). Tokens/s and prompts/s over generated tokens, and
+    the share of answers identical to HF's at batch 1 (the unpadded reference).
+
+    python bench/generation.py --quick                  # SmolLM2-135M, 16 prompts, short answers
+    python bench/generation.py --model tiny-llama --quick   # smoke run
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script from anywhere
+from core.defaults import DEFAULT_MODEL  # noqa: E402 - after the path insert
+
+BITEXT = Path("/work/shared/data/bitext_customer_support")
+if not BITEXT.is_dir():
+    BITEXT = ROOT / ".." / "shared" / "data" / "bitext_customer_support"
+CSV = "v1_short_responses/Bitext_Sample_Customer_Support_Training_Dataset.csv"
+SYSTEM = "You are a friendly customer-support assistant."
+
+
+def questions(n: int, seed: int = 0) -> list[str]:
+    """n Bitext customer questions (a seeded sample, read from the shared data; never copied into the project)."""
+    import pandas as pd
+
+    frame = pd.read_csv(BITEXT / CSV)
+    return frame["instruction"].sample(n=n, random_state=seed).tolist()
+
+
+def _rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _timed_stream(chunks) -> tuple[str, float, float]:
+    """(text, seconds to the first chunk, seconds in all) of an iterator of text chunks."""
+    t0, first, parts = time.perf_counter(), None, []
+    for chunk in chunks:
+        if first is None and chunk:
+            first = time.perf_counter() - t0
+        parts.append(chunk)
+    return "".join(parts), first or 0.0, time.perf_counter() - t0
+
+
+def chat_worker(spec: dict, model, tok) -> dict:
+    """Three turns; per turn TTFT, decode tokens/s and the answer."""
+    from core.chat import generate as hf_chat
+    from core.decoding import ChatSession, SamplingParams
+
+    n_new = spec["max_new_tokens"]
+    session = ChatSession(model, tok, SYSTEM, SamplingParams(max_new_tokens=n_new))
+    messages, turns = [{"role": "system", "content": SYSTEM}], []
+    for q in questions(3, seed=1):
+        messages.append({"role": "user", "content": q})
+        if spec["impl"] == "hf":
+            text, ttft, total = _timed_stream(hf_chat(model, tok, messages, max_new_tokens=n_new, stream=True))
+        else:
+            text, ttft, total = _timed_stream(session.stream(q))
+        n = len(tok(text, add_special_tokens=False)["input_ids"])
+        turns.append({"ttft_s": ttft, "decode_tokens_per_s": max(n - 1, 1) / max(total - ttft, 1e-9),
+                      "tokens": n, "text": text})
+        messages.append({"role": "assistant", "content": text})
+    return {"turns": turns}
+
+
+def eval_worker(spec: dict, model, tok) -> dict:
+    """Answers to spec['prompts'] questions at spec['batch']; tokens/s, prompts/s and the answers."""
+    from core.decoding import Decoder, SamplingParams
+    from core.evaluation.generation import Decoding, generate_batch
+    from core.evaluation.prompts import prompt_ids
+
+    prompts = [prompt_ids(tok, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}])
+               for q in questions(spec["prompts"])]
+    t0 = time.perf_counter()
+    if spec["impl"] == "hf":
+        answers = generate_batch(model, tok, prompts, Decoding(max_new_tokens=spec["max_new_tokens"],
+                                                               batch_size=spec["batch"]))
+    else:
+        answers = Decoder(model, tok).generate(prompts, SamplingParams(max_new_tokens=spec["max_new_tokens"]),
+                                               batch_size=spec["batch"])
+    dt = time.perf_counter() - t0
+    tokens = sum(a.n_tokens for a in answers)
+    return {"tokens_per_s": tokens / dt, "prompts_per_s": len(prompts) / dt, "seconds": dt, "tokens": tokens,
+            "texts": [a.text for a in answers]}
+
+
+def worker(spec: dict) -> dict:
+    """One case in this (fresh) process."""
+    from core.models import load_model
+
+    torch.set_num_threads(int(spec.get("threads", os.cpu_count() or 1)))
+    model, tok = load_model(spec["model"])
+    model.eval()
+    with torch.no_grad():
+        out = chat_worker(spec, model, tok) if spec["kind"] == "chat" else eval_worker(spec, model, tok)
+    return {**spec, **out, "peak_rss_mb": _rss_mb()}
+
+
+def run_case(spec: dict) -> dict:
+    """One case in a fresh interpreter."""
+    from bench.common import run_worker
+
+    print(f"… {spec['kind']} {spec['impl']}" + (f" batch {spec['batch']}" if "batch" in spec else ""),
+          file=sys.stderr, flush=True)
+    return run_worker(__file__, spec, f"{spec['kind']}/{spec['impl']}")
+
+
+def table(chat: dict, evals: list[dict]) -> str:
+    """The printed table: chat TTFT and tokens/s per turn, then eval throughput per batch size."""
+    lines = [f"{'case':<22} {'TTFT t1 s':>9} {'TTFT t3 s':>9} {'tok/s t1':>8} {'tok/s t3':>8} {'prompts/s':>9} "
+             f"{'peak RSS MB':>11} {'same as HF':>10}"]
+    ref_chat = [t["text"] for t in chat["hf"]["turns"]]
+    for impl in ("hf", "ours"):
+        t = chat[impl]["turns"]
+        same = sum(a["text"] == b for a, b in zip(t, ref_chat)) / len(t)
+        lines.append(f"{'chat ' + impl:<22} {t[0]['ttft_s']:9.3f} {t[2]['ttft_s']:9.3f} "
+                     f"{t[0]['decode_tokens_per_s']:8.1f} {t[2]['decode_tokens_per_s']:8.1f} {'-':>9} "
+                     f"{chat[impl]['peak_rss_mb']:11.0f} {same:10.0%}")
+    ref = next(r["texts"] for r in evals if r["impl"] == "hf" and r["batch"] == 1)
+    for r in evals:
+        same = sum(a == b for a, b in zip(r["texts"], ref)) / len(ref)
+        lines.append(f"{'eval ' + r['impl'] + ' batch ' + str(r['batch']):<22} {'-':>9} {'-':>9} "
+                     f"{r['tokens_per_s']:8.1f} {'-':>8} {r['prompts_per_s']:9.2f} {r['peak_rss_mb']:11.0f} "
+                     f"{same:10.0%}")
+    return "\n".join(lines)
+
+
+def main(quick: bool = False, model: str = DEFAULT_MODEL, prompts: int | None = None) -> dict:
+    """Run the chat and eval cases (HF and ours alternated) and print one table."""
+    n_prompts = prompts or (16 if quick else 50)
+    base = {"model": model, "max_new_tokens": 32 if quick else 64}
+    chat = {impl: run_case({**base, "kind": "chat", "impl": impl}) for impl in ("hf", "ours")}
+    evals = [run_case({**base, "kind": "eval", "impl": impl, "batch": b, "prompts": n_prompts})
+             for b in (1, 8, 32) for impl in ("hf", "ours")]
+    print(f"Generation on {os.cpu_count()} CPU cores, {model} float32, greedy, up to {base['max_new_tokens']} new "
+          f"tokens; chat: 3 turns; eval: {n_prompts} Bitext prompts (tok/s t1 = eval tokens/s):")
+    print(table(chat, evals))
+    return {"chat": chat, "eval": evals}
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="default SmolLM2-135M; tiny-llama for a smoke run")
+    parser.add_argument("--prompts", type=int, help="eval prompts (default 50; 16 with --quick)")
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(json.loads(args.worker))))
+    else:
+        main(args.quick, args.model, args.prompts)
