@@ -73,7 +73,7 @@ def test_sigkilled_run_is_failed_for_chat_not_still_training(workspace):
 
     with pytest.raises(UserError) as err:
         chat.adapter_dir("killed")
-    assert "still training" not in str(err.value) and "failed" in str(err.value) and "--resume killed" in str(err.value)
+    assert "still training" not in str(err.value) and "(state: failed)" in str(err.value)
     _run_with_status("killed", pid=_dead_pid(), pid_started=12345)  # the CLI sees the same
     proc = subprocess.run([sys.executable, "-m", "core", "chat", "killed", "--prompt", "hi"], cwd=ROOT,
                           env=core_env({"ASSISTANT_FACTORY_HOME": str(workspace)}), capture_output=True, text=True,
