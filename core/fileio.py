@@ -110,14 +110,14 @@ def read_jsonl(path: str | os.PathLike, errors: Optional[list] = None) -> Iterat
                     break
                 try:
                     line = raw.decode("utf-8").strip()
-                    if not line:
-                        continue
-                    record = json.loads(line)
-                    if not isinstance(record, dict):
-                        raise ValueError("not an object")
-                except (UnicodeDecodeError, ValueError):  # JSONDecodeError is a ValueError
+                    record = json.loads(line) if line else {}
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    record = None
+                if not isinstance(record, dict):  # damaged, or JSON that is not an object
                     if errors is not None:
                         errors.append(f"{path}: line {number} is damaged (not a JSON object) and was skipped")
+                    continue
+                if not record and not line:
                     continue
                 yield record
     except FileNotFoundError:

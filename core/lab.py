@@ -332,9 +332,11 @@ def _samples(report: dict, n: int = SAMPLES) -> list[dict]:
 
 def run_row(method: str, run_id: str) -> dict:
     """One comparison row, read from ``runs/<run_id>/`` only."""
+    from core.runs import status
+
     folder = run_dir(run_id)
-    cfg = read_json(folder / "config.json", {}) or {}
-    st = read_json(folder / "status.json", {}) or {}
+    st = status(run_id)  # a damaged run shows as "damaged" and the other rows stay readable
+    cfg = {} if st.get("state") == "damaged" else read_json(folder / "config.json", {}) or {}
     lines = list(read_jsonl(folder / "metrics.jsonl"))
     train_lines = [m for m in lines if "loss" in m and not m.get("skipped")]
     evals = [m for m in lines if m.get("eval_loss") is not None]

@@ -10,7 +10,7 @@ from core import jobs
 from core.defaults import ACTIVE_STATES, DAMAGED_STATE
 from core.errors import CorruptFileError, UserError
 from core.fileio import atomic_write_json, read_json
-from core.workspace import kind_dir, list_ids, new_id, reserve_dir, run_dir, validate_id  # noqa: F401 - list_ids re-exported
+from core.workspace import kind_dir, list_ids, new_id, reserve_dir, run_dir, validate_id
 
 # ---------------------------------------------------------------- training runs: launch, stop, status, lock
 # The trainer runs as `python -m core train` through core.jobs (own session, output appended to train.log).

@@ -59,9 +59,8 @@ def test_read_jsonl_skips_and_counts_damaged_lines(tmp_path):
 def test_file_lock_is_exclusive(tmp_path):
     import filelock
 
-    with fileio.file_lock(tmp_path / "x.lock", timeout=1):
-        with pytest.raises(filelock.Timeout):
-            with fileio.file_lock(tmp_path / "x.lock", timeout=0):
-                pass
+    with fileio.file_lock(tmp_path / "x.lock", timeout=1), pytest.raises(filelock.Timeout), \
+            fileio.file_lock(tmp_path / "x.lock", timeout=0):
+        pass
     with fileio.file_lock(tmp_path / "x.lock", timeout=0):  # released: free again
         pass

@@ -223,3 +223,17 @@ def test_a_subprocess_lab_trains_each_run_through_the_job_runner(workspace):
     assert status["state"] == "completed", status
     folder = run_dir(status["runs"][0]["run_id"])
     assert read_json(folder / "config.json")["method"] == "lora" and "trainable of" in (folder / "train.log").read_text()
+
+
+def test_a_damaged_run_leaves_the_other_rows_readable(workspace):
+    from core.fileio import atomic_write_json
+
+    atomic_write_json(run_dir("ok-run", create=True) / "status.json", {"state": "completed", "step": 2})
+    atomic_write_json(run_dir("ok-run") / "config.json", {"method": "lora"})
+    bad = run_dir("bad-run", create=True)
+    (bad / "status.json").write_text('{"state": "comp')
+    atomic_write_json(bad / "config.json", {"method": "full"})
+    atomic_write_json(workspace / "labs" / "lab-z.json", {"lab_id": "lab-z", "runs": [
+        {"method": "lora", "run_id": "ok-run"}, {"method": "full", "run_id": "bad-run"}]})
+    rows = lab_results("lab-z")
+    assert [r["state"] for r in rows] == ["completed", "damaged"] and rows[0]["steps"] == 2

@@ -140,7 +140,7 @@ def _write_status(folder: Path, run_id: str, state: str, **extra) -> None:
         "total_steps": None, "heartbeat": time.time(), "error": None, "run_id": run_id, **extra})
 
 
-def _wait_for_lock(lock: "runs.TrainingLock", folder: Path, run_id: str) -> bool:
+def _wait_for_lock(lock: runs.TrainingLock, folder: Path, run_id: str) -> bool:
     """Hold the workspace lock (state "queued" while another run trains); False if stopped while queued."""
     def on_wait(holder):
         print(f"another training run (pid {holder}) holds the workspace; queued until it ends", flush=True)

@@ -88,6 +88,8 @@ def test_sigkill_is_reported_failed_and_resume_recovers(workspace, reference, mo
     st = wait_for(lambda: (s := runs.status(run_id))["state"] == "failed" and s, what="failed state")
     assert "ended without saving a final state" in st["error"] and "step " in st["error"]  # log tail included
     assert runs.status(run_id)["state"] == "failed"  # sticky
+    with open(run / "metrics.jsonl", "a", encoding="utf-8") as fh:
+        fh.write('{"step": 99, "loss": NaN-garbage\n')  # a damaged line: skipped, never a JSONDecodeError
     monkeypatch.delenv("AF_DEBUG_STEP_DELAY")
     runs.resume(run_id)
     st = wait_for(lambda: (s := runs.status(run_id))["state"] in ("completed", "failed") and s, timeout=180,
