@@ -13,7 +13,7 @@ from typing import Iterator, Optional, Sequence, Union
 import torch
 
 from core.errors import UserError
-from core.evaluation.prompts import end_token_ids
+from core.chat_template import end_token_ids
 from core.fileio import read_json
 from core.workspace import run_dir
 

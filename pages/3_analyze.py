@@ -4,7 +4,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import t, update_project
-from ui.common import ensure_shell, engine, header, need, next_step, not_available
+from ui.common import ensure_shell, header, need, next_step
 from ui.quality_view import cached_report, render_quality, run_analysis
 
 ensure_shell()
@@ -12,9 +12,6 @@ ensure_shell()
 project = header("analyze")
 upload = project.get("upload")
 if not need(bool(upload) and Path(upload["path"]).exists(), "analyze.need_upload", "upload"):
-    st.stop()
-if engine("core.data", "DataQualityAnalyzer") is None:
-    not_available(t("analyze.engine"))
     st.stop()
 
 st.caption(t("analyze.source", name=upload["display_name"], model=project["base_model"]))

@@ -5,11 +5,11 @@ import streamlit as st
 from core.defaults import ACTIVE_STATES, DEFAULT_MODEL, METHODS
 from core.workspace import list_ids, run_dir
 from ui import labeler, load_project, t, update_project
-from ui.common import ensure_shell, engine, guarded, not_available
+from core import lab
+from ui.common import ensure_shell, guarded
 
 ensure_shell()
 
-lab = engine("core.lab")
 
 st.title("🎓 " + t("learn.title"))
 st.caption(t("learn.intro"))
@@ -131,9 +131,6 @@ def explainer() -> None:
             c1.latex(FORMULAS[method])
             c1.caption(t(f"learn.math.{method}"))
             c2.graphviz_chart(machine_diagram(method))
-    if lab is None:
-        not_available(t("learn.engine"))
-        return
     guarded(rank_slider)()
     guarded(merge_section)()
 
@@ -250,9 +247,6 @@ def results_view(lab_id: str) -> None:
 def lab_page() -> None:
     """Start a lab, follow it, compare its runs."""
     st.caption(t("learn.lab.explain"))
-    if lab is None:
-        not_available(t("learn.engine"))
-        return
     guarded(lab_form)()
     labs = [x["lab_id"] for x in lab.list_labs()]
     if not labs:

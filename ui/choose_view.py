@@ -7,7 +7,6 @@ from typing import Any, Optional
 
 import streamlit as st
 
-from ui.common import engine
 from ui.i18n import t
 from core.defaults import DEFAULT_MODEL, METHODS
 
@@ -45,8 +44,6 @@ def _as_dict(obj: Any) -> dict:
 
 def recommend(project: dict) -> Optional[dict]:
     """The StrategySelector's recommendation for the active dataset, as a dict; None without the engine."""
-    if engine("core.strategy", "recommend_for_dataset") is None:
-        return None
     from core.workspace import dataset_dir
 
     return _cached_recommendation(str(dataset_dir(project["active_dataset"])),
@@ -75,8 +72,6 @@ def recommended_config(rec: dict) -> dict:
 
 def estimate(config: dict) -> Optional[dict]:
     """The ResourceEstimator's figures for a run config, as a dict; None without the engine."""
-    if engine("core.strategy", "ResourceEstimator") is None:
-        return None
     return _cached_estimate(json.dumps(config, sort_keys=True, default=str))
 
 

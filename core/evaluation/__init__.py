@@ -167,14 +167,16 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
     ``reuse_base`` takes the base model's results from the workspace cache when the same prompts and settings
     were scored before (greedy decoding makes them identical).
     """
-    from core.chat import adapter_dir, load_base_model, load_run_config
+    from core.chat import load_base_model, load_run_config
+    from core.checkpoints import load_weights
+    from core.export import require_weights
     from core.data import load_split
-    from core.peft import load_adapter, merge_lora
+    from core.peft import merge_lora
 
     progress = progress or (lambda f, m: None)
     t_start = time.perf_counter()
     cfg = load_run_config(run_id)
-    adapter = adapter_dir(run_id)
+    weights = require_weights(run_id)  # the final adapter, or the newest checkpoint of a stopped run
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}.")
     progress(0.0, "loading data")
@@ -202,7 +204,7 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
     speed = [perf_tester.measure(model, "base")] if performance else []
 
     progress(0.45, "loading the adapter")
-    model = load_adapter(model, adapter)
+    model = load_weights(model, weights, cfg)
     model.eval()
     tuned = evaluator.evaluate_model(model, test, val, span(0.46, 0.75), "tuned")
     rob_limit = min(ROBUSTNESS_LIMIT, max(ROBUSTNESS_MIN, len(tuned["examples"]) // 2))
@@ -218,6 +220,7 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
     folder = _dataset_folder(cfg["data"]) if cfg.get("data") else None
     report = {
         "run_id": run_id, "model": cfg.get("model"), "method": cfg.get("method"),
+        "weights": {"step": weights.step, "total_steps": weights.total_steps, "final": weights.final},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data": source, "n_test": len(test), "n_val": len(val), "limit": limit,
         "task": "classification" if labels else _task_of(test), "labels": labels,

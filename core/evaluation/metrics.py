@@ -13,11 +13,13 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from core.data.loader import SmartDataLoader
 from core.evaluation.generation import Answer, Decoding, generate_batch
 from core.evaluation.labels import LabelScorer
-from core.evaluation.prompts import answer_ids, prompt_ids, split_conversation
+from core.evaluation.prompts import prompt_ids, split_conversation
 from core.evaluation.textmetrics import (answer_length, classification_metrics, exact_match, match_label, rouge_l,
                                          sentence_bleu, text_metrics, token_f1)
+from core.training.loss import causal_lm_loss
 
 ProgressFn = Callable[[float, str], None]
 
@@ -34,63 +36,22 @@ def is_classification(convs: Sequence[dict]) -> bool:
 
 
 # ---------------------------------------------------------------- validation loss
-def _fallback_encode(tok, conv: dict, system_prompt: Optional[str], max_seq_len: int) -> Optional[dict]:
-    """Prompt + last answer with the prompt masked (-100): used when core.data.loader is not available."""
-    prompt, reference = split_conversation(conv, system_prompt)
-    p, a = prompt_ids(tok, prompt), answer_ids(tok, prompt, reference)
-    ids = (p + a)[:max_seq_len]
-    labels = ([-100] * len(p) + a)[:max_seq_len]
-    return {"input_ids": ids, "labels": labels} if any(x != -100 for x in labels) else None
-
-
 def _batches(tok, convs, system_prompt, max_seq_len, batch_size):
-    try:
-        from core.data.loader import SmartDataLoader
-    except ImportError:
-        SmartDataLoader = None  # noqa: N806 - the data helper's loader may not be installed yet
-    if SmartDataLoader is not None:
-        loader = SmartDataLoader(tok, system_prompt=system_prompt, max_seq_len=max_seq_len)
-        examples, _ = loader.encode_all(list(convs))
-        yield from loader.batches(examples, batch_size, packing=False, shuffle=False)
-        return
-    examples = [e for e in (_fallback_encode(tok, c, system_prompt, max_seq_len) for c in convs) if e]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        width = max(len(e["input_ids"]) for e in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-        att = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, e in enumerate(chunk):
-            n = len(e["input_ids"])
-            ids[r, :n], labels[r, :n], att[r, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
-        yield {"input_ids": ids, "labels": labels, "attention_mask": att}
-
-
-def _loss_fn():
-    try:
-        from core.training.loss import causal_lm_loss
-
-        return causal_lm_loss
-    except ImportError:
-        def causal_lm_loss(model, batch):  # same contract: (sum over label tokens, count)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-            labels = batch["labels"][:, 1:]
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.size(-1)),
-                                                     labels.reshape(-1), ignore_index=-100, reduction="sum")
-            return loss, int((labels != -100).sum())
-        return causal_lm_loss
+    """Validation batches encoded exactly as the trainer encodes them (prompt tokens masked)."""
+    loader = SmartDataLoader(tok, system_prompt=system_prompt, max_seq_len=max_seq_len)
+    examples, _ = loader.encode_all(list(convs))
+    yield from loader.batches(examples, batch_size, packing=False, shuffle=False)
 
 
 @torch.no_grad()
 def validation_loss(model, tok, convs: Sequence[dict], system_prompt: Optional[str] = None, max_seq_len: int = 512,
                     batch_size: int = 8) -> dict:
     """Mean cross-entropy per answer token over ``convs`` and its perplexity (exp of the loss)."""
-    loss_fn, total, count = _loss_fn(), 0.0, 0
+    total, count = 0.0, 0
     device = next(model.parameters()).device
     for batch in _batches(tok, convs, system_prompt, max_seq_len, batch_size):
         batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        loss_sum, n = loss_fn(model, batch)
+        loss_sum, n = causal_lm_loss(model, batch)
         total, count = total + float(loss_sum), count + int(n)
     if count == 0:
         return {"loss": None, "perplexity": None, "tokens": 0}
