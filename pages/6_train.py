@@ -4,8 +4,6 @@ Everything shown comes from the run folder (status.json, metrics.jsonl, train.lo
 second tab sees the same run. While a run trains, a fragment looks at the two files' size and mtime every
 couple of seconds and rebuilds the charts only when they changed: the app costs the trainer no CPU.
 """
-import time
-
 import streamlit as st
 
 from core import runs
@@ -14,11 +12,10 @@ from core.defaults import ACTIVE_STATES
 from core.workspace import list_ids
 from ui import t, update_project
 from ui.common import ensure_shell, guarded, header, need, next_step, page_link
-from ui.runview import (build_run_config, curves, eval_progress, files_stamp, log_tail, metrics, note_text,
+from ui.runview import (build_run_config, curves, eval_progress, live_stamp, log_tail, metrics, note_text,
                         progress_text, run_status, slow_text)
 
 LIVE_EVERY_S = 2.0
-RECHECK_S = 15  # look at the process even when its files are quiet (a killed trainer writes nothing)
 
 ensure_shell()
 
@@ -118,7 +115,7 @@ def _snapshot(run_id: str, stamp: tuple) -> dict:
 def live(run_id: str) -> None:
     """Every couple of seconds: two stat() calls; the files are read and the charts rebuilt only when they changed.
     A full rerun once the run ends stops the polling."""
-    stamp = (files_stamp(run_id), int(time.time() // RECHECK_S))
+    stamp = live_stamp(run_id)
     key = f"_train_live_{run_id}"
     snap = st.session_state.get(key)
     if snap is None or snap["stamp"] != stamp:

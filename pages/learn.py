@@ -6,7 +6,7 @@ from core.defaults import ACTIVE_STATES, DEFAULT_MODEL, METHODS
 from core.workspace import list_ids, run_dir
 from ui import labeler, load_project, t, update_project
 from core import lab
-from ui.common import ensure_shell, guarded
+from ui.common import chart_layout, ensure_shell, guarded
 
 ensure_shell()
 
@@ -97,7 +97,7 @@ def rank_slider() -> None:
     bars = go.Figure(go.Bar(x=[t(f"method.{s['method']}.name") for s in sizes], y=[s["trainable"] for s in sizes],
                             text=[f"{100 * s['share']:.2f}%" for s in sizes], textposition="outside"))
     bars.update_yaxes(type="log", title=t("learn.rank.trainable"))
-    bars.update_layout(title=t("learn.sizes.title", model=model), height=340, margin=dict(l=40, r=20, t=50, b=40))
+    chart_layout(bars, t("learn.sizes.title", model=model), 340)
     st.plotly_chart(bars, width="stretch", key="learn_sizes")
 
 
@@ -221,7 +221,7 @@ def results_view(lab_id: str) -> None:
               "tokens_per_s": "learn.col.tps", "metric": "learn.col.metric", "val_curve": "learn.lab.val_curve"}
     cols = st.columns(2)
     for i, (key, fig) in enumerate(figs.items()):
-        fig.update_layout(title=t(titles[key]))
+        chart_layout(fig, t(titles[key]), fig.layout.height or 340)
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"learn_fig_{key}")
     st.subheader(t("learn.lab.samples"))
     for r in rows:

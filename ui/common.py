@@ -24,20 +24,21 @@ STEP_PAGES = {
     "evaluate": "pages/7_evaluate.py",
     "chat_export": "pages/8_chat_export.py",
 }
-STEP_ICONS = {"define": "🎯", "upload": "📤", "analyze": "🔍", "prepare": "🧹", "choose": "🧭", "train": "🏋️",
-              "evaluate": "📊", "chat_export": "💬"}
+STEP_ICONS = {"define": "🎯", "upload": "📤", "analyze": "🔍", "prepare": "🧹", "choose": "🧭",
+              "train": "🏋️", "evaluate": "📊", "chat_export": "💬"}
 
 
 def ensure_shell() -> None:
-    """Draw the shell (sidebar, navigation) when app.py did not run around this page in this run.
+    """Run the app around this page when app.py did not (Streamlit's legacy pages/ mode, see ui.shell).
 
-    app.py marks each run in which it drew the shell; Streamlit's legacy pages/ mode may run a page file on its
-    own (see ui.shell), and then the page draws the shell itself and carries on.
+    app.py marks each run in which it drew the shell; without the mark the page hands over to the app, which runs
+    this page inside the shell, and stops the outer run.
     """
-    from ui.shell import SHELL_DRAWN, draw_shell  # ui.shell imports this module
+    from ui.shell import SHELL_DRAWN, run_app  # ui.shell imports this module
 
     if not st.session_state.pop(SHELL_DRAWN, False):
-        draw_shell()
+        run_app()
+        st.stop()
 
 
 def show_error(exc: BaseException) -> None:
@@ -104,3 +105,14 @@ def need(condition: bool, message_key: str, step: str) -> bool:
         st.warning(t(message_key), icon="👈")
         page_link(step, t("common.go_to", step=t(f"step.{step}")), icon="↩️")
     return condition
+
+
+CHART_TOP_PX = 72  # room above the plot: Streamlit's chart toolbar (top right), then the title below it
+
+
+def chart_layout(fig, title: str, height: int = 300, **layout):
+    """The app's plotly layout: the title left-aligned below Streamlit's chart toolbar, the plot under the title."""
+    fig.update_layout(title={"text": title, "x": 0.01, "xanchor": "left", "xref": "container", "y": 1,
+                             "yanchor": "top", "yref": "container", "pad": {"t": 34}},
+                      height=height, **{"margin": {"l": 10, "r": 10, "t": CHART_TOP_PX, "b": 10}, **layout})
+    return fig

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import time
 from pathlib import Path
 from typing import Any, Optional
 
@@ -9,9 +10,10 @@ from core.defaults import DEFAULT_MODEL
 from core.fileio import read_jsonl
 from core import runs
 from core.workspace import run_dir
-from ui.common import duration
+from ui.common import chart_layout, duration
 from ui.i18n import strings, t
 
+RECHECK_S = 15
 SLOW_OTHER_CPU_PCT = 20  # other programs using at least this share of the CPU are named as the cause
 
 
@@ -54,6 +56,12 @@ def files_stamp(run_id: str) -> tuple:
     """Size and mtime of status.json and metrics.jsonl: changes exactly when there is something new to draw."""
     folder = run_dir(run_id)
     return _stat(folder / "status.json"), _stat(folder / "metrics.jsonl")
+
+
+def live_stamp(run_id: str) -> tuple:
+    """What the live Train view redraws on: the files' stamp, and a clock tick every ``RECHECK_S`` seconds so a
+    trainer killed without a word (its files stay quiet) is still noticed."""
+    return files_stamp(run_id), int(time.time() // RECHECK_S)
 
 
 def progress_text(status: dict[str, Any], rows: list[dict]) -> str:
@@ -121,13 +129,9 @@ def curves(rows: list[dict]) -> dict:
     return figs
 
 
-def style(fig, title: str, height: int = 300):
-    """The app's chart layout: the title left-aligned below Streamlit's chart toolbar, the legend underneath."""
-    fig.update_layout(title={"text": title, "x": 0.01, "xanchor": "left", "y": 0.98, "yanchor": "top",
-                             "pad": {"t": 4}},
-                      height=height, margin={"l": 10, "r": 10, "t": 64, "b": 10},
-                      xaxis_title=t("train.curve.step"), legend={"orientation": "h", "y": -0.25})
-    return fig
+def style(fig, title: str):
+    """A training chart: the app's layout, steps on x, the legend underneath."""
+    return chart_layout(fig, title, xaxis_title=t("train.curve.step"), legend={"orientation": "h", "y": -0.25})
 
 
 def log_tail(run_id: str, lines: int = 20) -> str:

@@ -1,9 +1,9 @@
 """The app shell: page config, language, sidebar (active dataset and run, progress) and the navigation.
 
-app.py draws it and runs the chosen page. Streamlit's legacy "pages/ folder" mode may run a page file without
-app.py (a process's first request to a page URL, every AppTest run); such a page draws the shell itself through
-``ui.common.ensure_shell``, with public API only, and carries on in the same run (no rerun: a clicked button's
-trigger would be lost).
+app.py calls ``run_app``. Streamlit's legacy "pages/ folder" mode may run a page file without app.py (a process's
+first request to a page URL, every AppTest run); such a page calls ``run_app`` itself through
+``ui.common.ensure_shell`` and stops: the same shell, the same error wrapper, the page run once inside it, in the
+same script run (a rerun would lose a clicked button's trigger). Public API only.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import streamlit as st
 
 from core.project import STEPS, load_project, step_done, update_project
 from core.workspace import list_ids, workspace_home
-from ui.common import STEP_ICONS, STEP_PAGES
+from ui.common import STEP_ICONS, STEP_PAGES, show_error
 from ui.i18n import LANGUAGES, t
 
 SHELL_DRAWN = "_shell_drawn"  # set by app.py just before it runs a page; the page takes it off
@@ -79,3 +79,13 @@ def draw_shell():
     learn = st.Page("pages/learn.py", title=t("nav.learn"), icon="🎓", url_path="learn")
     return st.navigation({t("nav.section_start"): [home], t("nav.section_line"): steps,
                           t("nav.section_learn"): [learn]})
+
+
+def run_app() -> None:
+    """The shell around the page the navigation chose, with exceptions shown as friendly messages."""
+    page = draw_shell()
+    st.session_state[SHELL_DRAWN] = True
+    try:
+        page.run()
+    except Exception as exc:  # noqa: BLE001 - st.rerun/st.stop are BaseException and pass through untouched
+        show_error(exc)

@@ -142,29 +142,54 @@ class MultiMetricEvaluator:
         return ex
 
 
+# Every comparison row: code -> (English name, higher is better: True/False/None for "neither", a 0-1 share).
+# The code is what the app and the HTML report select rows by; the app shows its own translation of it.
+METRICS: dict[str, tuple[str, Optional[bool], bool]] = {
+    "val_loss": ("validation loss", False, False),
+    "perplexity": ("perplexity", False, False),
+    "accuracy_gen": ("accuracy (generation)", True, True),
+    "macro_f1_gen": ("macro-F1 (generation)", True, True),
+    "in_label_set": ("answers in label set", True, True),
+    "accuracy_scored": ("accuracy (label scoring)", True, True),
+    "macro_f1_scored": ("macro-F1 (label scoring)", True, True),
+    "exact_match": ("exact match", True, True),
+    "token_f1": ("token F1", True, True),
+    "rouge_l": ("ROUGE-L", True, True),
+    "bleu": ("BLEU", True, False),
+    "chrf": ("chrF", True, False),
+    "answer_length": ("answer length (tokens)", None, False),
+}
+CODE_OF_NAME = {name: code for code, (name, _, _) in METRICS.items()}
+
+
+def row_code(row: dict) -> Optional[str]:
+    """The code of a comparison row (reports written before rows carried codes: looked up by the English name)."""
+    return row.get("code") or CODE_OF_NAME.get(row.get("metric"))
+
+
 def compare(base: dict, tuned: dict) -> list[dict]:
-    """Rows of (metric, base, tuned, delta) for the headline metrics both results have."""
+    """Rows of (code, English name, base, tuned, delta) for the headline metrics both results have."""
     rows = []
 
-    def add(name, b, t, higher_is_better=True):
+    def add(code, b, t):
         if b is None or t is None:
             return
-        rows.append({"metric": name, "base": b, "tuned": t, "delta": t - b, "higher_is_better": higher_is_better})
+        name, higher_is_better, _ = METRICS[code]
+        rows.append({"code": code, "metric": name, "base": b, "tuned": t, "delta": t - b,
+                     "higher_is_better": higher_is_better})
 
-    add("validation loss", base["loss"].get("loss"), tuned["loss"].get("loss"), False)
-    add("perplexity", base["loss"].get("perplexity"), tuned["loss"].get("perplexity"), False)
+    add("val_loss", base["loss"].get("loss"), tuned["loss"].get("loss"))
+    add("perplexity", base["loss"].get("perplexity"), tuned["loss"].get("perplexity"))
     bc, tc = base["metrics"].get("classification"), tuned["metrics"].get("classification")
     if bc and tc:
-        add("accuracy (generation)", bc["accuracy"], tc["accuracy"])
-        add("macro-F1 (generation)", bc["macro_f1"], tc["macro_f1"])
-        add("answers in label set", bc["in_label_set"], tc["in_label_set"])
+        add("accuracy_gen", bc["accuracy"], tc["accuracy"])
+        add("macro_f1_gen", bc["macro_f1"], tc["macro_f1"])
+        add("in_label_set", bc["in_label_set"], tc["in_label_set"])
     bl, tl = base.get("label_scoring"), tuned.get("label_scoring")
     if bl and tl:
-        add("accuracy (label scoring)", bl["accuracy"], tl["accuracy"])
-        add("macro-F1 (label scoring)", bl["macro_f1"], tl["macro_f1"])
+        add("accuracy_scored", bl["accuracy"], tl["accuracy"])
+        add("macro_f1_scored", bl["macro_f1"], tl["macro_f1"])
     bt, tt = base["metrics"]["text"], tuned["metrics"]["text"]
-    for key, label in (("exact_match", "exact match"), ("token_f1", "token F1"), ("rouge_l", "ROUGE-L"),
-                       ("bleu", "BLEU"), ("chrf", "chrF")):
-        add(label, bt.get(key), tt.get(key))
-    add("answer length (tokens)", bt.get("answer_length"), tt.get("answer_length"), None)
+    for code in ("exact_match", "token_f1", "rouge_l", "bleu", "chrf", "answer_length"):
+        add(code, bt.get(code), tt.get(code))
     return rows
