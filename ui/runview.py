@@ -10,7 +10,7 @@ from core.defaults import DEFAULT_MODEL
 from core.fileio import read_jsonl
 from core import runs
 from core.workspace import run_dir
-from ui.common import chart_layout, duration
+from ui.common import duration, figure
 from ui.i18n import strings, t
 
 RECHECK_S = 15
@@ -109,29 +109,27 @@ def curves(rows: list[dict]) -> dict:
     evals = [m for m in rows if m.get("eval_loss") is not None]
     if not train and not evals:
         return {}
-    figs = {}
-    loss = go.Figure()
+    steps = [m["step"] for m in train]
+    loss = []
     if train:
-        loss.add_trace(go.Scatter(x=[m["step"] for m in train], y=[m["loss"] for m in train], mode="lines",
-                                  name=t("train.curve.train_loss")))
+        loss.append(go.Scatter(x=steps, y=[m["loss"] for m in train], mode="lines", name=t("train.curve.train_loss")))
     if evals:
-        loss.add_trace(go.Scatter(x=[m["step"] for m in evals], y=[m["eval_loss"] for m in evals],
-                                  mode="lines+markers", name=t("train.curve.val_loss")))
-    figs["loss"] = style(loss, t("train.curve.loss"))
+        loss.append(go.Scatter(x=[m["step"] for m in evals], y=[m["eval_loss"] for m in evals],
+                               mode="lines+markers", name=t("train.curve.val_loss")))
+    figs = {"loss": style(loss, t("train.curve.loss"))}
     if any(m.get("lr") is not None for m in train):
-        lr = go.Figure(go.Scatter(x=[m["step"] for m in train], y=[m.get("lr") for m in train], mode="lines",
-                                  line={"color": "#F59E0B"}))
-        figs["lr"] = style(lr, t("train.curve.lr"))
+        figs["lr"] = style([go.Scatter(x=steps, y=[m.get("lr") for m in train], mode="lines",
+                                       line={"color": "#F59E0B"})], t("train.curve.lr"))
     if any(m.get("tokens_per_s") is not None for m in train):
-        tps = go.Figure(go.Scatter(x=[m["step"] for m in train], y=[m.get("tokens_per_s") for m in train],
-                                   mode="lines", line={"color": "#10B981"}))
-        figs["tps"] = style(tps, t("train.curve.tps"))
+        figs["tps"] = style([go.Scatter(x=steps, y=[m.get("tokens_per_s") for m in train], mode="lines",
+                                        line={"color": "#10B981"})], t("train.curve.tps"))
     return figs
 
 
-def style(fig, title: str):
+def style(traces: list, title: str):
     """A training chart: the app's layout, steps on x, the legend underneath."""
-    return chart_layout(fig, title, xaxis_title=t("train.curve.step"), legend={"orientation": "h", "y": -0.25})
+    return figure(traces, title, xaxis={"title": {"text": t("train.curve.step")}},
+                  legend={"orientation": "h", "y": -0.25})
 
 
 def log_tail(run_id: str, lines: int = 20) -> str:
