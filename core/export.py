@@ -29,8 +29,8 @@ def require_weights(run_id: str) -> UsableWeights:
     """The run's usable weights, or a UserError saying there are none yet."""
     weights = usable_weights(run_id)
     if weights is None:
-        raise UserError(f"Run '{run_id}' has no saved weights yet (no final adapter and no checkpoint); "
-                        "resume it or train a new run.")
+        raise UserError(f"Run '{run_id}' has no trained adapter and no checkpoint yet; resume it or train a new "
+                        "run.")
     return weights
 
 

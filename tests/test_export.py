@@ -59,7 +59,7 @@ def test_a_run_without_weights_is_refused_in_words(workspace):
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model": "tiny-llama", "method": "lora"}))
     (folder / "status.json").write_text(json.dumps({"state": "stopped", "step": 0}))
-    with pytest.raises(UserError, match="no saved weights"):
+    with pytest.raises(UserError, match="no trained adapter and no checkpoint"):
         build_export("empty-run", "adapter")
 
 
