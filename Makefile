@@ -26,7 +26,8 @@ install: $(VENV)/.installed
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true
+	$(BIN)/streamlit run app.py --server.port $(PORT) --server.headless true \
+	  --server.fileWatcherType none --server.runOnSave false
 
 test: install-dev
 	$(BIN)/python -m pytest -q -ra

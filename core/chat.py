@@ -14,7 +14,7 @@ import torch
 
 from core.checkpoints import UsableWeights, load_weights, usable_weights
 from core.errors import UserError
-from core.evaluation.prompts import end_token_ids
+from core.chat_template import end_token_ids
 from core.fileio import read_json
 from core.workspace import run_dir
 

@@ -457,26 +457,20 @@ def lab_figures(rows: list[dict]) -> dict:
 
 def export_html(lab_id: str, path: Optional[str | Path] = None) -> Path:
     """A self-contained HTML comparison (table, charts, sample answers) at ``labs/<lab_id>.html``; returns it."""
-    from core.evaluation.report import _CSS, _Charts, _e, _table
+    from core.evaluation.report import Charts, heading, note, render_page, table
 
     lab = load_lab(lab_id)
     rows = lab_results(lab_id)
-    chart = _Charts()
-    table_rows = [{c: r.get(c) for c in COLUMNS} for r in rows]
-    charts = "".join(chart(fig) for fig in lab_figures(rows).values())
-    samples = "".join(
-        f"<h3>{_e(r['method'])}</h3>" + _table(r["samples"], ["prompt", "reference", "answer"],
-                                               pre=("prompt", "reference", "answer"))
-        for r in rows)
-    title = f"Method lab {lab_id}"
-    meta = (f"<p class='muted'>Model {_e(lab.get('model'))}, data {_e(lab.get('dataset'))}, budget "
-            f"{_e(lab.get('budget_s'))} s, created {_e(lab.get('created'))}. Every value is read from the run "
-            "folders named in the table.</p>")
-    html = (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{_e(title)}</title>"
-            f"<style>{_CSS}</style></head><body><h1>{_e(title)}</h1>{meta}<h2>Comparison</h2>{_table(table_rows)}"
-            f"<h2>Charts</h2>{charts}<h2>Sample answers</h2>{samples}</body></html>")
+    chart = Charts()
+    columns = ["prompt", "reference", "answer"]
+    samples = [block for r in rows for block in (heading(r["method"]), table(r["samples"], columns, pre=columns))]
+    meta = [f"Model {lab.get('model')}, data {lab.get('dataset')}, budget {lab.get('budget_s')} s, created "
+            f"{lab.get('created')}. Every value is read from the run folders named in the table."]
+    sections = [("Comparison", [table([{c: r.get(c) for c in COLUMNS} for r in rows])]),
+                ("Charts", [chart(fig) for fig in lab_figures(rows).values()] or [note("(none)")]),
+                ("Sample answers", samples)]
     target = Path(path) if path else labs_dir() / f"{lab_id}.html"
-    atomic_write_text(target, html)
+    atomic_write_text(target, render_page(f"Method lab {lab_id}", meta, sections))
     return target
 
 

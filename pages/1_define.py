@@ -5,12 +5,15 @@ from ui import labeler, load_project, t, update_project
 from ui.common import ensure_shell, header, next_step
 from ui.models import model_panel
 from core.defaults import DEFAULT_MODEL
+from core.errors import UserError
+from core.models import resolve
 
 ensure_shell()
 
 PURPOSES = ("support", "knowledge", "classification", "style", "chat")
 EXAMPLES = ("support", "routing", "zh_support")
 BASE_CHOICES = ("default", "local", "hub")
+KIND_OF_SOURCE = {"embedded-gguf": "default", "local": "local", "hub": "hub", "tiny": "tiny"}
 
 project = header("define")
 
@@ -36,8 +39,10 @@ for col, example in zip(cols, EXAMPLES):
 project = load_project()
 
 model = project["base_model"]
-base_kind = "default" if model in (DEFAULT_MODEL, "default") else \
-    "local" if model.startswith(("/", ".", "~")) else "tiny" if model.startswith("tiny-") else "hub"
+try:
+    base_kind = KIND_OF_SOURCE[resolve(model).source]
+except UserError:  # a saved folder that is gone since: shown as the folder it was, Save says what is wrong
+    base_kind = "local"
 
 with st.form("define"):
     name = st.text_input(t("define.name"), key="f_name", placeholder=t("define.name_ph"))
@@ -57,8 +62,6 @@ with st.form("define"):
         elif not base:
             st.error(t("define.missing_model"), icon="⚠️")
         else:
-            from core.models import resolve
-
             resolve(base)  # refuses a folder that does not exist, with the engine's own message
             project = update_project(name=name.strip(), purpose=purpose, persona=persona.strip(),
                                      system_prompt=prompt.strip(), base_model=base)

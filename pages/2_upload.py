@@ -6,8 +6,10 @@ import streamlit as st
 
 from core.errors import UserError
 from ui import labeler, t, update_project
-from ui.common import ensure_shell, engine, header, next_step, not_available, show_error
+from core.data import load_conversations
 from core.data.findings import render_note
+from core.data.io import read_table
+from ui.common import ensure_shell, header, next_step, show_error
 from core.data.uploads import FORMATS, SAMPLES, UPLOAD_TYPES, format_fields, save_sample, save_upload
 
 ensure_shell()
@@ -46,11 +48,6 @@ if not upload or not Path(upload["path"]).exists():
 
 st.divider()
 st.subheader(t("upload.current", name=upload["display_name"]))
-read_table = engine("core.data.io", "read_table")
-load_conversations = engine("core.data", "load_conversations")
-if read_table is None:
-    not_available(t("upload.engine_reader"))
-    st.stop()
 with st.spinner(t("upload.reading")):
     try:
         table = read_table(upload["path"])
@@ -80,9 +77,6 @@ def _format_changed() -> None:
 st.selectbox(t("upload.format"), fmt_options, format_func=labeler("format.{}"), key="fmt_select",
              on_change=_format_changed)
 
-if load_conversations is None:
-    not_available(t("upload.engine_normalise"))
-    st.stop()
 problem = None
 with st.spinner(t("upload.detecting")):
     try:

@@ -4,7 +4,8 @@ from pathlib import Path
 import streamlit as st
 
 from ui import t, update_project
-from ui.common import engine, ensure_shell, header, need, next_step, not_available
+from core.data import analysis
+from ui.common import ensure_shell, header, need, next_step
 from ui.quality_view import render_quality
 
 ensure_shell()
@@ -12,10 +13,6 @@ ensure_shell()
 project = header("analyze")
 upload = project.get("upload")
 if not need(bool(upload) and Path(upload["path"]).exists(), "analyze.need_upload", "upload"):
-    st.stop()
-analysis = engine("core.data.analysis")
-if analysis is None:
-    not_available(t("analyze.engine"))
     st.stop()
 
 st.caption(t("analyze.source", name=upload["display_name"], model=project["base_model"]))

@@ -6,7 +6,8 @@ import streamlit as st
 from core.fileio import read_json
 from core.workspace import dataset_dir, new_id, slugify
 from ui import t, update_project
-from ui.common import ensure_shell, engine, header, need, next_step, not_available
+from core.data import prepare_dataset
+from ui.common import ensure_shell, header, need, next_step
 from ui.prepare_view import drift_text, ops_table, split_counts, split_explanation
 
 ensure_shell()
@@ -15,7 +16,6 @@ project = header("prepare")
 upload = project.get("upload")
 if not need(bool(upload) and Path(upload["path"]).exists(), "prepare.need_upload", "upload"):
     st.stop()
-prepare_dataset = engine("core.data", "prepare_dataset")
 
 st.caption(t("prepare.source", name=upload["display_name"]))
 with st.form("prepare"):
@@ -29,11 +29,9 @@ with st.form("prepare"):
     seed = c3.number_input(t("prepare.seed"), min_value=0, max_value=2**31 - 1, value=42)
     default_name = slugify(Path(upload["display_name"]).stem, "dataset")
     name = st.text_input(t("prepare.name"), value="", placeholder=default_name, help=t("prepare.name_help"))
-    submitted = st.form_submit_button(t("prepare.run"), type="primary", disabled=prepare_dataset is None)
+    submitted = st.form_submit_button(t("prepare.run"), type="primary")
 
-if prepare_dataset is None:
-    not_available(t("prepare.engine"))
-elif submitted:
+if submitted:
     test_pct = 100 - train_pct - val_pct
     if test_pct < 0:
         st.error(t("prepare.bad_split"), icon="⚠️")

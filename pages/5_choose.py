@@ -2,7 +2,7 @@
 import streamlit as st
 
 from ui import labeler, t, update_project
-from ui.common import ensure_shell, header, need, next_step, not_available, show_error
+from ui.common import ensure_shell, header, need, next_step, show_error
 from core.defaults import METHODS
 from ui.choose_view import (DEFAULT_BUDGET_MIN, PRESETS, default_config, estimate, recommend,
                             recommended_config, render_estimate, render_recommendation)
@@ -33,7 +33,7 @@ with st.spinner(t("choose.recommending")):
     except Exception as exc:  # noqa: BLE001 - the rest of the page still works without a recommendation
         show_error(exc)
 if rec is None:
-    not_available(t("choose.engine_strategy"))
+    st.info(t("choose.engine_strategy"), icon="🚧")
 else:
     render_recommendation(rec)
 
@@ -132,7 +132,7 @@ with st.spinner(t("choose.estimating")):
         est = None
         show_error(exc)
 if est is None:
-    not_available(t("choose.engine_estimate"))
+    st.info(t("choose.engine_estimate"), icon="🚧")
 else:
     render_estimate(est)
 if project.get("run_config"):

@@ -1,21 +1,25 @@
 """Step 6 · Train: start a run (a separate process), live curves, progress with ETA, Stop and Resume.
 
 Everything shown comes from the run folder (status.json, metrics.jsonl, train.log), so a reload or a
-second tab sees the same run.
+second tab sees the same run. While a run trains, a fragment looks at the two files' size and mtime every
+couple of seconds and rebuilds the charts only when they changed: the app costs the trainer no CPU.
 """
 import streamlit as st
 
+from core import runs
+from core.checkpoints import usable_weights
+from core.defaults import ACTIVE_STATES
 from core.workspace import list_ids
 from ui import t, update_project
-from ui.common import ensure_shell, engine, guarded, header, need, next_step, not_available
-from core.defaults import ACTIVE_STATES
-from ui.runview import build_run_config, curves, log_tail, progress_text, run_status
+from ui.common import ensure_shell, guarded, header, need, next_step, page_link
+from ui.runview import (build_run_config, curves, eval_progress, live_stamp, log_tail, metrics, note_text,
+                        progress_text, run_status, slow_text)
+
+LIVE_EVERY_S = 2.0
 
 ensure_shell()
 
 project = header("train")
-runs_api = {name: engine("core.runs", name) for name in ("launch", "stop", "status", "resume")}
-
 if not need(bool(project.get("run_config")), "train.need_config", "choose"):
     st.stop()
 
@@ -30,12 +34,9 @@ current = run_status(active) if active else None
 busy = bool(current and current.get("state") in ACTIVE_STATES)
 
 c1, c2 = st.columns([1, 3])
-if runs_api["launch"] is None:
-    not_available(t("train.engine"))
-elif c1.button(t("train.start"), type="primary", disabled=busy, key="start",
-               help=t("train.busy") if busy else None):
+if c1.button(t("train.start"), type="primary", disabled=busy, key="start", help=t("train.busy") if busy else None):
     with st.spinner(t("train.starting")):
-        run_id = runs_api["launch"](config)
+        run_id = runs.launch(config)
     project = update_project(active_run=run_id)
     st.rerun()
 if busy:
@@ -47,61 +48,96 @@ if not active:
 
 
 def controls(run_id: str, state: str) -> None:
-    """Stop while running; Resume when stopped or failed (and a checkpoint may exist)."""
+    """Stop while running; Resume when stopped or failed."""
     c1, c2, _ = st.columns([1, 1, 4])
-    if state in ("running", "queued") and runs_api["stop"] is not None:
-        if c1.button(t("train.stop"), key=f"stop_{run_id}"):
-            runs_api["stop"](run_id)
-            st.toast(t("train.stopping"), icon="⏹️")
-    if state in ("stopped", "failed"):
-        if runs_api["resume"] is None:
-            not_available(t("train.resume_engine"))
-        elif c2.button(t("train.resume"), key=f"resume_{run_id}", type="primary"):
-            runs_api["resume"](run_id)
-            st.rerun()
+    if state in ("running", "queued") and c1.button(t("train.stop"), key=f"stop_{run_id}"):
+        runs.stop(run_id)
+        st.toast(t("train.stopping"), icon="⏹️")
+    if state in ("stopped", "failed") and c2.button(t("train.resume"), key=f"resume_{run_id}", type="primary"):
+        runs.resume(run_id)
+        st.rerun()
 
 
-def show_run(run_id: str) -> None:
-    """Status, progress with ETA, curves, and the reason plus log tail of a failed run."""
-    status = run_status(run_id)
+def status_lines(run_id: str, status: dict, rows: list) -> None:
+    """State, progress with ETA, validation progress, the trainer's notes and a slow-steps warning."""
     state = status.get("state", "unknown")
-    st.subheader(t("train.run_title", id=run_id))
-    detail = status.get("state_detail")  # e.g. "evaluating" between steps
-    st.markdown(f"**{t('train.state')}:** {t(f'state.{state}')}" + (f" · {detail}" if detail and state in ACTIVE_STATES
-                                                                    else ""))
-    total = status.get("total_steps") or 0
-    step = status.get("step") or 0
-    st.progress(min(1.0, step / total) if total else 0.0, text=progress_text(run_id, status))
-    controls(run_id, state)
-    if state == "failed":
-        st.error(t("train.failed", reason=status.get("error") or t("train.no_reason")), icon="💥")
-        st.code(log_tail(run_id), language=None)
-    figures = curves(run_id)
+    st.markdown(f"**{t('train.state')}:** {t(f'state.{state}')}")
+    total, step = status.get("total_steps") or 0, status.get("step") or 0
+    st.progress(min(1.0, step / total) if total else 0.0, text=progress_text(status, rows))
+    validating = eval_progress(status) if state in ACTIVE_STATES else None
+    if validating:
+        st.progress(validating[0], text=validating[1])
+    for note in status.get("notes") or []:
+        st.info(note_text(note), icon="📝")
+    slow = slow_text(status.get("slow")) if state in ACTIVE_STATES else None
+    if slow:
+        st.warning(slow, icon="🐢")
+
+
+def charts(run_id: str, figures: dict, state: str) -> None:
+    """The loss, learning-rate and speed curves side by side."""
     if figures:
-        cols = st.columns(len(figures))
-        for col, (key, fig) in zip(cols, figures.items()):
+        for col, (key, fig) in zip(st.columns(len(figures)), figures.items()):
             col.plotly_chart(fig, width="stretch", key=f"chart_{key}_{run_id}")
     elif state in ACTIVE_STATES:
         st.caption(t("train.waiting_metrics"))
+
+
+def ended(run_id: str, status: dict) -> None:
+    """What a finished, stopped, failed or damaged run offers."""
+    state = status.get("state", "unknown")
+    if state == "damaged":
+        st.error(t("train.damaged", reason=status.get("error") or t("train.no_reason")), icon="🧨")
+    if state == "failed":
+        st.error(t("train.failed", reason=status.get("error") or t("train.no_reason")), icon="💥")
+        st.code(log_tail(run_id), language=None)
     if state == "completed":
         st.success(t("train.completed"), icon="🎉")
-    with st.expander(t("train.log")):
-        st.code(log_tail(run_id, 40), language=None)
+    weights = usable_weights(run_id) if state in ("stopped", "failed", "damaged") else None
+    if weights is not None:
+        st.info(t("train.checkpoint_usable", step=weights.step, total=weights.total_steps or "?"), icon="💾")
+        c1, c2 = st.columns(2)
+        with c1:
+            page_link("evaluate", t("train.evaluate_checkpoint", step=weights.step), icon="📊")
+        with c2:
+            page_link("chat_export", t("train.chat_checkpoint", step=weights.step), icon="💬")
 
 
-@st.fragment(run_every=4)
+def _snapshot(run_id: str, stamp: tuple) -> dict:
+    """Status, progress text and figures for one state of the run's files."""
+    status = run_status(run_id)
+    rows = metrics(run_id)
+    return {"stamp": stamp, "status": status, "rows": rows, "figures": curves(rows)}
+
+
+@st.fragment(run_every=LIVE_EVERY_S)
 @guarded
 def live(run_id: str) -> None:
-    """Refreshed every 4 s while the run is active (a step takes seconds on a CPU, and every refresh redraws the
-    charts on the same cores the trainer uses); a full rerun once it ends stops the polling."""
-    if run_status(run_id).get("state") not in ACTIVE_STATES:
+    """Every couple of seconds: two stat() calls; the files are read and the charts rebuilt only when they changed.
+    A full rerun once the run ends stops the polling."""
+    stamp = live_stamp(run_id)
+    key = f"_train_live_{run_id}"
+    snap = st.session_state.get(key)
+    if snap is None or snap["stamp"] != stamp:
+        snap = st.session_state[key] = _snapshot(run_id, stamp)
+    if snap["status"].get("state") not in ACTIVE_STATES:
+        st.session_state.pop(key, None)
         st.rerun(scope="app")
-    show_run(run_id)
+    status_lines(run_id, snap["status"], snap["rows"])
+    controls(run_id, snap["status"].get("state", "unknown"))
+    charts(run_id, snap["figures"], snap["status"].get("state", "unknown"))
 
 
+st.subheader(t("train.run_title", id=active))
 if current and current.get("state") in ACTIVE_STATES:
     live(active)
 else:
-    show_run(active)
-    if current and current.get("state") == "completed":
+    rows = metrics(active)
+    status_lines(active, current, rows)
+    controls(active, current.get("state", "unknown"))
+    ended(active, current)
+    charts(active, curves(rows), current.get("state", "unknown"))
+    if current.get("state") == "completed":
         next_step("train")
+with st.expander(t("train.log")):
+    st.code(log_tail(active, 40), language=None)

@@ -1,17 +1,18 @@
 """Step 7 · Evaluate: the evaluation report of a run — metrics base vs tuned, errors, robustness, speed.
 
-The evaluation runs as its own process (``python -m core eval``): a reload or a click elsewhere does not stop it.
+Any run with usable weights can be evaluated: the final adapter, or a stopped or failed run's newest checkpoint
+("as of step N"). The evaluation runs as its own process (``python -m core eval``): a reload or a click
+elsewhere does not stop it.
 """
 import streamlit as st
 
+from core.evaluation.jobs import log_tail, start, state
 from core.fileio import read_json
-
 from core.workspace import run_dir
 from ui import t
-from ui.common import engine, ensure_shell, guarded, header, need, next_step, not_available
-from core.evaluation.jobs import log_tail, start, state
+from ui.common import ensure_shell, guarded, header, need, next_step
 from ui.evalview import render_report
-from ui.runview import run_status
+from ui.runview import run_status, weights_panel
 
 ensure_shell()
 
@@ -19,25 +20,21 @@ project = header("evaluate")
 run_id = project.get("active_run")
 if not need(bool(run_id) and run_dir(run_id).exists(), "evaluate.need_run", "train"):
     st.stop()
-if not need(run_status(run_id).get("state") == "completed", "evaluate.need_completed", "train"):
-    st.stop()
-
-available = engine("core.evaluation.cli", "eval_command") is not None
+weights = weights_panel(run_id, run_status(run_id))
 report = read_json(run_dir(run_id) / "eval" / "report.json", None)
 job = state(run_id)
 running = job["state"] == "running"
 
-with st.form("evaluate"):
-    c1, c2 = st.columns([1, 3])
-    limit = c1.number_input(t("evaluate.limit"), 0, 100_000, 20, help=t("evaluate.limit_help"))
-    c2.caption(t("evaluate.explain"))
-    go = st.form_submit_button(t("evaluate.run" if report is None else "evaluate.rerun"), type="primary",
-                               disabled=not available or running)
-if not available:
-    not_available(t("evaluate.engine"))
-elif go:
-    start(run_id, int(limit) or None)
-    st.rerun()
+if weights is not None:
+    with st.form("evaluate"):
+        c1, c2 = st.columns([1, 3])
+        limit = c1.number_input(t("evaluate.limit"), 0, 100_000, 20, help=t("evaluate.limit_help"))
+        c2.caption(t("evaluate.explain"))
+        go = st.form_submit_button(t("evaluate.run" if report is None else "evaluate.rerun"), type="primary",
+                                   disabled=running)
+    if go:
+        start(run_id, int(limit) or None)
+        st.rerun()
 
 
 @st.fragment(run_every=2)
@@ -59,5 +56,5 @@ elif job["state"] == "failed":
 if report:
     render_report(report)
     next_step("evaluate")
-elif available and not running:
+elif weights is not None and not running:
     st.info(t("evaluate.none_yet"), icon="🧪")

@@ -1,14 +1,21 @@
-"""Step 8 · Chat & Export: stream answers from the tuned assistant beside the base model; download the results."""
+"""Step 8 · Chat & Export: stream answers from the tuned assistant beside the base model; download the results.
+
+Any run with usable weights works here: the final adapter, or a stopped or failed run's newest checkpoint
+("as of step N"). Models load in background threads; the page shows their progress and never waits on them.
+"""
+from pathlib import Path
+
 import streamlit as st
 
+from core.chat import build_messages
+from core.export import FORMATS, available, build_export, report_html, zip_path
 from core.fileio import read_json
-
 from core.workspace import run_dir
 from ui import t
-from ui.common import ensure_shell, engine, header, need, not_available, show_error
-from ui.chatview import base_model, chat_stream, tuned_model
-from ui.exports import FORMATS, available, build_export, report_html, zip_path
-from ui.runview import run_status
+from ui.chatview import base_loader, chat_stream, conversation, tuned_loader
+from ui.common import ensure_shell, header, need, show_error
+from ui.models import loading_fragment
+from ui.runview import run_status, weights_panel
 
 ensure_shell()
 
@@ -16,98 +23,140 @@ project = header("chat_export")
 run_id = project.get("active_run")
 if not need(bool(run_id) and run_dir(run_id).exists(), "chat.need_run", "train"):
     st.stop()
-status = run_status(run_id)
-if not need(status.get("state") == "completed", "chat.need_completed", "train"):
+weights = weights_panel(run_id, run_status(run_id))
+if weights is None:
     st.stop()
 config = read_json(run_dir(run_id) / "config.json", {}) or {}
-chat_api = engine("core.chat")
+PENDING = f"chat_pending_{run_id}"
 
-tab_chat, tab_export = st.tabs([t("chat.tab_chat"), t("chat.tab_export")])
-with tab_chat:
+
+def _text(streamed) -> str:
+    return streamed if isinstance(streamed, str) else "".join(map(str, streamed))
+
+
+def _bubble(where, who: str, text: str) -> None:
+    with where.chat_message("assistant", avatar="🏭" if who == "tuned" else "🧱"):
+        st.caption(t(f"chat.{who}"))
+        st.write(text if text.strip() else t("model.empty_answer"))
+
+
+def show_history(conv: dict) -> None:
+    """The conversation so far: each tuned answer beside the base model's answer to the same turn."""
+    for i, message in enumerate(conv["messages"]):
+        if message["role"] == "user":
+            with st.chat_message("user"):
+                st.write(message["content"])
+            continue
+        base = conv["base"].get(i)
+        cols = st.columns(2) if base is not None else [st.container()]
+        _bubble(cols[0], "tuned", message["content"])
+        if base is not None:
+            _bubble(cols[1], "base", base)
+
+
+def _stream_into(where, who: str, loader, messages: list, max_new: int) -> str:
+    with where.chat_message("assistant", avatar="🏭" if who == "tuned" else "🧱"):
+        st.caption(t(f"chat.{who}"))
+        model, tok = loader.result
+        text = _text(st.write_stream(chat_stream(model, tok, messages, max_new)))
+        if not text.strip():
+            st.caption(t("model.empty_answer"))
+    return text
+
+
+def answer(conv: dict, prompt: str, system_prompt: str, compare: bool, max_new: int) -> None:
+    """Answer the pending prompt once its models are loaded (a fragment shows the loading meanwhile)."""
+    with st.chat_message("user"):
+        st.write(prompt)
+    loaders = [tuned_loader(run_id, weights)]
+    if compare:
+        loaders.append(base_loader(config.get("model") or project["base_model"]))
+    if not all(loader.done for loader in loaders):
+        loading_fragment(tuple(loader.name for loader in loaders))
+        return
+    st.session_state.pop(PENDING, None)
+    failed = next((loader.error for loader in loaders if loader.error), None)
+    if failed is not None:
+        show_error(failed)
+        return
+    messages = build_messages(system_prompt.strip() or None, conv["messages"], prompt)
+    cols = st.columns(2) if compare else [st.container()]
+    tuned = _stream_into(cols[0], "tuned", loaders[0], messages, max_new)
+    base = _stream_into(cols[1], "base", loaders[1], messages, max_new) if compare else None
+    conv["messages"] += [{"role": "user", "content": prompt}, {"role": "assistant", "content": tuned}]
+    if base is not None:
+        conv["base"][len(conv["messages"]) - 1] = base
+
+
+def chat_tab() -> None:
+    """Settings, the conversation, the input."""
     c1, c2, c3 = st.columns([3, 1, 1])
     system_prompt = c1.text_area(t("chat.system_prompt"), height=80, key=f"sys_{run_id}",
                                  value=config.get("system_prompt") or project.get("system_prompt") or "")
     compare = c2.toggle(t("chat.compare"), value=True, key="compare")
     max_new = c3.slider(t("chat.max_tokens"), 16, 512, 128, step=16, key="max_new")
-    history_key = f"chat_history_{run_id}"
-    history = st.session_state.setdefault(history_key, [])
+    conv = conversation(run_id, weights)
     if c3.button(t("chat.clear"), key="clear"):
-        history.clear()
-    if chat_api is None or not hasattr(chat_api, "generate"):
-        not_available(t("chat.engine"))
-    for turn in history:
-        with st.chat_message("user"):
-            st.write(turn["user"])
-        cols = st.columns(2) if turn.get("base") is not None else [st.container()]
-        with cols[0].chat_message("assistant", avatar="🏭"):
-            st.caption(t("chat.tuned"))
-            st.write(turn["tuned"] if turn["tuned"].strip() else t("model.empty_answer"))
-        if turn.get("base") is not None:
-            with cols[1].chat_message("assistant", avatar="🧱"):
-                st.caption(t("chat.base"))
-                st.write(turn["base"] if turn["base"].strip() else t("model.empty_answer"))
-    new_turn = st.container()  # the new exchange appears above the input, after the history
-    prompt = st.chat_input(t("chat.input"), disabled=chat_api is None)
+        conv["messages"].clear()
+        conv["base"].clear()
+        st.session_state.pop(PENDING, None)
+    show_history(conv)
+    turn = st.container()  # the new exchange appears above the input, after the history
+    prompt = st.chat_input(t("chat.input"))
     if prompt:
-        with new_turn:
-            with st.chat_message("user"):
-                st.write(prompt)
-            messages = ([{"role": "system", "content": system_prompt}] if system_prompt.strip() else []) + \
-                [m for turn in history for m in ({"role": "user", "content": turn["user"]},
-                                                 {"role": "assistant", "content": turn["tuned"]})] + \
-                [{"role": "user", "content": prompt}]
-            cols = st.columns(2) if compare else [st.container()]
-            with cols[0].chat_message("assistant", avatar="🏭"):
-                st.caption(t("chat.tuned"))
-                with st.spinner(t("chat.loading_tuned")):
-                    model, tok = tuned_model(run_id)
-                tuned = st.write_stream(chat_stream(model, tok, messages, max_new))
-                if not str(tuned).strip():
-                    st.caption(t("model.empty_answer"))
-            base = None
-            if compare:
-                with cols[1].chat_message("assistant", avatar="🧱"):
-                    st.caption(t("chat.base"))
-                    with st.spinner(t("chat.loading_base")):
-                        bmodel, btok = base_model(config.get("model") or project["base_model"])
-                    base = st.write_stream(chat_stream(bmodel, btok, messages, max_new))
-                    if not str(base).strip():
-                        st.caption(t("model.empty_answer"))
-            history.append({"user": prompt, "tuned": tuned if isinstance(tuned, str) else "".join(map(str, tuned)),
-                            "base": base if base is None or isinstance(base, str) else "".join(map(str, base))})
+        st.session_state[PENDING] = prompt
+    if st.session_state.get(PENDING):
+        with turn:
+            answer(conv, st.session_state[PENDING], system_prompt, compare, max_new)
 
-with tab_export:
+
+def export_card(fmt: str, method: str) -> None:
+    """One export format: what it is, Build, and a download built only when clicked."""
+    with st.container(border=True):
+        c1, c2 = st.columns([3, 2])
+        c1.markdown(f"**{t(f'export.{fmt}.title')}**")
+        c1.caption(t(f"export.{fmt}.desc"))
+        if not available(method, fmt):
+            c2.caption(t("export.not_for_method", method=t(f"method.{method}.name")))
+            return
+        target = zip_path(run_id, fmt, weights)
+        if c2.button(t("export.build" if not target.exists() else "export.rebuild"), key=f"build_{fmt}"):
+            with st.status(t("export.building", fmt=t(f"export.{fmt}.title"))) as box:
+                try:
+                    target = build_export(run_id, fmt)
+                    box.update(label=t("export.built", size=target.stat().st_size / 1e6), state="complete")
+                except Exception as exc:  # noqa: BLE001 - shown, the page keeps working
+                    box.update(state="error")
+                    show_error(exc)
+        if target.exists():  # the bytes are read when the button is clicked, not on every rerun
+            c2.download_button(t("export.download", size=target.stat().st_size / 1e6), data=_reader(target),
+                               file_name=target.name, mime="application/zip",
+                               key=f"dl_{fmt}", type="primary")
+
+
+def _reader(path: Path):
+    return lambda: path.read_bytes()
+
+
+def export_tab() -> None:
+    """The export formats of the run's usable weights and the evaluation report."""
     st.markdown(t("export.intro"))
-    if engine("core.peft.cli") is None:
-        not_available(t("export.engine"))
-    else:
-        for fmt in FORMATS:
-            with st.container(border=True):
-                c1, c2 = st.columns([3, 2])
-                c1.markdown(f"**{t(f'export.{fmt}.title')}**")
-                c1.caption(t(f"export.{fmt}.desc"))
-                target = zip_path(run_id, fmt)
-                if not available(config.get("method", "lora"), fmt):
-                    c2.caption(t("export.not_for_method", method=t(f"method.{config.get('method', 'lora')}.name")))
-                    continue
-                if c2.button(t("export.build" if not target.exists() else "export.rebuild"), key=f"build_{fmt}"):
-                    with st.status(t("export.building", fmt=t(f"export.{fmt}.title"))) as box:
-                        try:
-                            target = build_export(run_id, fmt)
-                            box.update(label=t("export.built", size=target.stat().st_size / 1e6), state="complete")
-                        except Exception as exc:  # noqa: BLE001 - shown, the page keeps working
-                            box.update(state="error")
-                            show_error(exc)
-                if target.exists():
-                    with open(target, "rb") as fh:
-                        c2.download_button(t("export.download", size=target.stat().st_size / 1e6), fh,
-                                           file_name=target.name, mime="application/zip", key=f"dl_{fmt}",
-                                           type="primary")
+    if not weights.final:
+        st.caption(t("export.as_of", step=weights.step))
+    for fmt in FORMATS:
+        export_card(fmt, config.get("method", "lora"))
     with st.container(border=True):
         st.markdown(f"**{t('export.report.title')}**")
         html = report_html(run_id)
         if html:
-            st.download_button(t("export.report.download"), html.read_bytes(), file_name=f"{run_id}-report.html",
+            st.download_button(t("export.report.download"), data=_reader(html), file_name=f"{run_id}-report.html",
                                mime="text/html", key="dl_report")
         else:
             st.caption(t("export.report.missing"))
+
+
+tab_chat, tab_export = st.tabs([t("chat.tab_chat"), t("chat.tab_export")])
+with tab_chat:
+    chat_tab()
+with tab_export:
+    export_tab()

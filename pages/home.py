@@ -2,9 +2,9 @@
 import streamlit as st
 
 from ui import load_project, t
-from ui.common import ensure_shell, STEP_ICONS, STEP_PAGES
+from ui.common import STEP_ICONS, ensure_shell, page_link
 from ui.models import model_panel
-from ui.project import STEPS, step_done
+from core.project import STEPS, step_done
 
 ensure_shell()
 
@@ -16,7 +16,7 @@ done = step_done(project)
 todo = next((s for s in STEPS if not done[s]), None)
 if todo:  # one obvious next action: where this project continues
     label = t("home.start") if todo == STEPS[0] else t("home.continue", step=t(f"step.{todo}"))
-    st.page_link(STEP_PAGES[todo], label=label, icon="🚀")
+    page_link(todo, label, icon="🚀")
 else:
     st.success(t("home.all_done"), icon="🎉")
 cols = st.columns(4)
@@ -25,7 +25,7 @@ for i, step in enumerate(STEPS):
         mark = "✅" if done[step] else STEP_ICONS[step]
         st.markdown(f"**{mark} {i + 1}. {t(f'step.{step}')}**")
         st.caption(t(f"home.step.{step}"))
-        st.page_link(STEP_PAGES[step], label=t("home.open"), icon="➡️")
+        page_link(step, t("home.open"), icon="➡️")
 
 st.markdown(t("home.how"))
 st.divider()

@@ -5,11 +5,11 @@ import streamlit as st
 from core.defaults import ACTIVE_STATES, DEFAULT_MODEL, METHODS
 from core.workspace import list_ids, run_dir
 from ui import labeler, load_project, t, update_project
-from ui.common import ensure_shell, engine, guarded, not_available
+from core import lab
+from ui.common import chart_layout, ensure_shell, guarded
 
 ensure_shell()
 
-lab = engine("core.lab")
 
 st.title("🎓 " + t("learn.title"))
 st.caption(t("learn.intro"))
@@ -97,7 +97,7 @@ def rank_slider() -> None:
     bars = go.Figure(go.Bar(x=[t(f"method.{s['method']}.name") for s in sizes], y=[s["trainable"] for s in sizes],
                             text=[f"{100 * s['share']:.2f}%" for s in sizes], textposition="outside"))
     bars.update_yaxes(type="log", title=t("learn.rank.trainable"))
-    bars.update_layout(title=t("learn.sizes.title", model=model), height=340, margin=dict(l=40, r=20, t=50, b=40))
+    chart_layout(bars, t("learn.sizes.title", model=model), 340)
     st.plotly_chart(bars, width="stretch", key="learn_sizes")
 
 
@@ -131,9 +131,6 @@ def explainer() -> None:
             c1.latex(FORMULAS[method])
             c1.caption(t(f"learn.math.{method}"))
             c2.graphviz_chart(machine_diagram(method))
-    if lab is None:
-        not_available(t("learn.engine"))
-        return
     guarded(rank_slider)()
     guarded(merge_section)()
 
@@ -224,7 +221,7 @@ def results_view(lab_id: str) -> None:
               "tokens_per_s": "learn.col.tps", "metric": "learn.col.metric", "val_curve": "learn.lab.val_curve"}
     cols = st.columns(2)
     for i, (key, fig) in enumerate(figs.items()):
-        fig.update_layout(title=t(titles[key]))
+        chart_layout(fig, t(titles[key]), fig.layout.height or 340)
         cols[i % 2].plotly_chart(fig, width="stretch", key=f"learn_fig_{key}")
     st.subheader(t("learn.lab.samples"))
     for r in rows:
@@ -250,9 +247,6 @@ def results_view(lab_id: str) -> None:
 def lab_page() -> None:
     """Start a lab, follow it, compare its runs."""
     st.caption(t("learn.lab.explain"))
-    if lab is None:
-        not_available(t("learn.engine"))
-        return
     guarded(lab_form)()
     labs = [x["lab_id"] for x in lab.list_labs()]
     if not labs:

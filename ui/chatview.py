@@ -1,51 +1,41 @@
-"""Models for the chat page, cached per process, and a text stream for st.write_stream."""
+"""The chat page's models (loaded in background threads) and its conversation in the session.
+
+A conversation is the standard list of ``{"role", "content"}`` messages (user turns and the tuned model's answers)
+plus, for the turns asked with "compare", the base model's answer by message index.
+"""
 from __future__ import annotations
 
 from typing import Iterator
 
 import streamlit as st
 
-from core.workspace import run_dir
-from ui.loader import get_loader
+from core.chat import generate
+from core.checkpoints import UsableWeights
+from core.export import load_usable
+from ui.loader import ModelLoader, forget, get_loader
 
 
-def _adapter_stamp(run_id: str) -> float:
-    """Changes when the run's adapter is rewritten (a resumed run), so the cache reloads it."""
+def tuned_loader(run_id: str, weights: UsableWeights, start: bool = True) -> ModelLoader:
+    """The loader of a run's tuned model for these weights (new weights of the same run replace the old)."""
     try:
-        return max(p.stat().st_mtime for p in (run_dir(run_id) / "adapter").iterdir())
+        stamp = max(p.stat().st_mtime_ns for p in weights.path.iterdir())
     except (FileNotFoundError, ValueError):
-        return 0.0
+        stamp = 0
+    key = f"run:{run_id}:{weights.path}:{stamp}"
+    forget(f"run:{run_id}:", key)
+    return get_loader(key, start, load=lambda progress: load_usable(run_id)[:2])
 
 
-@st.cache_resource(max_entries=2, show_spinner=False)
-def _load_tuned(run_id: str, stamp: float):
-    from core.chat import load_run_model
-
-    model, tok, _config = load_run_model(run_id)
-    return model, tok
+def base_loader(name: str, start: bool = True) -> ModelLoader:
+    """The base model's loader, shared with the home page's hello check."""
+    return get_loader(name, start)
 
 
-def tuned_model(run_id: str):
-    """``(model, tokenizer)`` of a run with its adapter applied."""
-    return _load_tuned(run_id, _adapter_stamp(run_id))
-
-
-def base_model(name: str):
-    """The base model, shared with the home page's loader."""
-    loader = get_loader(name)
-    loader.thread.join()
-    if loader.error:
-        raise loader.error
-    return loader.result
+def conversation(run_id: str, weights: UsableWeights) -> dict:
+    """The session's conversation with these weights: ``{"messages": [...], "base": {index: answer}}``."""
+    return st.session_state.setdefault(f"chat_{run_id}_{weights.step}_{weights.final}", {"messages": [], "base": {}})
 
 
 def chat_stream(model, tok, messages: list[dict], max_new_tokens: int) -> Iterator[str]:
-    """Text pieces from ``core.chat.generate(stream=True)``."""
-    from core.chat import generate
-
-    result = generate(model, tok, messages, max_new_tokens=max_new_tokens, stream=True)
-    if isinstance(result, str):  # an engine without streaming still answers
-        yield result
-        return
-    for piece in result:
-        yield piece if isinstance(piece, str) else str(piece)
+    """Text pieces of the answer, for ``st.write_stream``."""
+    return generate(model, tok, messages, max_new_tokens=max_new_tokens, stream=True)

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import streamlit as st
 
-from ui.common import engine
+from ui.common import duration
 from ui.i18n import t
 from core.defaults import DEFAULT_MODEL, METHODS
 
@@ -45,8 +45,6 @@ def _as_dict(obj: Any) -> dict:
 
 def recommend(project: dict) -> Optional[dict]:
     """The StrategySelector's recommendation for the active dataset, as a dict; None without the engine."""
-    if engine("core.strategy", "recommend_for_dataset") is None:
-        return None
     from core.workspace import dataset_dir
 
     return _cached_recommendation(str(dataset_dir(project["active_dataset"])),
@@ -75,8 +73,6 @@ def recommended_config(rec: dict) -> dict:
 
 def estimate(config: dict) -> Optional[dict]:
     """The ResourceEstimator's figures for a run config, as a dict; None without the engine."""
-    if engine("core.strategy", "ResourceEstimator") is None:
-        return None
     return _cached_estimate(json.dumps(config, sort_keys=True, default=str))
 
 
@@ -120,12 +116,6 @@ def render_recommendation(rec: dict) -> None:
             st.warning(str(note), icon="🧾")
 
 
-def _duration(seconds: Optional[float]) -> str:
-    if seconds is None:
-        return "—"
-    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
-
-
 def render_estimate(est: dict) -> None:
     """Trainable parameters, memory and time, with their breakdowns, and a warning when it will not fit."""
     params, memory = est.get("params") or {}, est.get("memory") or {}
@@ -137,9 +127,9 @@ def render_estimate(est: dict) -> None:
     if memory.get("total") is not None:
         c2.metric(t("choose.est.memory"), f"{memory['total'] / 2**30:.2f} GiB",
                   t("choose.est.budget", budget=(memory.get("budget") or 0) / 2**30), delta_color="off", delta_arrow="off", border=True)
-    c3.metric(t("choose.est.time"), _duration(est.get("epoch_s")),
+    c3.metric(t("choose.est.time"), duration(est.get("epoch_s")),
               t("choose.est.steps", steps=est.get("steps_per_epoch") or "?"), delta_color="off", delta_arrow="off", border=True)
-    c4.metric(t("choose.est.total"), _duration(est.get("total_s")),
+    c4.metric(t("choose.est.total"), duration(est.get("total_s")),
               t("choose.est.steps", steps=est.get("total_steps") or "?"), delta_color="off", delta_arrow="off", border=True)
     if memory.get("fits") is False:
         st.error(t("choose.est.no_fit", fix="; ".join(map(str, est.get("problems") or []))), icon="🧯")

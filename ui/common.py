@@ -1,15 +1,15 @@
-"""Streamlit helpers used by every page: header, friendly errors, engine look-ups, links to the next step."""
+"""Streamlit helpers used by every page: the shell check, header, friendly errors, links, durations."""
 from __future__ import annotations
 
-import importlib
+import functools
 import logging
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 import streamlit as st
 
 from core.errors import UserError
-from ui.i18n import t
-from ui.project import STEPS, load_project
+from core.project import STEPS, load_project
+from ui.i18n import lang, t
 
 log = logging.getLogger("assistant_factory.ui")
 
@@ -24,22 +24,21 @@ STEP_PAGES = {
     "evaluate": "pages/7_evaluate.py",
     "chat_export": "pages/8_chat_export.py",
 }
-STEP_ICONS = {"define": "🎯", "upload": "📤", "analyze": "🔍", "prepare": "🧹", "choose": "🧭", "train": "🏋️",
-              "evaluate": "📊", "chat_export": "💬"}
+STEP_ICONS = {"define": "🎯", "upload": "📤", "analyze": "🔍", "prepare": "🧹", "choose": "🧭",
+              "train": "🏋️", "evaluate": "📊", "chat_export": "💬"}
 
 
 def ensure_shell() -> None:
-    """Make sure app.py (sidebar, navigation, error wrapper) runs around this page.
+    """Run the app around this page when app.py did not (Streamlit's legacy pages/ mode, see ui.shell).
 
-    Streamlit still has its legacy "pages/ folder" mode: on a process's first run (and on every AppTest run) it
-    may execute a file of pages/ on its own, without app.py. st.navigation turns that mode off; when a page
-    finds it still on, app.py did not run, so we turn it off and rerun through app.py.
+    app.py marks each run in which it drew the shell; without the mark the page hands over to the app, which runs
+    this page inside the shell, and stops the outer run.
     """
-    from streamlit.runtime.pages_manager import PagesManager
+    from ui.shell import SHELL_DRAWN, run_app  # ui.shell imports this module
 
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
+    if not st.session_state.pop(SHELL_DRAWN, False):
+        run_app()
+        st.stop()
 
 
 def show_error(exc: BaseException) -> None:
@@ -55,32 +54,33 @@ def show_error(exc: BaseException) -> None:
 
 def guarded(func: Callable) -> Callable:
     """Wrap a fragment body so its exceptions also become friendly messages (fragments rerun on their own)."""
+    @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:
             return func(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - control-flow exceptions are BaseException and pass through
             show_error(exc)
-    wrapper.__name__ = func.__name__
-    wrapper.__doc__ = func.__doc__
     return wrapper
 
 
-def engine(module: str, attr: Optional[str] = None) -> Any:
-    """An engine module or attribute, or None when that part of ``core`` is not built yet."""
-    try:
-        mod = importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if exc.name and (exc.name == module or module.startswith(exc.name + ".") or exc.name.startswith("core")):
-            return None
-        raise
-    except ImportError:
-        return None
-    return getattr(mod, attr, None) if attr else mod
+def duration(seconds: Optional[float]) -> str:
+    """``m:ss`` or ``h:mm:ss`` (``—`` when unknown): the one way the app writes a duration."""
+    if seconds is None:
+        return "—"
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def not_available(what: str) -> None:
-    """Say that a part of the engine is missing instead of faking it."""
-    st.info(t("common.not_available", what=what), icon="🚧")
+def lang_query() -> dict:
+    """Query parameters that keep the session's language on a link (none for English, the default)."""
+    code = lang()
+    return {"lang": code} if code != "en" else {}
+
+
+def page_link(step: str, label: str, icon: Optional[str] = None) -> None:
+    """``st.page_link`` to a step's page that keeps the language in the URL."""
+    st.page_link(STEP_PAGES[step], label=label, icon=icon, query_params=lang_query())
 
 
 def header(step: str) -> dict:
@@ -96,12 +96,36 @@ def next_step(step: str) -> None:
     i = STEPS.index(step)
     if i + 1 < len(STEPS):
         nxt = STEPS[i + 1]
-        st.page_link(STEP_PAGES[nxt], label=t("common.next", step=t(f"step.{nxt}")), icon="➡️")
+        page_link(nxt, t("common.next", step=t(f"step.{nxt}")), icon="➡️")
 
 
 def need(condition: bool, message_key: str, step: str) -> bool:
     """Show a hint with a link when a previous step is missing; returns ``condition``."""
     if not condition:
         st.warning(t(message_key), icon="👈")
-        st.page_link(STEP_PAGES[step], label=t("common.go_to", step=t(f"step.{step}")), icon="↩️")
+        page_link(step, t("common.go_to", step=t(f"step.{step}")), icon="↩️")
     return condition
+
+
+CHART_TOP_PX = 72  # room above the plot: Streamlit's chart toolbar (top right), then the title below it
+
+
+def layout(title: str, height: int = 300, **extra) -> dict:
+    """The app's plotly layout: the title left-aligned below Streamlit's chart toolbar, the plot under the title."""
+    return {"title": {"text": title, "x": 0.01, "xanchor": "left", "xref": "container", "y": 1, "yanchor": "top",
+                      "yref": "container", "pad": {"t": 34}},
+            "height": height, "margin": {"l": 10, "r": 10, "t": CHART_TOP_PX, "b": 10}, **extra}
+
+
+def chart_layout(fig, title: str, height: int = 300, **extra):
+    """Apply ``layout`` to an existing figure."""
+    fig.update_layout(**layout(title, height, **extra))
+    return fig
+
+
+def figure(traces: list, title: str, height: int = 300, **extra):
+    """A plotly figure with the app's layout, built in one go (a tenth of the CPU of update_layout: the live
+    Train view rebuilds its charts at every step)."""
+    import plotly.graph_objects as go
+
+    return go.Figure(data=traces, layout=layout(title, height, **extra))

@@ -6,6 +6,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from core.evaluation.metrics import METRICS, row_code
+from ui.common import chart_layout
 from ui.i18n import t
 
 BASE_COLOR, TUNED_COLOR = "#9CA3AF", "#4F46E5"
@@ -17,20 +19,28 @@ def _num(value: Any, digits: int = 3) -> str:
 
 def headline(report: dict) -> list[dict]:
     """The two or three figures a stakeholder asks for first: task metric, validation loss, speed."""
-    rows = {r["metric"]: r for r in report.get("comparison") or []}
-    picks = ["accuracy (label scoring)", "accuracy (generation)"] if report.get("task") == "classification" else \
-        ["token F1", "ROUGE-L"]
-    return [rows[k] for k in picks + ["validation loss"] if k in rows]
+    rows = {row_code(r): r for r in report.get("comparison") or []}
+    picks = ["accuracy_scored", "accuracy_gen"] if report.get("task") == "classification" else ["token_f1", "rouge_l"]
+    return [rows[k] for k in picks + ["val_loss"] if k in rows]
+
+
+def metric_name(row: dict) -> str:
+    """A comparison row's metric in the session's language (the report's English name for an unknown code)."""
+    code = row_code(row)
+    return t(f"metric.{code}") if code in METRICS else str(row.get("metric"))
 
 
 def render_report(report: dict[str, Any]) -> None:
     """Headline metrics, then one tab per section of the report."""
     st.caption(t("evaluate.summary", n=report.get("n_test", "?"), task=report.get("task", "?"),
                  seconds=report.get("seconds") or 0, created=report.get("created", "")))
+    weights = report.get("weights") or {}
+    if weights and not weights.get("final"):
+        st.info(t("evaluate.as_of", step=weights.get("step"), total=weights.get("total_steps") or "?"), icon="💾")
     cols = st.columns(max(1, len(headline(report))))
     for col, row in zip(cols, headline(report)):
         delta = row["delta"]
-        col.metric(row["metric"], _num(row["tuned"]), f"{delta:+.3f} {t('evaluate.vs_base')}",
+        col.metric(metric_name(row), _num(row["tuned"]), f"{delta:+.3f} {t('evaluate.vs_base')}",
                    delta_color="normal" if row.get("higher_is_better") is not False else "inverse")
     tabs = st.tabs([t("evaluate.tab.metrics"), t("evaluate.tab.samples"), t("evaluate.tab.errors"),
                     t("evaluate.tab.robustness"), t("evaluate.tab.speed")])
@@ -53,25 +63,23 @@ def _metrics(report: dict) -> None:
     if not rows:
         st.caption(t("evaluate.section_empty"))
         return
-    table = pd.DataFrame([{t("evaluate.col.metric"): r["metric"], t("evaluate.col.base"): r["base"],
+    table = pd.DataFrame([{t("evaluate.col.metric"): metric_name(r), t("evaluate.col.base"): r["base"],
                            t("evaluate.col.tuned"): r["tuned"], t("evaluate.col.change"): r["delta"]} for r in rows])
     st.dataframe(table, width="stretch", hide_index=True)
-    shares = [r for r in rows if 0 <= (r["base"] or 0) <= 1 and 0 <= (r["tuned"] or 0) <= 1
-              and r.get("higher_is_better")]
+    shares = [r for r in rows if METRICS.get(row_code(r), ("", None, False))[2]]
     if shares:
-        fig = go.Figure([go.Bar(name=t("evaluate.col.base"), x=[r["metric"] for r in shares],
+        fig = go.Figure([go.Bar(name=t("evaluate.col.base"), x=[metric_name(r) for r in shares],
                                 y=[r["base"] for r in shares], marker_color=BASE_COLOR),
-                         go.Bar(name=t("evaluate.col.tuned"), x=[r["metric"] for r in shares],
+                         go.Bar(name=t("evaluate.col.tuned"), x=[metric_name(r) for r in shares],
                                 y=[r["tuned"] for r in shares], marker_color=TUNED_COLOR)])
-        fig.update_layout(barmode="group", height=340, margin={"t": 30, "b": 10}, yaxis_range=[0, 1],
-                          title=t("evaluate.chart.metrics"))
+        chart_layout(fig, t("evaluate.chart.metrics"), 340, barmode="group", yaxis_range=[0, 1])
         st.plotly_chart(fig, width="stretch", key="eval_metrics")
     cls = ((report.get("tuned") or {}).get("metrics") or {}).get("classification")
     if cls and cls.get("confusion"):
         fig = go.Figure(go.Heatmap(z=cls["confusion"], x=cls.get("confusion_columns") or cls["labels"],
                                    y=cls["labels"], colorscale="Blues"))
-        fig.update_layout(height=420, title=t("evaluate.chart.confusion"), margin={"t": 40},
-                          xaxis_title=t("evaluate.predicted"), yaxis_title=t("evaluate.gold"))
+        chart_layout(fig, t("evaluate.chart.confusion"), 420, xaxis_title=t("evaluate.predicted"),
+                     yaxis_title=t("evaluate.gold"))
         st.plotly_chart(fig, width="stretch", key="eval_confusion")
     st.caption(t("evaluate.decoding", decoding=report.get("decoding")))
 
@@ -125,7 +133,7 @@ def _robustness(rob: dict | None) -> None:
                      go.Bar(name=t("evaluate.rob.unchanged"), x=names,
                             y=[rob["perturbations"][n]["unchanged_share"] for n in names], marker_color="#10B981")])
     fig.add_hline(y=rob.get("clean") or 0, line_dash="dash", annotation_text=t("evaluate.rob.clean"))
-    fig.update_layout(barmode="group", height=340, margin={"t": 30}, title=t("evaluate.chart.robustness"))
+    chart_layout(fig, t("evaluate.chart.robustness"), 340, barmode="group")
     st.plotly_chart(fig, width="stretch", key="eval_rob")
     st.dataframe(pd.DataFrame([{"perturbation": n, **{k: v for k, v in p.items() if k != "examples"}}
                                for n, p in rob["perturbations"].items()]), width="stretch", hide_index=True)
@@ -140,5 +148,5 @@ def _speed(perf: list) -> None:
     st.dataframe(pd.DataFrame(perf), width="stretch", hide_index=True)
     fig = go.Figure(go.Bar(x=[p["name"] for p in perf], y=[p.get("tokens_per_s") or 0 for p in perf],
                            marker_color=[BASE_COLOR] + [TUNED_COLOR] * (len(perf) - 1)))
-    fig.update_layout(height=300, margin={"t": 40}, title=t("evaluate.chart.speed"))
+    chart_layout(fig, t("evaluate.chart.speed"), 300)
     st.plotly_chart(fig, width="stretch", key="eval_speed")

@@ -1,4 +1,4 @@
-"""Every UI string goes through ``t(key)``; the strings live in ``assets/i18n/<lang>.json`` (DESIGN §7)."""
+"""Every UI string goes through ``t(key)``; the strings live in ``assets/i18n/<lang>.json``."""
 from __future__ import annotations
 
 import json

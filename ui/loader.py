@@ -1,14 +1,16 @@
-"""Load base models in a background thread so a page can show progress and stay responsive.
+"""Load models in a background thread so a page shows progress and its script never waits on a load.
 
-One loader per model name per process (shared by every browser session: the model is held once).
+One loader per key per process (shared by every browser session: a model is held once). A page polls
+``loader.done`` from a fragment and reruns once the model is ready.
 """
 from __future__ import annotations
 
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
+ProgressFn = Callable[[float, str], None]
 _LOCK = threading.Lock()
 _LOADERS: dict[str, "ModelLoader"] = {}
 
@@ -18,12 +20,12 @@ class ModelLoader:
     """The state of one model load: progress fraction, message, result or error."""
 
     name: str
+    load: Callable[[ProgressFn], Any]
     fraction: float = 0.0
     message: str = ""
-    result: Optional[tuple[Any, Any]] = None
+    result: Optional[Any] = None
     error: Optional[BaseException] = None
     started: float = field(default_factory=time.time)
-    thread: Optional[threading.Thread] = None
 
     @property
     def done(self) -> bool:
@@ -34,28 +36,36 @@ class ModelLoader:
         self.fraction, self.message = max(0.0, min(1.0, fraction)), message
 
     def _run(self) -> None:
-        from core.models import load_model
-
         try:
-            self.result = load_model(self.name, progress=self._progress)
+            self.result = self.load(self._progress)
             self._progress(1.0, "ready")
         except Exception as exc:  # noqa: BLE001 - kept and shown by the page
             self.error = exc
 
 
-def get_loader(name: str, start: bool = True) -> Optional[ModelLoader]:
-    """The loader of ``name``; starts loading when ``start`` and not yet started (or a previous try failed)."""
+def _base_load(name: str) -> Callable[[ProgressFn], Any]:
+    def load(progress: ProgressFn):
+        from core.models import load_model
+
+        return load_model(name, progress=progress)
+    return load
+
+
+def get_loader(name: str, start: bool = True, load: Optional[Callable[[ProgressFn], Any]] = None,
+               ) -> Optional[ModelLoader]:
+    """The loader of ``name`` (a base model by default, or ``load``); starts it when ``start`` and not yet
+    started (or a previous try failed)."""
     with _LOCK:
         loader = _LOADERS.get(name)
         if start and (loader is None or loader.error is not None):
-            loader = ModelLoader(name)
-            loader.thread = threading.Thread(target=loader._run, name=f"load-{name}", daemon=True)
+            loader = ModelLoader(name, load or _base_load(name))
             _LOADERS[name] = loader
-            loader.thread.start()
+            threading.Thread(target=loader._run, name=f"load-{name}", daemon=True).start()
         return loader
 
 
-def loaded_model(name: str) -> Optional[tuple[Any, Any]]:
-    """``(model, tokenizer)`` when ``name`` is loaded in this process, else None."""
-    loader = _LOADERS.get(name)
-    return loader.result if loader else None
+def forget(prefix: str, keep: str) -> None:
+    """Drop the loaders whose key starts with ``prefix`` except ``keep`` (older weights of the same run)."""
+    with _LOCK:
+        for key in [k for k in _LOADERS if k.startswith(prefix) and k != keep]:
+            del _LOADERS[key]

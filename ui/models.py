@@ -41,26 +41,28 @@ def model_panel(name: str, system_prompt: Optional[str], key: str) -> None:
         st.caption(t("model.first_time"))
     if st.button(t("model.hello_button"), key=f"{key}_hello", type="primary"):
         st.session_state[f"{key}_hello_wanted"] = True
-        loader = get_loader(name)
-        if loader.thread:
-            loader.thread.join(timeout=1.0)  # tiny and cached models are ready at once: no flicker
+        get_loader(name)  # loads in its own thread; the fragment below polls it
     if st.session_state.get(f"{key}_hello_wanted"):
         loader = get_loader(name, start=False)
         if loader is not None and loader.done:
             _hello_answer(loader, system_prompt, key)
         elif loader is not None:
-            _loading_fragment(name)
+            loading_fragment((name,), first_time=not info["cached"] and info["source"] == "embedded-gguf")
 
 
 @st.fragment(run_every=1.0)
 @guarded
-def _loading_fragment(name: str) -> None:
-    """Polls the background load every second; a full rerun once the model is ready stops the polling."""
-    loader = get_loader(name, start=False)
-    if loader.done:
+def loading_fragment(names: tuple, first_time: bool = False) -> None:
+    """Polls background loads every second; a full rerun once all are done stops the polling."""
+    loaders = [get_loader(n, start=False) for n in names]
+    if all(loader is None or loader.done for loader in loaders):
         st.rerun(scope="app")
-    st.progress(loader.fraction, text=t("model.loading", message=loader.message or "…",
-                                        seconds=int(time.time() - loader.started)))
+    if first_time:
+        st.caption(t("model.first_time"))
+    for loader in loaders:
+        if loader is not None and not loader.done:
+            st.progress(loader.fraction, text=t("model.loading", message=loader.message or "…",
+                                                seconds=int(time.time() - loader.started)))
 
 
 def _hello_answer(loader, system_prompt: Optional[str], key: str) -> None:

@@ -219,7 +219,7 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
     folder = _dataset_folder(cfg["data"]) if cfg.get("data") else None
     report = {
         "run_id": run_id, "model": cfg.get("model"), "method": cfg.get("method"),
-        "weights_step": weights.step, "weights_total_steps": weights.total_steps, "weights_final": weights.final,
+        "weights": {"step": weights.step, "total_steps": weights.total_steps, "final": weights.final},
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "data": source, "n_test": len(test), "n_val": len(val), "limit": limit,
         "task": "classification" if labels else _task_of(test), "labels": labels,

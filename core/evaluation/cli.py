@@ -25,9 +25,10 @@ def _progress(progress_file=None):
 
 def summary_lines(report: dict) -> list[str]:
     """The human summary printed after an evaluation."""
+    weights = report.get("weights") or {"final": True}
     lines = [f"run {report['run_id']}: {report['n_test']} test examples from {report['data']}",
-             *([] if report.get("weights_final", True) else
-               [f"weights as of step {report['weights_step']} of {report.get('weights_total_steps') or '?'} "
+             *([] if weights["final"] else
+               [f"weights as of step {weights['step']} of {weights.get('total_steps') or '?'} "
                 "(the run did not finish)"]),
              f"{'metric':28} {'base':>10} {'tuned':>10} {'delta':>10}"]
     for r in report["comparison"]:

@@ -13,11 +13,13 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from core.data.loader import SmartDataLoader
 from core.evaluation.generation import Answer, Decoding, generate_batch
 from core.evaluation.labels import LabelScorer
-from core.evaluation.prompts import answer_ids, prompt_ids, split_conversation
+from core.evaluation.prompts import prompt_ids, split_conversation
 from core.evaluation.textmetrics import (answer_length, classification_metrics, exact_match, match_label, rouge_l,
                                          sentence_bleu, text_metrics, token_f1)
+from core.training.loss import causal_lm_loss
 
 ProgressFn = Callable[[float, str], None]
 
@@ -34,63 +36,22 @@ def is_classification(convs: Sequence[dict]) -> bool:
 
 
 # ---------------------------------------------------------------- validation loss
-def _fallback_encode(tok, conv: dict, system_prompt: Optional[str], max_seq_len: int) -> Optional[dict]:
-    """Prompt + last answer with the prompt masked (-100): used when core.data.loader is not available."""
-    prompt, reference = split_conversation(conv, system_prompt)
-    p, a = prompt_ids(tok, prompt), answer_ids(tok, prompt, reference)
-    ids = (p + a)[:max_seq_len]
-    labels = ([-100] * len(p) + a)[:max_seq_len]
-    return {"input_ids": ids, "labels": labels} if any(x != -100 for x in labels) else None
-
-
 def _batches(tok, convs, system_prompt, max_seq_len, batch_size):
-    try:
-        from core.data.loader import SmartDataLoader
-    except ImportError:
-        SmartDataLoader = None  # noqa: N806 - the data helper's loader may not be installed yet
-    if SmartDataLoader is not None:
-        loader = SmartDataLoader(tok, system_prompt=system_prompt, max_seq_len=max_seq_len)
-        examples, _ = loader.encode_all(list(convs))
-        yield from loader.batches(examples, batch_size, packing=False, shuffle=False)
-        return
-    examples = [e for e in (_fallback_encode(tok, c, system_prompt, max_seq_len) for c in convs) if e]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    for start in range(0, len(examples), batch_size):
-        chunk = examples[start:start + batch_size]
-        width = max(len(e["input_ids"]) for e in chunk)
-        ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-        labels = torch.full((len(chunk), width), -100, dtype=torch.long)
-        att = torch.zeros((len(chunk), width), dtype=torch.long)
-        for r, e in enumerate(chunk):
-            n = len(e["input_ids"])
-            ids[r, :n], labels[r, :n], att[r, :n] = torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1
-        yield {"input_ids": ids, "labels": labels, "attention_mask": att}
-
-
-def _loss_fn():
-    try:
-        from core.training.loss import causal_lm_loss
-
-        return causal_lm_loss
-    except ImportError:
-        def causal_lm_loss(model, batch):  # same contract: (sum over label tokens, count)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).logits
-            labels = batch["labels"][:, 1:]
-            loss = torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.size(-1)),
-                                                     labels.reshape(-1), ignore_index=-100, reduction="sum")
-            return loss, int((labels != -100).sum())
-        return causal_lm_loss
+    """Validation batches encoded exactly as the trainer encodes them (prompt tokens masked)."""
+    loader = SmartDataLoader(tok, system_prompt=system_prompt, max_seq_len=max_seq_len)
+    examples, _ = loader.encode_all(list(convs))
+    yield from loader.batches(examples, batch_size, packing=False, shuffle=False)
 
 
 @torch.no_grad()
 def validation_loss(model, tok, convs: Sequence[dict], system_prompt: Optional[str] = None, max_seq_len: int = 512,
                     batch_size: int = 8) -> dict:
     """Mean cross-entropy per answer token over ``convs`` and its perplexity (exp of the loss)."""
-    loss_fn, total, count = _loss_fn(), 0.0, 0
+    total, count = 0.0, 0
     device = next(model.parameters()).device
     for batch in _batches(tok, convs, system_prompt, max_seq_len, batch_size):
         batch = {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
-        loss_sum, n = loss_fn(model, batch)
+        loss_sum, n = causal_lm_loss(model, batch)
         total, count = total + float(loss_sum), count + int(n)
     if count == 0:
         return {"loss": None, "perplexity": None, "tokens": 0}
@@ -181,29 +142,54 @@ class MultiMetricEvaluator:
         return ex
 
 
+# Every comparison row: code -> (English name, higher is better: True/False/None for "neither", a 0-1 share).
+# The code is what the app and the HTML report select rows by; the app shows its own translation of it.
+METRICS: dict[str, tuple[str, Optional[bool], bool]] = {
+    "val_loss": ("validation loss", False, False),
+    "perplexity": ("perplexity", False, False),
+    "accuracy_gen": ("accuracy (generation)", True, True),
+    "macro_f1_gen": ("macro-F1 (generation)", True, True),
+    "in_label_set": ("answers in label set", True, True),
+    "accuracy_scored": ("accuracy (label scoring)", True, True),
+    "macro_f1_scored": ("macro-F1 (label scoring)", True, True),
+    "exact_match": ("exact match", True, True),
+    "token_f1": ("token F1", True, True),
+    "rouge_l": ("ROUGE-L", True, True),
+    "bleu": ("BLEU", True, False),
+    "chrf": ("chrF", True, False),
+    "answer_length": ("answer length (tokens)", None, False),
+}
+CODE_OF_NAME = {name: code for code, (name, _, _) in METRICS.items()}
+
+
+def row_code(row: dict) -> Optional[str]:
+    """The code of a comparison row (reports written before rows carried codes: looked up by the English name)."""
+    return row.get("code") or CODE_OF_NAME.get(row.get("metric"))
+
+
 def compare(base: dict, tuned: dict) -> list[dict]:
-    """Rows of (metric, base, tuned, delta) for the headline metrics both results have."""
+    """Rows of (code, English name, base, tuned, delta) for the headline metrics both results have."""
     rows = []
 
-    def add(name, b, t, higher_is_better=True):
+    def add(code, b, t):
         if b is None or t is None:
             return
-        rows.append({"metric": name, "base": b, "tuned": t, "delta": t - b, "higher_is_better": higher_is_better})
+        name, higher_is_better, _ = METRICS[code]
+        rows.append({"code": code, "metric": name, "base": b, "tuned": t, "delta": t - b,
+                     "higher_is_better": higher_is_better})
 
-    add("validation loss", base["loss"].get("loss"), tuned["loss"].get("loss"), False)
-    add("perplexity", base["loss"].get("perplexity"), tuned["loss"].get("perplexity"), False)
+    add("val_loss", base["loss"].get("loss"), tuned["loss"].get("loss"))
+    add("perplexity", base["loss"].get("perplexity"), tuned["loss"].get("perplexity"))
     bc, tc = base["metrics"].get("classification"), tuned["metrics"].get("classification")
     if bc and tc:
-        add("accuracy (generation)", bc["accuracy"], tc["accuracy"])
-        add("macro-F1 (generation)", bc["macro_f1"], tc["macro_f1"])
-        add("answers in label set", bc["in_label_set"], tc["in_label_set"])
+        add("accuracy_gen", bc["accuracy"], tc["accuracy"])
+        add("macro_f1_gen", bc["macro_f1"], tc["macro_f1"])
+        add("in_label_set", bc["in_label_set"], tc["in_label_set"])
     bl, tl = base.get("label_scoring"), tuned.get("label_scoring")
     if bl and tl:
-        add("accuracy (label scoring)", bl["accuracy"], tl["accuracy"])
-        add("macro-F1 (label scoring)", bl["macro_f1"], tl["macro_f1"])
+        add("accuracy_scored", bl["accuracy"], tl["accuracy"])
+        add("macro_f1_scored", bl["macro_f1"], tl["macro_f1"])
     bt, tt = base["metrics"]["text"], tuned["metrics"]["text"]
-    for key, label in (("exact_match", "exact match"), ("token_f1", "token F1"), ("rouge_l", "ROUGE-L"),
-                       ("bleu", "BLEU"), ("chrf", "chrF")):
-        add(label, bt.get(key), tt.get(key))
-    add("answer length (tokens)", bt.get("answer_length"), tt.get("answer_length"), None)
+    for code in ("exact_match", "token_f1", "rouge_l", "bleu", "chrf", "answer_length"):
+        add(code, bt.get(code), tt.get(code))
     return rows

@@ -14,24 +14,6 @@ SAMPLE_CSV = ROOT / "assets" / "samples" / "support_faq_en.csv"
 LANGS = ["en", "zh"]
 
 
-@pytest.fixture(autouse=True)
-def navigation_mode(monkeypatch):
-    """Run as the live server does after its first request: st.navigation mode, never the legacy pages/ mode.
-
-    AppTest resets Streamlit's "uses the pages/ folder" flag before every run, so each run would start in legacy
-    mode and ui.common.ensure_shell would rerun it (dropping a clicked button's trigger). Keep the flag off.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        original(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
-
 def open_page(page: str, lang: str = "en", run: bool = True):
     """An AppTest of app.py switched to ``pages/<page>.py`` (or the home page) in ``lang``."""
     from streamlit.testing.v1 import AppTest

@@ -6,15 +6,28 @@ import zipfile
 import pytest
 
 from tests.app.conftest import LANGS, RUN_CONFIG, open_page, seed_dataset, seed_run_files, texts, write_project
+from core.checkpoints import usable_weights
 from ui.i18n import t
 
 
-def test_evaluate_needs_a_completed_run(workspace):
+def answered(at, key: str, turns: int, tries: int = 240):
+    """The models load in background threads: rerun until the conversation has ``turns`` answers."""
+    for _ in range(tries):
+        conv = at.session_state[key] if key in at.session_state else {"messages": []}
+        if sum(m["role"] == "assistant" for m in conv["messages"]) >= turns:
+            return at
+        time.sleep(0.25)
+        at.run(timeout=120)
+    raise AssertionError(f"no answer after {tries} reruns")
+
+
+def test_evaluate_says_when_a_run_has_no_weights_yet(workspace):
     seed_dataset(workspace)
-    seed_run_files(workspace, "half-run", "stopped")
+    seed_run_files(workspace, "half-run", "stopped")  # stopped before its first checkpoint
     write_project(workspace, active_dataset="demo-data", run_config=RUN_CONFIG, active_run="half-run")
     at = open_page("7_evaluate")
-    assert any(w.value == t("evaluate.need_completed") for w in at.warning)
+    assert any(w.value == t("weights.none") for w in at.warning)
+    assert not at.get("form") and any(b.label == t("weights.resume") for b in at.button)
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -37,7 +50,7 @@ def test_evaluate_runs_and_shows_base_vs_tuned(trained_run, workspace, lang):
     assert report["n_test"] == 2
     table = at.dataframe[0].value
     assert t("evaluate.col.base", lang) in table.columns and t("evaluate.col.tuned", lang) in table.columns
-    assert "validation loss" in list(table[t("evaluate.col.metric", lang)])
+    assert t("metric.val_loss", lang) in list(table[t("evaluate.col.metric", lang)])
     assert at.get("plotly_chart")
     fresh = open_page("7_evaluate", lang)  # a reload shows the saved report
     assert fresh.dataframe and t("evaluate.rerun", lang) in [b.label for b in fresh.button]
@@ -51,19 +64,26 @@ def test_chat_streams_tuned_and_base_answers(trained_run, lang):
     at.slider(key="max_new").set_value(16)
     at.chat_input[0].set_value("Where is my order?").run(timeout=120)
     assert not at.exception
+    key = f"chat_{trained_run}_{usable_weights(trained_run).step}_True"
+    at = answered(at, key, 1)
     captions = [c.value for c in at.caption]
     assert t("chat.tuned", lang) in captions and t("chat.base", lang) in captions
-    history = at.session_state[f"chat_history_{trained_run}"]
-    assert history[0]["user"] == "Where is my order?"
-    assert isinstance(history[0]["tuned"], str) and isinstance(history[0]["base"], str)
+    conv = at.session_state[key]
+    assert [m["role"] for m in conv["messages"]] == ["user", "assistant"]  # standard chat messages
+    assert conv["messages"][0]["content"] == "Where is my order?"
+    assert isinstance(conv["messages"][1]["content"], str) and isinstance(conv["base"][1], str)
     at.toggle(key="compare").set_value(False)
     at.chat_input[0].set_value("Thanks").run(timeout=120)
-    assert at.session_state[f"chat_history_{trained_run}"][1]["base"] is None
+    conv = answered(at, key, 2).session_state[key]
+    assert [m["content"] for m in conv["messages"] if m["role"] == "user"] == ["Where is my order?", "Thanks"]
+    assert set(conv["base"]) == {1}  # the second turn was asked without the base model
 
 
 def test_failed_evaluation_shows_the_log(workspace):
     seed_dataset(workspace)
-    seed_run_files(workspace, "no-adapter", "completed")  # completed status but no adapter: eval exits 2
+    folder = seed_run_files(workspace, "no-adapter", "completed")
+    (folder / "adapter").mkdir()
+    (folder / "adapter" / "adapter_config.json").write_text("{}")  # an adapter with no weights: eval exits 2
     write_project(workspace, active_dataset="demo-data", run_config=RUN_CONFIG, active_run="no-adapter")
     at = open_page("7_evaluate")
     next(b for b in at.button if b.label == t("evaluate.run")).click().run()

@@ -15,7 +15,10 @@ DYNAMIC = {
     "method.{}.name": ("lora", "adapter", "prefix", "full", "freeze"),
     "method.{}.explain": ("lora", "adapter", "prefix", "full", "freeze"),
     "format.{}": ("auto", "qa", "alpaca", "prompt_completion", "classification", "messages", "sharegpt", "text"),
-    "state.{}": ("queued", "running", "stopping", "stopped", "failed", "completed", "unknown"),
+    "state.{}": ("queued", "running", "stopping", "stopped", "failed", "completed", "unknown", "damaged"),
+    "metric.{}": ("val_loss", "perplexity", "accuracy_gen", "macro_f1_gen", "in_label_set", "accuracy_scored",
+                  "macro_f1_scored", "exact_match", "token_f1", "rouge_l", "bleu", "chrf", "answer_length"),
+    "note.{}": ("first_eval_sampled", "resume_fallback", "unknown"),
     "export.{}.title": ("adapter", "peft", "merged", "report"),
     "preset.{}": ("custom", "quick", "balanced", "thorough"),
     "task.{}": ("knowledge_qa", "classification", "style", "multi_turn"),
@@ -48,6 +51,14 @@ def test_every_key_used_in_the_code_exists():
     used |= {pattern.format(v) for pattern, values in DYNAMIC.items() for v in values}
     assert len(used) > 150
     assert sorted(k for k in used if k not in en) == []
+
+
+def test_every_metric_code_has_a_translation():
+    from core.evaluation.metrics import METRICS
+
+    en = json.loads((I18N_DIR / "en.json").read_text(encoding="utf-8"))
+    assert sorted(code for code in METRICS if f"metric.{code}" not in en) == []
+    assert DYNAMIC["metric.{}"] == tuple(METRICS)
 
 
 def test_chinese_strings_are_chinese():

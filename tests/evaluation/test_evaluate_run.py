@@ -229,7 +229,7 @@ def test_stopped_run_is_evaluated_as_of_its_last_verified_checkpoint(tmp_path, c
     assert main(["eval", "stopped-run", "--limit", "2", "--no-robustness", "--no-performance"]) == 0
     assert "weights as of step 3 of 8 (the run did not finish)" in capsys.readouterr().out
     on_disk = json.loads((run_dir("stopped-run") / "eval" / "report.json").read_text(encoding="utf-8"))
-    assert (on_disk["weights_step"], on_disk["weights_total_steps"], on_disk["weights_final"]) == (3, 8, False)
+    assert on_disk["weights"] == {"step": 3, "total_steps": 8, "final": False}
 
 
 def test_eval_of_a_truncated_adapter_is_exit_2(tmp_path, capsys):

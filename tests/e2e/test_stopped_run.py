@@ -1,0 +1,192 @@
+"""In a real browser (Debian's Chromium, Playwright) against `streamlit run app.py`:
+
+(a) a run started, stopped early, then evaluated, chatted with and exported as of its checkpoint;
+(b) the Streamlit server's own CPU while the Train page is open during a run: under 10% of one core.
+
+The workspace is seeded with a prepared dataset and a run config (pages 1-5 are the other browser test's job);
+the trainer sleeps a little after each step (AF_DEBUG_STEP_DELAY) so the tiny model's run lasts long enough.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.app.conftest import RUN_CONFIG, seed_dataset, write_project
+from tests.e2e.test_browser import ARGS, CHROMIUM, _free_port, _idle
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
+
+ROOT = Path(__file__).resolve().parents[2]
+STEP_DELAY_S = "0.5"
+CPU_WINDOW_S = 30.0
+CPU_LIMIT = 0.10  # of one core
+CONFIG = {**RUN_CONFIG, "train": {**RUN_CONFIG["train"], "max_steps": 400, "batch_size": 2, "eval_every": 5,
+                                  "save_every": 3}}
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    """`streamlit run app.py` (no file watcher) over a seeded workspace with the tiny model."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    pytest.importorskip("playwright.sync_api")
+    home = tmp_path_factory.mktemp("e2e-stopped") / "workspace"
+    seed_dataset(home, n=120)
+    write_project(home, active_dataset="demo-data", run_config=CONFIG)
+    port = _free_port()
+    env = {**os.environ, "ASSISTANT_FACTORY_HOME": str(home), "PYTHONUNBUFFERED": "1",
+           "AF_DEBUG_STEP_DELAY": STEP_DELAY_S}
+    env.setdefault("ASSISTANT_FACTORY_MODELS", str(ROOT / "workspace" / "models"))
+    log = open(home.parent / "streamlit.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
+                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
+                             "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 90
+    while time.time() < deadline:
+        try:
+            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                break
+        except OSError:
+            time.sleep(0.5)
+    else:
+        proc.terminate()
+        pytest.fail("streamlit did not start: " + (home.parent / "streamlit.log").read_text()[-2000:])
+    yield {"url": url, "home": home, "pid": proc.pid}
+    os.environ["ASSISTANT_FACTORY_HOME"] = str(home)
+    try:
+        from core.runs import stop
+        from core.workspace import list_ids
+
+        for rid in list_ids("runs"):
+            stop(rid)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def page(server):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        context = browser.new_context(viewport={"width": 1440, "height": 1600}, accept_downloads=True)
+        pg = context.new_page()
+        pg.set_default_timeout(60_000)
+        yield pg
+        context.close()
+        browser.close()
+
+
+def _status(home: Path, run_id: str) -> dict:
+    try:
+        return json.loads((home / "runs" / run_id / "status.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _wait(what, timeout: float = 300.0, every: float = 0.5):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _start_run(page, server) -> str:
+    """Open the Train page, press Start, and return the new run's id once it is training."""
+    home = server["home"]
+    before = json.loads((home / "project.json").read_text()).get("active_run")
+    page.goto(f"{server['url']}/train")
+    page.get_by_role("button", name="Start training").click()
+    run_id = _wait(lambda: (json.loads((home / "project.json").read_text()).get("active_run") or before) != before
+                   and json.loads((home / "project.json").read_text())["active_run"], 60)
+    _wait(lambda: _status(home, run_id).get("state") == "running" and (_status(home, run_id).get("step") or 0) > 0,
+          300)
+    return run_id
+
+
+def test_train_page_costs_the_server_almost_no_cpu(server, page):
+    import psutil
+
+    home = server["home"]
+    run_id = _start_run(page, server)
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=120_000)
+    step0 = _status(home, run_id).get("step") or 0
+    proc = psutil.Process(server["pid"])
+    before, t0 = proc.cpu_times(), time.monotonic()
+    time.sleep(CPU_WINDOW_S)
+    after, elapsed = proc.cpu_times(), time.monotonic() - t0
+    used = (after.user - before.user) + (after.system - before.system)  # the server alone, not the trainer
+    steps = (_status(home, run_id).get("step") or 0) - step0
+    print(f"\nserver CPU {used:.2f} s over {elapsed:.1f} s ({100 * used / elapsed:.1f}% of a core); "
+          f"{steps} training steps meanwhile", flush=True)
+    assert _status(home, run_id).get("state") == "running" and steps > 0  # the page was live all along
+    assert used / elapsed < CPU_LIMIT
+    page.get_by_role("button", name=re.compile("Stop")).click()
+    _wait(lambda: _status(home, run_id).get("state") in ("stopped", "completed", "failed"), 120)
+
+
+def test_a_stopped_run_is_evaluated_chatted_with_and_exported_as_of_its_checkpoint(server, page, tmp_path):
+    from playwright.sync_api import expect
+
+    home = server["home"]
+    run_id = _start_run(page, server)
+    _wait(lambda: list((home / "runs" / run_id / "checkpoints").glob("step-*/peft.safetensors")), 300)
+    page.get_by_role("button", name=re.compile("Stop")).click()
+    final = _wait(lambda: _status(home, run_id).get("state") in ("stopped", "failed", "completed")
+                  and _status(home, run_id), 180)
+    assert final["state"] == "stopped", final
+    expect(page.get_by_text(re.compile(r"This run stopped at step \d+"))).to_be_visible(timeout=60_000)
+    step = int(re.search(r"step (\d+)", page.get_by_text(re.compile(r"This run stopped at step")).inner_text())[1])
+
+    # Evaluate as of the checkpoint
+    page.goto(f"{server['url']}/evaluate")
+    expect(page.get_by_text(f"checkpoint as of step {step} of")).to_be_visible()
+    expect(page.get_by_role("button", name=re.compile("Resume"))).to_be_visible()
+    page.get_by_role("spinbutton", name="Examples (0 = all)").fill("2")
+    page.get_by_role("button", name="Evaluate").click()
+    expect(page.get_by_text(re.compile(r"2 test examples"))).to_be_visible(timeout=900_000)
+    report = json.loads((home / "runs" / run_id / "eval" / "report.json").read_text())
+    assert report["weights"]["step"] == step and report["weights"]["final"] is False
+
+    # Chat with it
+    page.goto(f"{server['url']}/chat-export")
+    expect(page.get_by_text(f"checkpoint as of step {step} of")).to_be_visible()
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill("Where is my order?")
+    box.press("Enter")
+    expect(page.get_by_test_id("stChatMessage")).to_have_count(3, timeout=300_000)
+    _idle(page)
+
+    # Export it: the adapter as of that step
+    page.get_by_role("tab", name="Export").click()
+    expect(page.get_by_text(f"checkpoint as of step {step}, not a finished run")).to_be_visible()
+    page.get_by_role("button", name="Build").first.click()
+    _idle(page)
+    with page.expect_download() as info:
+        page.get_by_role("button", name=re.compile("Download")).first.click()
+    assert f"-step{step}-adapter" in info.value.suggested_filename
+    target = tmp_path / info.value.suggested_filename
+    info.value.save_as(target)
+    with zipfile.ZipFile(target) as zf:
+        assert any(n.endswith("adapter_config.json") for n in zf.namelist())
