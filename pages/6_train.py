@@ -9,7 +9,8 @@ from core.workspace import list_ids
 from ui import t, update_project
 from ui.common import ensure_shell, engine, guarded, header, need, next_step, not_available
 from core.defaults import ACTIVE_STATES
-from ui.runview import build_run_config, curves, log_tail, progress_text, run_status
+from core.run_config import build_run_config
+from ui.runview import curves, log_tail, progress_text, run_status
 
 ensure_shell()
 

@@ -1,10 +1,8 @@
 """Read-only views of a run folder for the train page: status, curves (plotly), progress text, log tail."""
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from core.defaults import DEFAULT_MODEL
 from core.fileio import read_json, read_jsonl
 
 from core.workspace import run_dir
@@ -21,23 +19,6 @@ def run_status(run_id: str) -> dict[str, Any]:
     if engine_status is not None:
         return engine_status(run_id) or {}
     return read_json(run_dir(run_id) / "status.json", {}) or {}
-
-
-def build_run_config(project: dict[str, Any]) -> dict[str, Any]:
-    """The run config (DESIGN §3) from page 5's choices plus the project's model, data and system prompt."""
-    from core.workspace import dataset_dir
-
-    config = {k: v for k, v in copy.deepcopy(project.get("run_config") or {}).items() if not k.startswith("x_")}
-    config["model"] = project.get("base_model") or DEFAULT_MODEL
-    if project.get("active_dataset"):
-        config["data"] = str(dataset_dir(project["active_dataset"]))
-    if project.get("system_prompt"):
-        config["system_prompt"] = project["system_prompt"]
-    if project.get("name"):
-        from core.workspace import slugify
-
-        config["name"] = slugify(project["name"], "run")[:30]
-    return config
 
 
 def _fmt_seconds(seconds: float | None) -> str:
