@@ -5,7 +5,7 @@ import time
 import pytest
 
 from tests.app.conftest import LANGS, RUN_CONFIG, open_page, seed_dataset, seed_run_files, texts, write_project
-from ui.choose_view import DEFAULT_BUDGET_MIN
+from core.defaults import DEFAULT_BUDGET_MIN
 from ui.i18n import t
 
 
