@@ -4,14 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
-from core.strategy import ResourceEstimator
-from tests.strategy.helpers import (
-    SPEED,
-    english,
-    fix_speed,
-    selector,
-)
+from core.strategy import MachineSpeed, ResourceEstimator
+from tests.strategy.helpers import SPEED, english, estimator, fix_speed, selector
 
 
 # ---------------------------------------------------------------- the estimate verb
@@ -135,3 +131,60 @@ def test_sequence_length_counts_the_run_system_prompt(tmp_path, monkeypatch):
     lengths = sorted(len(ex["input_ids"]) for ex in loader.encode_all(load_split(str(data), "train"))[0])
     assert long.train["max_seq_len"] > plain.train["max_seq_len"]
     assert long.train["max_seq_len"] >= lengths[int(0.95 * len(lengths))], "95% of the examples fit whole"
+
+
+def test_recommendation_is_timed_now_and_carries_the_expected_step_time(tmp_path, monkeypatch):
+    """The run is re-timed on the data's own batches at the speed probed now, and the config says what it expects."""
+    import core.strategy.machine as machine_module
+    from core.strategy import recommend_for_dataset
+    from core.training.config import TrainingConfig
+
+    fix_speed(monkeypatch)
+    data = str(_intents_csv(tmp_path))
+    fast = recommend_for_dataset(data, model="tiny-llama")
+    slow_speed = MachineSpeed("cpu", 2, SPEED.matmul_gflops / 4, SPEED.bandwidth_gbs / 4, SPEED.framework_mb, 1.0)
+    monkeypatch.setattr(machine_module, "probe_speed", lambda machine=None: slow_speed)
+    slow = recommend_for_dataset(data, model="tiny-llama")
+    assert slow.train["expected_step_s"] > 2.5 * fast.train["expected_step_s"]  # dispatch overhead does not scale
+    assert slow.estimate["timing"] == "probe" and slow.estimate["step_s"] == pytest.approx(
+        slow.train["expected_step_s"], rel=1e-3)
+    timed = next(r for r in slow.reasons if r["code"] == "timed_now")
+    assert timed["params"]["gflops"] == slow_speed.matmul_gflops and "just now" in english([timed])
+    assert TrainingConfig.from_dict(slow.config).train.expected_step_s == slow.train["expected_step_s"]
+
+
+def test_a_budget_below_one_epoch_says_so_with_the_budget_for_one(tmp_path, monkeypatch):
+    from core.strategy import recommend_for_dataset
+
+    fix_speed(monkeypatch)
+    data = str(_intents_csv(tmp_path))
+    free = recommend_for_dataset(data, model="tiny-llama")
+    one_epoch_s = free.estimate["epoch_run_s"]
+    rec = recommend_for_dataset(data, model="tiny-llama", time_budget_s=one_epoch_s / 2)
+    assert rec.train["max_steps"] < rec.estimate["steps_per_epoch"] and rec.estimate["full_epochs"] is False
+    [partial] = [r for r in rec.reasons if r["code"] == "budget_partial_epoch"]
+    assert partial["params"]["epoch_min"] * 60 >= one_epoch_s
+    assert not any(r["code"] in ("epochs_small_data", "budget_fits") for r in rec.reasons)  # no "N epochs" claim
+
+
+def test_micro_batches_know_whether_they_carry_a_mask():
+    from core.strategy.shapes import micro_batches
+
+    ids = torch.arange(24).reshape(2, 12)
+    labels = ids.clone()
+    same = {"input_ids": ids, "labels": labels, "attention_mask": torch.ones_like(ids)}
+    assert [g[3] for g in micro_batches(same, None)] == [False]  # no padding: plain causal attention
+    padded_mask = torch.ones_like(ids)
+    padded_mask[1, 8:] = 0
+    padded = {"input_ids": ids, "labels": labels.masked_fill(padded_mask == 0, -100), "attention_mask": padded_mask}
+    assert [g[3] for g in micro_batches(padded, None)] == [True]  # short rows: padded with a mask
+    packed = {"input_ids": ids, "labels": labels, "attention_mask": None}
+    assert [g[3] for g in micro_batches(packed, None, packing=True)] == [True]  # block-diagonal mask
+
+
+def test_unmasked_batches_cost_less_attention_than_masked_ones():
+    est = estimator("tiny-llama")
+    plain = est.step_time("lora", {}, batches=[(4, 256, 512, False)])
+    masked = est.step_time("lora", {}, batches=[(4, 256, 512, True)])
+    assert plain.flops < masked.flops
+    assert est.step_time("lora", {}, batches=[(4, 256, 512)], masked=False).flops == plain.flops

@@ -116,3 +116,54 @@ def test_recommendation_is_a_valid_run_config():
     assert cfg.method == "adapter" and cfg.train.batch_size == rec.train["batch_size"]
 
 
+
+
+# ---------------------------------------------------------------- the truth of the reasons
+def test_runner_up_why_is_its_merit_and_why_not_its_drawback():
+    rec = selector().recommend("knowledge_qa", 3000)
+    runner = rec.runner_up
+    assert runner["why"] and runner["why_not"] and runner["why"] != runner["why_not"]
+    assert codes(runner["why"]) == ["adapter_learns_facts"] and codes(runner["why_not"]) == ["adapter_serial_latency"]
+
+
+@pytest.mark.parametrize("n,budget", [(500, None), (3000, None), (3000, 1e9)])
+def test_total_time_counts_every_epoch(n, budget):
+    """The run's time is epochs x steps per epoch, evaluations included (not one epoch whatever the count)."""
+    rec = selector().recommend("knowledge_qa", n, time_budget_s=budget)
+    est = rec.estimate
+    assert rec.train["epochs"] >= 2 and est["total_steps"] == rec.train["epochs"] * est["steps_per_epoch"]
+    evals = -(-est["total_steps"] // 50)
+    assert est["total_s"] == pytest.approx(est["total_steps"] * est["step_s"] + evals * est["eval_s"])
+
+
+def test_reason_text_and_train_fields_come_from_the_same_numbers():
+    sel = selector()
+    free = sel.recommend("knowledge_qa", 3000)
+    budget = free.estimate["total_s"] * 0.7  # room for one epoch of the two, not both
+    rec = sel.recommend("knowledge_qa", 3000, time_budget_s=budget)
+    plan = {r["code"]: r["params"] for r in rec.reasons}
+    assert rec.train["epochs"] == 1 and rec.train["max_steps"] is None
+    assert plan["budget_fewer_epochs"]["epochs"] == rec.train["epochs"]
+    assert plan["budget_fewer_epochs"]["steps"] == rec.estimate["total_steps"]
+    assert "1 full epochs of the 2" in english(rec.reasons)
+
+
+def test_every_reason_code_has_english_and_chinese_text():
+    import json
+    from pathlib import Path
+
+    from core.strategy.reasons import EN_TABLE
+
+    zh = json.loads((Path(EN_TABLE).parent / "zh.json").read_text(encoding="utf-8"))
+    en = json.loads(Path(EN_TABLE).read_text(encoding="utf-8"))
+    sel = selector()
+    seen = []
+    for task, n, budget in [("style", 100, None), ("style", 2000, None), ("knowledge_qa", 100, 60),
+                            ("classification", 500, None), ("classification", 5000, 1e9), ("multi_turn", 100, None),
+                            ("chat", 3000, None), ("knowledge_qa", 50000, None), ("knowledge_qa", 50000, 600)]:
+        rec = sel.recommend(task, n, time_budget_s=budget)
+        seen += rec.reasons + rec.runner_up["why"] + rec.runner_up["why_not"]
+    for item in seen:
+        key = f"strategy.{item['code']}"
+        assert key in en and key in zh, key
+        assert en[key].format(**item["params"]) and zh[key].format(**item["params"])
