@@ -190,7 +190,7 @@ def render_estimate(est: dict) -> None:
     c4.metric(t("choose.est.total"), _duration(est.get("total_s")),
               t("choose.est.steps", steps=est.get("total_steps") or "?"), delta_color="off", delta_arrow="off", border=True)
     if memory.get("fits") is False:
-        st.error(t("choose.est.no_fit", fix="; ".join(map(str, est.get("problems") or []))), icon="🧯")
+        st.error(t("choose.est.no_fit", fix=" ".join(reason_text(p) for p in est.get("problems") or [])), icon="🧯")
         if est.get("suggestion"):
             st.info(t("choose.est.suggestion", change=", ".join(f"{k} = {v}" for k, v in est["suggestion"].items())),
                     icon="💡")

@@ -30,10 +30,12 @@ class Arch:
 
     @property
     def q_dim(self) -> int:
+        """Width of the attention queries (all heads)."""
         return self.heads * self.head_dim
 
     @property
     def kv_dim(self) -> int:
+        """Width of the keys (or values) of all key-value heads."""
         return self.kv_heads * self.head_dim
 
 
@@ -98,6 +100,7 @@ class ParamCount:
 
     @property
     def share(self) -> float:
+        """Trainable share of all parameters."""
         return self.trainable / max(1, self.total)
 
 

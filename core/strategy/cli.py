@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from core.strategy.estimator import Estimate, ResourceEstimator
+from core.strategy.reasons import render
 from core.strategy.machine import GiB, Machine, MiB
 from core.strategy.shapes import normalize_config
 
@@ -52,7 +53,7 @@ def format_estimate(e: Estimate) -> str:
             lines.append(f"Whole run: {e.total_steps} steps, about {human(e.total_s)}{evals}")
         lines.append("  (times assume the machine is otherwise idle; other programs on the same cores stretch them)")
     for prob in e.problems:
-        lines.append(f"Problem: {prob}")
+        lines.append(f"Problem: {render(prob)}")
     if e.suggestion:
         lines.append("Smallest change that fits: " + ", ".join(f"{k}={v}" for k, v in e.suggestion.items()))
     return "\n".join(lines)

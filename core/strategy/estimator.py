@@ -75,6 +75,7 @@ class MemoryEstimate:
 
     @property
     def fits(self) -> bool:
+        """Whether the peak stays within the machine's budget."""
         return self.total <= self.budget
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from core.strategy.estimator import ResourceEstimator
 from core.strategy.machine import GiB
+from core.strategy.reasons import reason, render
 from core.strategy.shapes import normalize_config
 
 
@@ -18,9 +19,10 @@ class FitReport:
     fits: bool
     memory: int
     budget: int
-    problems: list
+    problems: list                # reasons (codes with parameters)
     suggestion: dict | None    # e.g. {"train.batch_size": 2, "train.grad_accum": 4}
-    suggestion_text: str = ""
+    suggestion_text: str = ""     # the suggestion in English (the CLI's)
+    suggestion_reason: dict | None = None  # the suggestion as a code with parameters (the UI translates it)
 
 
 def _set(cfg: dict, dotted: str, value) -> dict:
@@ -51,23 +53,22 @@ def fit_check(config: Any, estimator: ResourceEstimator | None = None) -> FitRep
     need, budget = _config_memory(est, cfg), est.machine.memory_budget
     if need <= budget:
         return FitReport(True, need, budget, [], None)
-    problems = [f"The run needs about {need / GiB:.2f} GiB but this machine has {budget / GiB:.2f} GiB to spare "
-                f"({est.machine.describe()})."]
-    for change, text in _candidate_changes(cfg):
+    problems = [reason("fit_needs", need_gib=round(need / GiB, 2), budget_gib=round(budget / GiB, 2),
+                       device=est.machine.device)]
+    for change, why in _candidate_changes(cfg):
         trial = cfg
         for key, value in change.items():
             trial = _set(trial, key, value)
-        if _config_memory(est, trial) <= budget:
-            trial_need = _config_memory(est, trial)
-            return FitReport(False, need, budget, problems, change,
-                             f"{text} (then about {trial_need / GiB:.2f} GiB).")
-    problems.append("Nothing smaller fits either (batch 1, 128 tokens, LoRA): free memory, or use a smaller model.")
-    return FitReport(False, need, budget, problems, None,
-                     "No change to batch, sequence length or method makes it fit; free memory or use a smaller model.")
+        trial_need = _config_memory(est, trial)
+        if trial_need <= budget:
+            why["params"]["then_gib"] = round(trial_need / GiB, 2)
+            return FitReport(False, need, budget, problems, change, render(why), why)
+    problems.append(reason("fit_nothing"))
+    return FitReport(False, need, budget, problems, None, render(reason("fit_nothing")), reason("fit_nothing"))
 
 
 def _candidate_changes(cfg: dict):
-    """(change, explanation) from least to most disruptive."""
+    """(change, reason) from least to most disruptive."""
     tc, method = cfg["train"], cfg["method"]
     b, accum, T = tc["batch_size"], tc["grad_accum"], tc["max_seq_len"]
     batch = b
@@ -75,24 +76,21 @@ def _candidate_changes(cfg: dict):
         batch = max(1, batch // 2)
         new_accum = accum * math.ceil(b / batch)
         yield ({"train.batch_size": batch, "train.grad_accum": new_accum},
-               f"Lower train.batch_size from {b} to {batch} and raise train.grad_accum to {new_accum} "
-               f"(the same {b * accum} examples per update)")
+               reason("fit_smaller_batch", batch=b, to=batch, accum=new_accum, per_update=b * accum))
     seq = T
     while seq > 128:
         seq = max(128, seq // 2)
-        yield ({"train.max_seq_len": seq}, f"Shorten train.max_seq_len from {T} to {seq} tokens "
-                                            "(longer examples are truncated)")
+        yield ({"train.max_seq_len": seq}, reason("fit_shorter_seq", seq=T, to=seq))
     for lighter in ("lora", "prefix"):
         if lighter != method:
-            yield ({"method": lighter}, f"Switch the method from {method} to {lighter}, which needs far less memory")
+            yield ({"method": lighter}, reason("fit_lighter_method", method=method, to=lighter))
             batch = b
             while batch > 1:
                 batch = max(1, batch // 2)
                 new_accum = accum * math.ceil(b / batch)
                 yield ({"method": lighter, "train.batch_size": batch, "train.grad_accum": new_accum},
-                       f"Switch to {lighter} and lower train.batch_size to {batch} "
-                       f"(train.grad_accum {new_accum})")
+                       reason("fit_lighter_smaller_batch", to=lighter, batch=batch, accum=new_accum))
     for lighter in ("lora", "prefix"):
         yield ({"method": lighter, "train.batch_size": 1, "train.grad_accum": b * accum, "train.max_seq_len": 128},
-               f"Switch to {lighter}, batch 1 (grad_accum {b * accum}) and 128-token sequences")
+               reason("fit_lightest", to=lighter, accum=b * accum))
 

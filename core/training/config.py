@@ -1,4 +1,4 @@
-"""The run config of DESIGN §3 as dataclasses: load from YAML/JSON or a dict, validate everything at once, save as JSON.
+"""The run config as dataclasses: load from YAML/JSON or a dict, validate everything at once, save as JSON.
 
 Every problem found (unknown keys, wrong types, out-of-range values, a bad method section) is collected and raised
 as one :class:`~core.errors.UserError`, so a user fixes the whole file in one go instead of one error per run.
@@ -117,7 +117,7 @@ class TrainSection(_Validated):
 
 @dataclass
 class TrainingConfig(_Validated):
-    """A whole run config (DESIGN §3). Build with :meth:`from_dict` / :meth:`from_file`; invalid input raises UserError."""
+    """A whole run config. Build with :meth:`from_dict` / :meth:`from_file`; invalid input raises UserError."""
 
     data: str = ""
     model: str = DEFAULT_MODEL

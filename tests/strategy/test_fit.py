@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from core.strategy import fit_check
+from core.strategy import fit_check, render
 from tests.strategy.helpers import (
     DEFAULT,
     estimator,
@@ -43,3 +43,16 @@ def test_fit_check_passes_a_config_that_fits():
     assert report.fits and not report.problems and report.suggestion is None
 
 
+
+
+def test_fit_problems_and_suggestion_are_codes_in_both_languages():
+    from ui.i18n import t
+
+    est = estimator(DEFAULT, gib=4)
+    report = fit_check({"data": "x", "method": "lora", "train": {"batch_size": 32, "max_seq_len": 1024}}, estimator=est)
+    assert [p["code"] for p in report.problems] == ["fit_needs"]
+    why = report.suggestion_reason
+    assert why["code"] == "fit_smaller_batch" and why["params"]["to"] == report.suggestion["train.batch_size"]
+    assert report.suggestion_text == render(why) and "then about" in report.suggestion_text
+    assert "每次更新仍是 32 条样本" in t(f"strategy.{why['code']}", "zh", **why["params"])
+    assert t("strategy.fit_needs", "zh", **report.problems[0]["params"]).startswith("这次训练")
