@@ -75,4 +75,6 @@ def plan_reasons(plan: Plan, budget_s: float | None, small_data: bool) -> list[d
     return [why, reason("budget_fits", epochs=plan.epochs, **numbers)]
 
 
-PLAN_CODES = ("epochs_small_data", "epochs_large_data", "budget_partial_epoch", "budget_below_minimum", "budget_fewer_epochs", "budget_fits")
+# The reasons about a run's length: replaced as a whole when the run is re-timed on real batches.
+PLAN_CODES = ("epochs_small_data", "epochs_large_data", "budget_partial_epoch", "budget_below_minimum",
+              "budget_fewer_epochs", "budget_fits")
