@@ -7,3 +7,23 @@ METHODS = ("lora", "adapter", "prefix", "full", "freeze")
 ACTIVE_STATES = ("queued", "running", "stopping")
 FINAL_STATES = ("stopped", "failed", "completed")
 DAMAGED_STATE = "damaged"  # a run whose own files (status.json, config.json) cannot be read; the message says which
+
+# ---------------------------------------------------------------- training
+# The ``train:`` section's defaults: TrainSection's fields, the estimator and the Choose page all start from these.
+TRAIN_DEFAULTS = {
+    "epochs": 3, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": None, "scheduler": "cosine",
+    "warmup_ratio": 0.05, "weight_decay": 0.0, "max_seq_len": 512,
+    # Off by default on CPU: packed rows need an explicit block-diagonal mask, which sends attention down sdpa's
+    # slow math path; length-grouped padded rows ran 2x faster (bench/throughput.py: 109 vs 203 real tokens/s).
+    "packing": False,
+    "eval_every": 50, "save_every": 100, "seed": 42, "early_stopping_patience": None, "max_grad_norm": 1.0,
+    "keep_checkpoints": 2, "max_train_examples": None,
+    "max_eval_examples": 200,  # validation examples per evaluation (bounded so evaluations stay cheap on CPU)
+    "eval_batch_size": None, "nonfinite_patience": 5, "min_lr_ratio": 0.1, "device": "auto",
+    # Rows go through forward+backward in groups of at most this many tokens: peak activation memory follows
+    # this budget, not batch_size x max_seq_len; 1024 keeps CPU matmuls efficient (bench/throughput.py).
+    "micro_batch_tokens": 1024,
+}
+# Minutes of training a recommendation plans for unless the user says otherwise: the whole line (define to chat)
+# on an assets/ sample then fits a sitting on a 2-core laptop.
+DEFAULT_BUDGET_MIN = 6

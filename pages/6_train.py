@@ -9,10 +9,11 @@ import streamlit as st
 from core import runs
 from core.checkpoints import usable_weights
 from core.defaults import ACTIVE_STATES
+from core.run_config import build_run_config
 from core.workspace import list_ids
 from ui import t, update_project
 from ui.common import ensure_shell, guarded, header, need, next_step, page_link
-from ui.runview import (build_run_config, curves, eval_progress, live_stamp, log_tail, metrics, note_text,
+from ui.runview import (curves, eval_progress, live_stamp, log_tail, metrics, note_text,
                         progress_text, run_status, slow_text)
 
 LIVE_EVERY_S = 2.0

@@ -9,24 +9,17 @@ import streamlit as st
 
 from ui.common import duration
 from ui.i18n import t
-from core.defaults import DEFAULT_MODEL, METHODS
+from core.defaults import DEFAULT_BUDGET_MIN, DEFAULT_MODEL, METHODS
+from core.errors import UserError
+from core.peft.config import default_section
+from core.run_config import FORM_TRAIN_DEFAULTS, FORM_TRAIN_KEYS, PRESETS, recommended_config
 
-# Presets only touch the training length and batch; method settings stay as chosen.
-PRESETS = {
-    "quick": {"epochs": 1, "max_steps": 30, "batch_size": 4, "max_seq_len": 256, "eval_every": 10, "save_every": 10},
-    "balanced": {"epochs": 2, "max_steps": None, "batch_size": 8, "max_seq_len": 384, "eval_every": 25,
-                 "save_every": 50},
-    "thorough": {"epochs": 4, "max_steps": None, "batch_size": 8, "max_seq_len": 512, "eval_every": 50,
-                 "save_every": 100},
-}
-DEFAULT_TRAIN = {"epochs": 2, "max_steps": None, "batch_size": 8, "grad_accum": 1, "lr": None, "scheduler": "cosine",
-                 "warmup_ratio": 0.05, "max_seq_len": 384, "packing": False, "eval_every": 25, "save_every": 50,
-                 "seed": 42}
-# Minutes of training the recommendation plans for unless the user says otherwise: the whole line (define to
-# chat) on an assets/ sample then fits a sitting on a 2-core laptop.
-DEFAULT_BUDGET_MIN = 6
-PURPOSE_TASK = {"support": "knowledge_qa", "knowledge": "knowledge_qa", "classification": "classification",
-                "style": "style", "chat": "multi_turn"}
+# The method widgets with a key each (hp_<method>_<name>), so the recommendation can set them too.
+METHOD_WIDGETS = {"lora": ("r", "alpha", "dropout", "target_modules", "use_rslora", "use_dora"),
+                  "adapter": ("bottleneck", "nonlinearity", "placement"),
+                  "prefix": ("num_virtual_tokens", "projection_dim"), "freeze": ("trainable_layers",)}
+# The widgets of the train section, keyed so presets and "Use the recommendation" can set them before they render.
+TRAIN_WIDGET = {key: f"hp_{key}" for key in FORM_TRAIN_KEYS}
 
 
 def _as_dict(obj: Any) -> dict:
@@ -48,27 +41,29 @@ def recommend(project: dict) -> Optional[dict]:
     from core.workspace import dataset_dir
 
     return _cached_recommendation(str(dataset_dir(project["active_dataset"])),
-                                  PURPOSE_TASK.get(project.get("purpose"), "knowledge_qa"),
+                                  _task(project.get("purpose")),
                                   project.get("base_model") or DEFAULT_MODEL,
                                   60.0 * float(project.get("time_budget_min") or DEFAULT_BUDGET_MIN),
                                   project.get("system_prompt") or None)
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
+def _task(purpose: Optional[str]) -> str:
+    """The strategy's task kind for the project's purpose (knowledge Q&A when it names none the engine knows)."""
+    from core.strategy import normalize_task
+
+    try:
+        return normalize_task(purpose or "knowledge_qa")
+    except UserError:  # a purpose the engine has no rule for
+        return "knowledge_qa"
+
+
+# A quarter of an hour: the recommendation's time comes from a probe of the machine's current speed.
+@st.cache_data(show_spinner=False, max_entries=32, ttl=900)
 def _cached_recommendation(data: str, task: str, model: str, budget_s: float, system_prompt: Optional[str]) -> dict:
     from core.strategy import recommend_for_dataset
 
     return _as_dict(recommend_for_dataset(data, purpose=task, model=model, time_budget_s=budget_s,
                                           system_prompt=system_prompt))
-
-
-def recommended_config(rec: dict) -> dict:
-    """The method section and train section of a recommendation, as page 5 saves them."""
-    method = rec.get("method", "lora")
-    cfg = {"method": method, "train": {**DEFAULT_TRAIN, **(rec.get("train") or {})}}
-    if method != "full":
-        cfg[method] = dict(rec.get("params") or {})
-    return cfg
 
 
 def estimate(config: dict) -> Optional[dict]:
@@ -91,7 +86,7 @@ def default_config(rec: Optional[dict], saved: dict) -> dict:
         cfg = copy.deepcopy(saved)
     else:
         cfg = recommended_config(rec) if rec else {"method": "lora", "train": {}}
-    cfg["train"] = {**DEFAULT_TRAIN, **(cfg.get("train") or {})}
+    cfg["train"] = {**FORM_TRAIN_DEFAULTS, **(cfg.get("train") or {})}
     if cfg.get("method") not in METHODS:
         cfg["method"] = "lora"
     return cfg
@@ -106,14 +101,67 @@ def render_recommendation(rec: dict) -> None:
         params = rec.get("params") or {}
         if params:
             st.caption(" · ".join(f"{k} = {v}" for k, v in params.items()))
-        for reason in rec.get("reasons") or []:
-            st.markdown(f"- {reason}")
+        for item in rec.get("reasons") or []:
+            st.markdown(f"- {reason_text(item)}")
         runner = rec.get("runner_up") or {}
         if runner.get("method"):
             st.caption(t("choose.runner_up", method=t(f"method.{runner['method']}.name"),
-                         why=runner.get("why_not") or runner.get("why") or ""))
+                         why=" ".join(reason_text(r) for r in runner.get("why") or [])))
+            st.caption(t("choose.runner_up_why_not",
+                         why=" ".join(reason_text(r) for r in runner.get("why_not") or [])))
         for note in rec.get("notes") or []:
-            st.warning(str(note), icon="🧾")
+            st.warning(reason_text(note), icon="🧾")
+
+
+def reason_text(item: dict) -> str:
+    """A strategy reason (a code with parameters) in the session's language."""
+    return t(f"strategy.{item['code']}", **(item.get("params") or {}))
+
+
+INT_TRAIN_KEYS = ("epochs", "max_steps", "batch_size", "grad_accum", "max_seq_len", "eval_every", "save_every", "seed")
+
+
+def _train_widget_value(key: str, value: Any) -> Any:
+    if key in INT_TRAIN_KEYS:
+        return int(value or 0)
+    if key in ("lr", "warmup_ratio"):
+        return float(value or 0.0)
+    return bool(value) if key == "packing" else value
+
+
+def widget_values(cfg: dict) -> dict:
+    """Session-state values of the keyed widgets that show ``cfg``: method, its section and the train section."""
+    method = cfg.get("method") if cfg.get("method") in METHODS else "lora"
+    train = {**FORM_TRAIN_DEFAULTS, **(cfg.get("train") or {})}
+    values = {TRAIN_WIDGET[k]: _train_widget_value(k, train[k]) for k in FORM_TRAIN_KEYS}
+    values["method_pick"] = method
+    if method in METHOD_WIDGETS:
+        section = {**default_section(method), **(cfg.get(method) or {})}
+        for name in METHOD_WIDGETS[method]:
+            value = section.get(name, False)
+            if name in ("target_modules", "placement"):
+                value = [value] if isinstance(value, str) else list(value)
+            elif name == "dropout":
+                value = float(value)
+            elif name not in ("nonlinearity", "use_rslora", "use_dora"):
+                value = int(value)
+            values[f"hp_{method}_{name}"] = value
+    return values
+
+
+def with_expected_speed(config: dict, rec: Optional[dict]) -> dict:
+    """``config`` with the recommendation's measured seconds per step when it trains the same shapes."""
+    train = (rec or {}).get("train") or {}
+    same = rec and rec.get("method") == config.get("method") and all(
+        config["train"].get(k) == train.get(k) for k in ("batch_size", "grad_accum", "max_seq_len"))
+    if same and train.get("expected_step_s"):
+        config["train"]["expected_step_s"] = train["expected_step_s"]
+    return config
+
+
+def preset_values(preset: str) -> dict:
+    """Session-state values a preset sets: only training length and batch widgets."""
+    return {TRAIN_WIDGET[k]: (int(v or 0) if k == "max_steps" else v) for k, v in PRESETS[preset].items()}
 
 
 def render_estimate(est: dict) -> None:
@@ -132,7 +180,7 @@ def render_estimate(est: dict) -> None:
     c4.metric(t("choose.est.total"), duration(est.get("total_s")),
               t("choose.est.steps", steps=est.get("total_steps") or "?"), delta_color="off", delta_arrow="off", border=True)
     if memory.get("fits") is False:
-        st.error(t("choose.est.no_fit", fix="; ".join(map(str, est.get("problems") or []))), icon="🧯")
+        st.error(t("choose.est.no_fit", fix=" ".join(reason_text(p) for p in est.get("problems") or [])), icon="🧯")
         if est.get("suggestion"):
             st.info(t("choose.est.suggestion", change=", ".join(f"{k} = {v}" for k, v in est["suggestion"].items())),
                     icon="💡")

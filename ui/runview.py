@@ -1,12 +1,10 @@
 """Read-only views of a run folder for the train page: status, curves (plotly), progress, notes, log tail."""
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from core.defaults import DEFAULT_MODEL
 from core.fileio import read_jsonl
 from core import runs
 from core.workspace import run_dir
@@ -22,21 +20,6 @@ def run_status(run_id: str) -> dict[str, Any]:
     return runs.status(run_id) or {}
 
 
-def build_run_config(project: dict[str, Any]) -> dict[str, Any]:
-    """The run config (DESIGN §3) from page 5's choices plus the project's model, data and system prompt."""
-    from core.workspace import dataset_dir
-
-    config = {k: v for k, v in copy.deepcopy(project.get("run_config") or {}).items() if not k.startswith("x_")}
-    config["model"] = project.get("base_model") or DEFAULT_MODEL
-    if project.get("active_dataset"):
-        config["data"] = str(dataset_dir(project["active_dataset"]))
-    if project.get("system_prompt"):
-        config["system_prompt"] = project["system_prompt"]
-    if project.get("name"):
-        from core.workspace import slugify
-
-        config["name"] = slugify(project["name"], "run")[:30]
-    return config
 
 
 def metrics(run_id: str) -> list[dict]:

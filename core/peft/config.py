@@ -15,11 +15,27 @@ from core.errors import UserError
 
 NONLINEARITIES = ("gelu", "relu", "silu", "tanh")
 PLACEMENTS = ("attn", "mlp")
+# Each method's default section of a run config (the dataclasses below take their field defaults from here).
+DEFAULT_SECTIONS = {
+    "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["q_proj", "v_proj"]},
+    "adapter": {"bottleneck": 64, "nonlinearity": "gelu", "placement": ["attn", "mlp"]},
+    "prefix": {"num_virtual_tokens": 20, "projection_dim": 512},
+    "full": {},
+    "freeze": {"trainable_layers": 2},
+}
+_LORA, _ADAPTER, _PREFIX = DEFAULT_SECTIONS["lora"], DEFAULT_SECTIONS["adapter"], DEFAULT_SECTIONS["prefix"]
+
+
+def default_section(method: str) -> dict:
+    """A fresh copy of ``method``'s default run-config section."""
+    return {k: list(v) if isinstance(v, list) else v for k, v in DEFAULT_SECTIONS[method].items()}
 
 
 def _raise_if(problems: list[str], what: str) -> None:
     if problems:
-        raise UserError(f"Invalid {what} configuration:\n- " + "\n- ".join(problems))
+        error = UserError(f"Invalid {what} configuration:\n- " + "\n- ".join(problems))
+        error.problems = list(problems)  # callers that collect problems read the list, not the text
+        raise error
 
 
 def _is_int(value: Any) -> bool:
@@ -49,10 +65,10 @@ class _Config:
 class LoRAConfig(_Config):
     """LoRA: ``W x + (alpha / r) * B A x`` on the target linear layers (rsLoRA: ``alpha / sqrt(r)``; DoRA option)."""
 
-    r: int = 8
-    alpha: float = 16
-    dropout: float = 0.05
-    target_modules: Union[tuple, str] = ("q_proj", "v_proj")
+    r: int = _LORA["r"]
+    alpha: float = _LORA["alpha"]
+    dropout: float = _LORA["dropout"]
+    target_modules: tuple | str = tuple(_LORA["target_modules"])
     use_rslora: bool = False
     use_dora: bool = False
     method: str = field(default="lora", init=False, repr=False)
@@ -93,9 +109,9 @@ def _target_problems(targets: Any) -> list[str]:
 class AdapterConfig(_Config):
     """Houlsby adapters: ``h + up(act(down(h)))`` after the attention and/or MLP output of every block."""
 
-    bottleneck: int = 64
-    nonlinearity: str = "gelu"
-    placement: tuple = ("attn", "mlp")
+    bottleneck: int = _ADAPTER["bottleneck"]
+    nonlinearity: str = _ADAPTER["nonlinearity"]
+    placement: tuple = tuple(_ADAPTER["placement"])
     dropout: float = 0.0
     method: str = field(default="adapter", init=False, repr=False)
 
@@ -120,8 +136,8 @@ class AdapterConfig(_Config):
 class PrefixConfig(_Config):
     """Prefix tuning: learned key/value prefixes of ``num_virtual_tokens`` for every layer (MLP reparam if dim > 0)."""
 
-    num_virtual_tokens: int = 20
-    projection_dim: int = 512
+    num_virtual_tokens: int = _PREFIX["num_virtual_tokens"]
+    projection_dim: int = _PREFIX["projection_dim"]
     method: str = field(default="prefix", init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -145,7 +161,7 @@ class FullConfig(_Config):
 class FreezeConfig(_Config):
     """Freeze baseline: only the last ``trainable_layers`` blocks and the final norm are trainable."""
 
-    trainable_layers: int = 2
+    trainable_layers: int = DEFAULT_SECTIONS["freeze"]["trainable_layers"]
     method: str = field(default="freeze", init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -177,6 +193,15 @@ def config_from_dict(method: str, params: dict | None = None) -> PeftConfig:
     try:
         config = cls(**{k: v for k, v in params.items() if k in allowed})
     except UserError as exc:  # merge with the unknown-key problem so the user sees everything at once
-        problems += str(exc).split("\n- ")[1:]
+        problems += exc.problems
     _raise_if(problems, method)
     return config
+
+
+def section_problems(method: str, params: dict | None) -> list[str]:
+    """Every problem of a method's run-config section (empty when it is valid)."""
+    try:
+        config_from_dict(method, params)
+    except UserError as exc:
+        return list(getattr(exc, "problems", None) or [str(exc)])
+    return []

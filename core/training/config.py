@@ -1,4 +1,4 @@
-"""The run config of DESIGN §3 as dataclasses: load from YAML/JSON or a dict, validate everything at once, save as JSON.
+"""The run config as dataclasses: load from YAML/JSON or a dict, validate everything at once, save as JSON.
 
 Every problem found (unknown keys, wrong types, out-of-range values, a bad method section) is collected and raised
 as one :class:`~core.errors.UserError`, so a user fixes the whole file in one go instead of one error per run.
@@ -9,10 +9,11 @@ import difflib
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
-from core.defaults import DEFAULT_MODEL, METHODS
+from core.defaults import DEFAULT_MODEL, METHODS, TRAIN_DEFAULTS
 from core.errors import UserError
+from core.peft.config import config_from_dict, default_section, section_problems
 
 SCHEDULERS = ("cosine", "linear", "constant")
 SECTION_KEYS = METHODS
@@ -48,36 +49,32 @@ class _Validated:
 class TrainSection(_Validated):
     """The ``train:`` section: optimisation, schedule, checkpointing and evaluation knobs."""
 
-    epochs: float = 3
-    max_steps: Optional[int] = None          # overrides epochs when set
-    batch_size: int = 8                      # per device (global = batch_size x world size x grad_accum)
-    grad_accum: int = 1
-    lr: Optional[float] = None               # None: the method's recommended rate (core.training.optim)
-    scheduler: str = "cosine"
-    warmup_ratio: float = 0.05
-    weight_decay: float = 0.0
-    max_seq_len: int = 512
-    # Off by default on CPU: packed rows need an explicit block-diagonal mask, which sends attention down
-    # sdpa's slow math path; length-grouped padded rows trimmed per row group ran 2x faster (bench/throughput.py:
-    # 109 vs 203 real tokens/s, LoRA on SmolLM2, 2 cores). Ignored (off) for prefix tuning.
-    packing: bool = False
-    eval_every: int = 50
-    save_every: int = 100
-    seed: int = 42
-    early_stopping_patience: Optional[int] = None  # evals without improvement before stopping
-    # Extensions beyond DESIGN §3 (all optional, safe defaults):
-    max_grad_norm: Optional[float] = 1.0     # gradient clipping; None/0 disables
-    keep_checkpoints: int = 2                # keep the last k checkpoints
-    max_train_examples: Optional[int] = None  # use only the first N training conversations
-    max_eval_examples: Optional[int] = 200   # validation examples per eval (bounded so evals stay cheap on CPU)
-    eval_batch_size: Optional[int] = None    # default: batch_size
-    nonfinite_patience: int = 5              # consecutive non-finite steps before the run fails
-    min_lr_ratio: float = 0.1                # cosine/linear decay floor as a fraction of lr (nanoGPT uses 0.1)
-    device: str = "auto"                     # auto | cpu | cuda
-    # Rows of a batch go through forward+backward in groups of at most this many tokens (rows x width), the
-    # gradients adding up to exactly those of the whole batch: peak activation memory follows this budget,
-    # not batch_size x max_seq_len. 1024 tokens keeps CPU matmuls efficient (measured in bench/throughput.py).
-    micro_batch_tokens: int = 1024
+    epochs: float = TRAIN_DEFAULTS["epochs"]
+    max_steps: int | None = TRAIN_DEFAULTS["max_steps"]            # overrides epochs when set
+    batch_size: int = TRAIN_DEFAULTS["batch_size"]  # per device (global = batch_size x world size x grad_accum)
+    grad_accum: int = TRAIN_DEFAULTS["grad_accum"]
+    lr: float | None = TRAIN_DEFAULTS["lr"]  # None: the method's recommended rate (core.training.optim)
+    scheduler: str = TRAIN_DEFAULTS["scheduler"]
+    warmup_ratio: float = TRAIN_DEFAULTS["warmup_ratio"]
+    weight_decay: float = TRAIN_DEFAULTS["weight_decay"]
+    max_seq_len: int = TRAIN_DEFAULTS["max_seq_len"]
+    packing: bool = TRAIN_DEFAULTS["packing"]  # ignored (off) for prefix tuning
+    eval_every: int = TRAIN_DEFAULTS["eval_every"]
+    save_every: int = TRAIN_DEFAULTS["save_every"]
+    seed: int = TRAIN_DEFAULTS["seed"]
+    early_stopping_patience: int | None = TRAIN_DEFAULTS["early_stopping_patience"]  # evals without improvement
+    max_grad_norm: float | None = TRAIN_DEFAULTS["max_grad_norm"]  # gradient clipping; None/0 disables
+    keep_checkpoints: int = TRAIN_DEFAULTS["keep_checkpoints"]  # keep the last k checkpoints
+    max_train_examples: int | None = TRAIN_DEFAULTS["max_train_examples"]  # only the first N conversations
+    max_eval_examples: int | None = TRAIN_DEFAULTS["max_eval_examples"]  # validation examples per evaluation
+    eval_batch_size: int | None = TRAIN_DEFAULTS["eval_batch_size"]  # default: batch_size
+    nonfinite_patience: int = TRAIN_DEFAULTS["nonfinite_patience"]  # consecutive non-finite steps before failing
+    min_lr_ratio: float = TRAIN_DEFAULTS["min_lr_ratio"]  # cosine/linear decay floor as a fraction of lr
+    device: str = TRAIN_DEFAULTS["device"]  # auto | cpu | cuda
+    micro_batch_tokens: int = TRAIN_DEFAULTS["micro_batch_tokens"]  # rows x width per forward+backward group
+    # Seconds per optimizer step the recommendation measured on this machine; the trainer warns when the real
+    # speed falls well below it. None: no estimate (a hand-written config).
+    expected_step_s: float | None = None
 
     def problems(self) -> list[str]:
         """Every problem in this section, as user-facing sentences."""
@@ -111,6 +108,8 @@ class TrainSection(_Validated):
             p.append(f"train.max_grad_norm must be null or a number >= 0, got {self.max_grad_norm!r}.")
         if not _is_num(self.min_lr_ratio) or not 0 <= self.min_lr_ratio <= 1:
             p.append(f"train.min_lr_ratio must be a number in [0, 1], got {self.min_lr_ratio!r}.")
+        if self.expected_step_s is not None and (not _is_num(self.expected_step_s) or self.expected_step_s <= 0):
+            p.append(f"train.expected_step_s must be null or a number of seconds > 0, got {self.expected_step_s!r}.")
         if self.device not in DEVICES:
             p.append(f"train.device must be one of {', '.join(DEVICES)}, got {self.device!r}.")
         return p
@@ -118,20 +117,18 @@ class TrainSection(_Validated):
 
 @dataclass
 class TrainingConfig(_Validated):
-    """A whole run config (DESIGN §3). Build with :meth:`from_dict` / :meth:`from_file`; invalid input raises UserError."""
+    """A whole run config. Build with :meth:`from_dict` / :meth:`from_file`; invalid input raises UserError."""
 
     data: str = ""
     model: str = DEFAULT_MODEL
-    system_prompt: Optional[str] = None
+    system_prompt: str | None = None
     method: str = "lora"
-    name: Optional[str] = None               # optional human label, used as the run id prefix
-    lora: dict = field(default_factory=lambda: {"r": 8, "alpha": 16, "dropout": 0.05,
-                                                "target_modules": ["q_proj", "v_proj"]})
-    adapter: dict = field(default_factory=lambda: {"bottleneck": 64, "nonlinearity": "gelu",
-                                                   "placement": ["attn", "mlp"]})
-    prefix: dict = field(default_factory=lambda: {"num_virtual_tokens": 20, "projection_dim": 512})
-    full: dict = field(default_factory=dict)
-    freeze: dict = field(default_factory=lambda: {"trainable_layers": 2})
+    name: str | None = None               # optional human label, used as the run id prefix
+    lora: dict = field(default_factory=lambda: default_section("lora"))
+    adapter: dict = field(default_factory=lambda: default_section("adapter"))
+    prefix: dict = field(default_factory=lambda: default_section("prefix"))
+    full: dict = field(default_factory=lambda: default_section("full"))
+    freeze: dict = field(default_factory=lambda: default_section("freeze"))
     train: TrainSection = field(default_factory=TrainSection)
 
     # ------------------------------------------------------------ validation
@@ -166,8 +163,6 @@ class TrainingConfig(_Validated):
 
     def peft_config(self):
         """The core.peft config object of the chosen method."""
-        from core.peft import config_from_dict
-
         return config_from_dict(self.method, dict(self.method_params))
 
     def to_dict(self) -> dict:
@@ -182,7 +177,7 @@ class TrainingConfig(_Validated):
 
     # ------------------------------------------------------------ construction
     @classmethod
-    def from_dict(cls, d: Any) -> "TrainingConfig":
+    def from_dict(cls, d: Any) -> TrainingConfig:
         """Validate a dict (e.g. parsed YAML); every problem is listed in one UserError."""
         if not isinstance(d, dict):
             raise UserError(f"A run config must be a mapping (key: value lines), got {type(d).__name__}.")
@@ -228,7 +223,7 @@ class TrainingConfig(_Validated):
         return base
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "TrainingConfig":
+    def from_file(cls, path: str | Path) -> TrainingConfig:
         """Load a YAML or JSON run config file."""
         path = Path(path)
         if not path.is_file():
@@ -241,7 +236,7 @@ class TrainingConfig(_Validated):
                 import yaml
 
                 data = yaml.safe_load(text)
-        except Exception as exc:  # noqa: BLE001 - any parse error becomes one actionable message
+        except Exception as exc:
             raise UserError(f"{path} is not valid {'JSON' if path.suffix.lower() == '.json' else 'YAML'}: {exc}. "
                             "Fix the syntax (indentation, quotes, colons) and try again.") from exc
         if data is None:
@@ -259,18 +254,8 @@ def _unchecked(cls, values: dict):
 
 
 def _method_section_problems(method: str, params: dict) -> list[str]:
-    """Ask core.peft to build the method config; its complaint becomes one of our problems."""
-    try:
-        from core.peft import config_from_dict
-    except ImportError:  # the PEFT package is not available: leave section validation to apply time
-        return []
-    try:
-        config_from_dict(method, dict(params))
-    except (UserError, ValueError, TypeError) as exc:
-        # core.peft lists its problems as "- item" lines under a heading: keep one line per problem.
-        items = [ln.strip()[2:] for ln in str(exc).splitlines() if ln.strip().startswith("- ")]
-        return [f"{method}: {item}" for item in items] or [f"{method}: {exc}"]
-    return []
+    """core.peft's problems with the chosen method's section, each prefixed with the method."""
+    return [f"{method}: {item}" for item in section_problems(method, dict(params))]
 
 
 def _format_problems(problems: list[str]) -> str:

@@ -5,7 +5,7 @@ import time
 import pytest
 
 from tests.app.conftest import LANGS, RUN_CONFIG, open_page, seed_dataset, seed_run_files, texts, write_project
-from ui.choose_view import DEFAULT_BUDGET_MIN
+from core.defaults import DEFAULT_BUDGET_MIN
 from ui.i18n import t
 
 
@@ -142,3 +142,47 @@ def test_stop_then_resume(workspace):
 
     stop(run_id)  # do not leave a trainer behind
     _wait_state(run_id, ("stopped", "completed", "failed"))
+
+
+def _recommendation(workspace, budget_min: float):
+    from core.strategy import recommend_for_dataset
+
+    project = json.loads((workspace / "project.json").read_text())
+    return recommend_for_dataset(str(workspace / "datasets" / "demo-data"), purpose="knowledge_qa",
+                                 model="tiny-llama", time_budget_s=60 * budget_min,
+                                 system_prompt=project["system_prompt"])
+
+
+def test_use_recommendation_sets_the_form_widgets(workspace):
+    """The widgets show the recommendation after the click, and saving the form keeps it (not the old values)."""
+    seed_dataset(workspace)
+    write_project(workspace, active_dataset="demo-data")
+    at = open_page("5_choose")
+    at.radio(key="preset_pick").set_value("quick").run()  # change the form away from the recommendation
+    assert at.number_input(key="hp_max_steps").value == 30
+    at.button(key="use_rec").click().run()
+    assert not at.exception
+    rec = _recommendation(workspace, json.loads((workspace / "project.json").read_text())["time_budget_min"])
+    assert at.radio(key="method_pick").value == rec.method
+    assert at.number_input(key="hp_epochs").value == rec.train["epochs"]
+    assert at.number_input(key="hp_max_steps").value == (rec.train["max_steps"] or 0)
+    assert at.number_input(key="hp_batch_size").value == rec.train["batch_size"]
+    assert at.number_input(key="hp_max_seq_len").value == rec.train["max_seq_len"]
+    assert at.number_input(key=f"hp_{rec.method}_r").value == rec.params["r"]
+    next(b for b in at.button if b.label == t("choose.save")).click().run()
+    saved = json.loads((workspace / "project.json").read_text())["run_config"]
+    assert saved["train"]["epochs"] == rec.train["epochs"] and saved[rec.method]["r"] == rec.params["r"]
+    assert saved["train"]["expected_step_s"] > 0  # the recommendation's measured speed travels with the config
+
+
+def test_strategy_reasons_show_in_chinese(workspace):
+    seed_dataset(workspace)
+    write_project(workspace, active_dataset="demo-data")
+    at = open_page("5_choose", "zh")
+    assert not at.exception
+    body = texts(at)
+    rec = _recommendation(workspace, DEFAULT_BUDGET_MIN)
+    first = rec.reasons[0]
+    assert t(f"strategy.{first['code']}", "zh", **first["params"]) in body
+    assert t(f"strategy.{first['code']}", "en", **first["params"]) not in body
+    assert "Timed on your own batches" not in body and "按你自己的数据批次" in body

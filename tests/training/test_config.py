@@ -75,3 +75,48 @@ def test_cli_bad_config_exits_2_listing_every_problem(tmp_path):
     for needle in ("data is missing", "train.epochs", "train.scheduler", "train.batch_size", "lora: r=0"):
         assert needle in proc.stderr, needle
     assert proc.stdout == ""  # no run id: nothing was created
+
+
+def test_train_defaults_come_from_core_defaults():
+    from dataclasses import asdict
+
+    from core.defaults import TRAIN_DEFAULTS
+
+    section = asdict(TrainSection())
+    assert {k: section[k] for k in TRAIN_DEFAULTS} == TRAIN_DEFAULTS
+    assert set(section) - set(TRAIN_DEFAULTS) == {"expected_step_s"}
+
+
+def test_expected_step_s_is_optional_and_checked():
+    assert TrainingConfig.from_dict({"data": "x.jsonl"}).train.expected_step_s is None
+    cfg = TrainingConfig.from_dict({"data": "x.jsonl", "train": {"expected_step_s": 1.5}})
+    assert cfg.train.expected_step_s == 1.5
+    with pytest.raises(UserError, match="train.expected_step_s"):
+        TrainingConfig.from_dict({"data": "x.jsonl", "train": {"expected_step_s": -1}})
+
+
+def test_method_problems_are_collected_as_a_list(monkeypatch):
+    """Every problem of the method section is listed, whatever the wording of core.peft's message."""
+    from core.peft import config as peft_config
+
+    problems = peft_config.section_problems("lora", {"r": -1, "alpha": 0, "bogus": 1})
+    assert len(problems) == 3 and not any(p.startswith("- ") for p in problems)
+    monkeypatch.setattr(peft_config, "_raise_if", _raise_without_dashes)
+    with pytest.raises(UserError) as info:
+        TrainingConfig.from_dict({"data": "x.jsonl", "lora": {"r": -1, "alpha": 0}})
+    assert "lora: r=-1" in str(info.value) and "lora: alpha=0" in str(info.value)
+
+
+def _raise_without_dashes(problems, what):
+    if problems:
+        error = UserError(f"{what} is wrong: " + "; ".join(problems))
+        error.problems = list(problems)
+        raise error
+
+
+def test_method_sections_default_from_core_peft():
+    from core.peft.config import DEFAULT_SECTIONS, LoRAConfig
+
+    cfg = TrainingConfig.from_dict({"data": "x.jsonl"})
+    assert {m: getattr(cfg, m) for m in DEFAULT_SECTIONS} == DEFAULT_SECTIONS
+    assert LoRAConfig().r == DEFAULT_SECTIONS["lora"]["r"]
