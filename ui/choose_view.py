@@ -74,10 +74,10 @@ def estimate(config: dict) -> Optional[dict]:
 @st.cache_data(show_spinner=False, max_entries=64)
 def _cached_estimate(config_json: str) -> dict:
     """One estimate per distinct config (it tokenizes a data sample and times this machine once)."""
-    from core.strategy import ResourceEstimator
+    from core.strategy import ResourceEstimator, checked_estimate
 
     config = json.loads(config_json)
-    return ResourceEstimator(model=config.get("model") or DEFAULT_MODEL).estimate(config).to_dict()
+    return checked_estimate(config, ResourceEstimator(model=config.get("model") or DEFAULT_MODEL)).to_dict()
 
 
 def default_config(rec: Optional[dict], saved: dict) -> dict:

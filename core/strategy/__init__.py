@@ -23,7 +23,7 @@ from core.strategy.budget import MIN_BUDGET_STEPS, Plan, fit_budget, run_seconds
 from core.strategy.cli import estimate_command, format_estimate, human
 from core.strategy.dataset import fit_time_budget, recommend_for_dataset
 from core.strategy.estimator import BYTES, CAL, Estimate, MemoryEstimate, ResourceEstimator, StepTime
-from core.strategy.fit import FitReport, fit_check
+from core.strategy.fit import FitReport, checked_estimate, fit_check
 from core.strategy.loss_profile import LossProfile, loss_profile
 from core.strategy.machine import GiB, Machine, MachineSpeed, MiB, machine_speed, measure_machine, probe_speed
 from core.strategy.reasons import reason, render
@@ -37,7 +37,7 @@ __all__ = [
     "LORA_QV", "LossProfile", "MIN_BUDGET_STEPS", "Machine", "MachineSpeed", "MemoryEstimate", "MethodShape",
     "MiB", "PREFIX", "ParamCount", "Plan", "Recommendation", "ResourceEstimator", "SMALL", "StepTime",
     "StrategySelector", "TASKS", "TASK_ALIASES", "TINY", "arch_of", "dataset_shapes", "estimate_command",
-    "fit_budget", "fit_check", "fit_time_budget", "format_estimate", "human", "loss_profile", "machine_speed",
+    "checked_estimate", "fit_budget", "fit_check", "fit_time_budget", "format_estimate", "human", "loss_profile", "machine_speed",
     "measure_machine", "model_config", "normalize_config", "normalize_task", "probe_speed", "reason",
     "recommend_for_dataset", "render", "run_seconds",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 from core.strategy.estimator import Estimate, ResourceEstimator
+from core.strategy.fit import checked_estimate
 from core.strategy.reasons import render
 from core.strategy.machine import GiB, Machine, MiB
 from core.strategy.shapes import normalize_config
@@ -22,7 +23,7 @@ def estimate_command(args) -> int:
     """``python -m core estimate --config RUN.yaml [--json]``: parameters, memory and time for a run config."""
     cfg = normalize_config(args.config)
     est = ResourceEstimator(cfg["model"], machine=Machine.detect(cfg["train"].get("device", "auto")))
-    result = est.estimate(cfg)
+    result = checked_estimate(cfg, est)
     if getattr(args, "json", False):
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:

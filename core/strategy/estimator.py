@@ -333,14 +333,7 @@ class ResourceEstimator:
                        steps_per_epoch=steps, total_steps=total_steps, total_s=total_s,
                        data={k: v for k, v in data.items() if k != "batches"},
                        machine=asdict(self.machine), speed=asdict(self.speed))
-        if not mem.fits:
-            from core.strategy.fit import (
-                fit_check,  # fit_check builds on this estimator
-            )
-
-            report = fit_check(cfg, estimator=self)
-            est.problems, est.suggestion = report.problems, report.suggestion
-        return est
+        return est  # problems and the smallest change that fits: core.strategy.fit.checked_estimate
 
 
 def _rows_per_group(batch: int, seq_len: int, train: dict) -> int:

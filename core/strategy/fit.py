@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from core.strategy.estimator import ResourceEstimator
+from core.strategy.estimator import Estimate, ResourceEstimator
 from core.strategy.machine import GiB
 from core.strategy.reasons import reason, render
 from core.strategy.shapes import normalize_config
@@ -94,3 +94,14 @@ def _candidate_changes(cfg: dict):
         yield ({"method": lighter, "train.batch_size": 1, "train.grad_accum": b * accum, "train.max_seq_len": 128},
                reason("fit_lightest", to=lighter, accum=b * accum))
 
+
+
+def checked_estimate(config: Any, estimator: ResourceEstimator | None = None) -> Estimate:
+    """The estimate of a config, with its problems and the smallest change that fits when it does not."""
+    cfg = normalize_config(config)
+    est = estimator or ResourceEstimator(cfg["model"])
+    result = est.estimate(cfg)
+    if not result.memory.fits:
+        report = fit_check(cfg, estimator=est)
+        result.problems, result.suggestion = report.problems, report.suggestion
+    return result
