@@ -13,4 +13,5 @@ from core.decoding.sampling import SamplingParams
 from core.decoding.scoring import label_logprobs, label_token_logprobs
 from core.decoding.session import ChatSession
 
-__all__ = ["Decoder", "generate_batch", "SamplingParams", "Answer", "ChatSession", "label_logprobs", "label_token_logprobs", "Runner", "shared_prefix"]
+__all__ = ["Decoder", "generate_batch", "SamplingParams", "Answer", "ChatSession", "label_logprobs",
+           "label_token_logprobs", "Runner", "shared_prefix"]

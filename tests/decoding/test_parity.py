@@ -57,14 +57,25 @@ def test_continuous_batching_matches_hf(kind, method):
         ref, ended = hf_greedy(model, p, limit, ends, dec.pad)
         assert a.token_ids == ref and a.finished == ended
     assert answers[1].finished and answers[1].n_tokens <= 3
-    # rows interleave: prompt 2 (limit 1) is admitted and leaves before prompt 1's long answer is done
-    assert events.index(2) < max(i for i, e in enumerate(events) if e == 1)
+
+
+def test_a_finished_row_leaves_and_the_next_prompt_takes_its_slot():
+    model, tok = build("tiny-llama", "base")
+    prompts = chat_prompts(tok)[:4]
+    dec = Decoder(model, tok, end_ids=[-1])  # no end token: rows end exactly at their limits
+    events = [row.index for row in dec.events(prompts, SamplingParams(), 2, limits=[2, 9, 3, 4])]
+    # admit 0 and 1; one step, 0 is done after 2 tokens and leaves; 2 is admitted while 1 keeps decoding
+    assert events[:7] == [0, 1, 0, 1, 2, 1, 2]
+    assert sorted(events) == [0] * 2 + [1] * 9 + [2] * 3 + [3] * 4
+    tokens_per_prompt = [2, 9, 3, 4]
+    assert [len(a.token_ids) for a in dec.generate(prompts, SamplingParams(), 2, tokens_per_prompt)] == \
+        tokens_per_prompt
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_continuous_batching_without_a_shared_prefix(kind):
     model, tok = build(kind, "prefix")
-    prompts = [tok("hello there")["input_ids"], tok("zebra")["input_ids"], tok("a much longer third prompt")["input_ids"]]
+    prompts = [tok(text)["input_ids"] for text in ("hello there", "zebra", "a much longer third prompt")]
     assert shared_prefix(prompts) == 0
     dec = Decoder(model, tok)
     answers = dec.generate(prompts, SamplingParams(max_new_tokens=8), batch_size=2, limits=[8, 2, 6])
