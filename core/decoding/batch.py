@@ -49,6 +49,18 @@ def end_ids_of(tok) -> list[int]:
     return end_token_ids(tok)
 
 
+def generate_batch(model, tok, prompts: Sequence[Sequence[int]], decoding=None,
+                   progress: Optional[ProgressFn] = None, label: str = "generating") -> list[Answer]:
+    """Drop-in for core.evaluation.generation.generate_batch: same arguments (``decoding`` is its ``Decoding``,
+    read by attribute), same answer fields, decoded by our engine."""
+    params, batch_size = SamplingParams(), 8
+    if decoding is not None:
+        params = SamplingParams(max_new_tokens=decoding.max_new_tokens, do_sample=decoding.do_sample,
+                                temperature=decoding.temperature, top_p=decoding.top_p, seed=decoding.seed)
+        batch_size = decoding.batch_size
+    return Decoder(model, tok).generate(prompts, params, batch_size, progress=progress, label=label)
+
+
 class Decoder:
     """Greedy or sampled decoding of token-id prompts with our own KV cache handling."""
 
@@ -85,6 +97,8 @@ class Decoder:
             raise ValueError("every prompt needs at least one token")
         if not prompts:
             return
+        if limits is not None and len(limits) != len(prompts):
+            raise ValueError(f"{len(limits)} limits for {len(prompts)} prompts")
         gen, ends = make_generator(params), self.ends + list(params.stop_token_ids)
         n_shared = shared_prefix(prompts)
         root = self._prefill_root(list(prompts[0][:n_shared])) if n_shared else None

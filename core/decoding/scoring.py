@@ -36,7 +36,7 @@ def label_token_logprobs(model, prompt: Sequence[int], labels: Sequence[Sequence
     for i, lab in enumerate(labels):
         ids[i, :len(lab)], own[i, :len(lab)] = torch.tensor(list(lab)), 1
     logp = torch.zeros(k, width)                                          # (K, W) log p of each label token
-    logp[:, 0] = first[0, ids[:, 0]]
+    logp[:, 0] = first[0].cpu()[ids[:, 0]]
     if width > 1:  # the last label token predicts nothing we need
         mask = torch.cat([torch.ones(k, n, dtype=torch.long), own[:, :-1]], dim=1)
         pos = (n + torch.arange(width - 1))[None].expand(k, -1)

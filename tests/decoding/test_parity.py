@@ -57,14 +57,25 @@ def test_continuous_batching_matches_hf(kind, method):
         ref, ended = hf_greedy(model, p, limit, ends, dec.pad)
         assert a.token_ids == ref and a.finished == ended
     assert answers[1].finished and answers[1].n_tokens <= 3
-    # rows interleave: prompt 2 (limit 1) is admitted and leaves before prompt 1's long answer is done
-    assert events.index(2) < max(i for i, e in enumerate(events) if e == 1)
+
+
+def test_a_finished_row_leaves_and_the_next_prompt_takes_its_slot():
+    model, tok = build("tiny-llama", "base")
+    prompts = chat_prompts(tok)[:4]
+    dec = Decoder(model, tok, end_ids=[-1])  # no end token: rows end exactly at their limits
+    events = [row.index for row in dec.events(prompts, SamplingParams(), 2, limits=[2, 9, 3, 4])]
+    # admit 0 and 1; one step, 0 is done after 2 tokens and leaves; 2 is admitted while 1 keeps decoding
+    assert events[:7] == [0, 1, 0, 1, 2, 1, 2]
+    assert sorted(events) == [0] * 2 + [1] * 9 + [2] * 3 + [3] * 4
+    tokens_per_prompt = [2, 9, 3, 4]
+    assert [len(a.token_ids) for a in dec.generate(prompts, SamplingParams(), 2, tokens_per_prompt)] == \
+        tokens_per_prompt
 
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_continuous_batching_without_a_shared_prefix(kind):
     model, tok = build(kind, "prefix")
-    prompts = [tok("hello there")["input_ids"], tok("zebra")["input_ids"], tok("a much longer third prompt")["input_ids"]]
+    prompts = [tok(text)["input_ids"] for text in ("hello there", "zebra", "a much longer third prompt")]
     assert shared_prefix(prompts) == 0
     dec = Decoder(model, tok)
     answers = dec.generate(prompts, SamplingParams(max_new_tokens=8), batch_size=2, limits=[8, 2, 6])
@@ -91,3 +102,18 @@ def test_chat_session_three_turns_matches_hf_and_reuses_the_cache(kind, method):
             assert reused >= len(prev_prompt)  # the whole previous prompt (and the answer's tokens) came from cache
         prev_prompt = prompt
     assert [m["role"] for m in session.messages] == ["system"] + ["user", "assistant"] * 3
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_generate_batch_is_a_drop_in_for_the_evaluation_one(kind):
+    from core.decoding import generate_batch
+    from core.evaluation.generation import Decoding, generate_batch as hf_generate_batch
+
+    model, tok = build(kind, "dora")
+    prompts = chat_prompts(tok)
+    decoding = Decoding(max_new_tokens=9, batch_size=3)
+    seen = []
+    ours = generate_batch(model, tok, prompts, decoding, progress=lambda f, label: seen.append(f))
+    ref = hf_generate_batch(model, tok, prompts, decoding)
+    assert [(a.text, a.n_tokens, a.finished) for a in ours] == [(a.text, a.n_tokens, a.finished) for a in ref]
+    assert seen[-1] == 1.0 and len(seen) == len(prompts)
