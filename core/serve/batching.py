@@ -57,6 +57,8 @@ class Engine:
         self._queue: Optional[asyncio.Queue] = None
         self._task: Optional[asyncio.Task] = None
         self._pool: Optional[ThreadPoolExecutor] = None
+        self._current: list[Job] = []    # the batch being decoded (close() cancels it)
+        self._waiting: list[Job] = []    # taken off the queue, not decoded yet
 
     # ------------------------------------------------------------------ prompts
     def render(self, messages: list[dict]) -> list[int]:
@@ -74,7 +76,9 @@ class Engine:
         self._task = asyncio.create_task(self._work())
 
     async def close(self) -> None:
-        """Stop the worker; jobs still waiting get an error event."""
+        """Stop the worker; jobs still waiting get an error event, the batch decoding stops after its next token."""
+        for job in self._current:
+            job.cancelled = True
         if self._task:
             self._task.cancel()
             try:
@@ -82,7 +86,10 @@ class Engine:
             except asyncio.CancelledError:
                 pass
         while self._queue and not self._queue.empty():
-            self._queue.get_nowait().events.put_nowait(("error", RuntimeError("the server is shutting down")))
+            self._waiting.append(self._queue.get_nowait())
+        for job in self._waiting:
+            job.events.put_nowait(("error", RuntimeError("the server is shutting down")))
+        self._waiting = []
         if self._pool:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
@@ -97,20 +104,23 @@ class Engine:
     # ------------------------------------------------------------------ the worker
     async def _work(self) -> None:
         loop = asyncio.get_running_loop()
-        waiting: list[Job] = []
         while True:
-            if not waiting:
-                waiting.append(await self._queue.get())
+            if not self._waiting:
+                self._waiting.append(await self._queue.get())
             while not self._queue.empty():  # every job that arrived while the last batch decoded
-                waiting.append(self._queue.get_nowait())
-            waiting = [j for j in waiting if not j.cancelled]
-            if not waiting:
+                self._waiting.append(self._queue.get_nowait())
+            self._waiting = [j for j in self._waiting if not j.cancelled]
+            if not self._waiting:
                 continue
-            key = waiting[0].key()
-            batch = [j for j in waiting if j.key() == key][:self.max_batch]
-            waiting = [j for j in waiting if j not in batch]
+            key = self._waiting[0].key()
+            batch = [j for j in self._waiting if j.key() == key][:self.max_batch]
+            self._waiting = [j for j in self._waiting if j not in batch]
             self.batches.append(len(batch))
-            await loop.run_in_executor(self._pool, self._decode, batch, loop)
+            self._current = batch
+            try:
+                await loop.run_in_executor(self._pool, self._decode, batch, loop)
+            finally:
+                self._current = []
 
     def _decode(self, batch: list[Job], loop: asyncio.AbstractEventLoop) -> None:
         """Decode one batch on the worker thread, sending each job its deltas and its answer."""
