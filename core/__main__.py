@@ -75,14 +75,7 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("run_id")
     p.add_argument("--prompt")
     p.add_argument("--base", action="store_true", help="answer with the base model instead of the tuned one")
-    p = sub["serve"]
-    p.add_argument("run_id")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
-    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $ASSISTANT_FACTORY_API_KEY)")
-    p.add_argument("--merged", action="store_true", help="fold a LoRA into the base weights (faster, same answers)")
-    p.add_argument("--base", action="store_true", help="serve the base model instead of the tuned one")
-    p.add_argument("--status-file", help=argparse.SUPPRESS)  # written by core.serve.control's background server
+    _add_serve_arguments(sub["serve"])
     p = sub["export"]
     p.add_argument("run_id")
     p.add_argument("--format", required=True, choices=["adapter", "peft", "merged"])
@@ -94,6 +87,16 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p = sub["hello"]
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--prompt", default="What is the capital of France?")
+
+
+def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $ASSISTANT_FACTORY_API_KEY)")
+    p.add_argument("--merged", action="store_true", help="fold a LoRA into the base weights (faster, same answers)")
+    p.add_argument("--base", action="store_true", help="serve the base model instead of the tuned one")
+    p.add_argument("--status-file", help=argparse.SUPPRESS)  # written by core.serve.control's background server
 
 
 def build_parser() -> argparse.ArgumentParser:

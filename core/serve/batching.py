@@ -139,7 +139,7 @@ class Engine:
                     send(job, ("done", row.answer()))
                 if all(j.cancelled for j in batch):  # every client left: stop spending compute on them
                     break
-        except Exception as exc:  # noqa: BLE001 - reported to the waiting handlers, the worker lives on
+        except Exception as exc:  # reported to the waiting handlers, the worker lives on
             log.exception("decoding failed")
             for job in batch:
                 send(job, ("error", exc))

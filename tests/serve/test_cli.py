@@ -1,6 +1,7 @@
 """The serve verb's exit codes, and a real background server started and stopped through core.jobs."""
 from __future__ import annotations
 
+import signal
 import socket
 import subprocess
 import sys
@@ -61,6 +62,8 @@ def test_start_and_stop_a_background_server(tmp_path):
     finally:
         stopped = stop_server(RUN_ID)
     assert stopped and not jobs.alive(job)
+    # uvicorn shuts down on SIGTERM, then re-raises it as it exits: -SIGTERM, not -SIGKILL (the fallback)
+    assert jobs.wait(job) == -signal.SIGTERM
     assert server_status(RUN_ID)["running"] is False and stop_server(RUN_ID) is False
     port = int(status["url"].rsplit(":", 1)[1].split("/")[0])
     with pytest.raises(OSError):

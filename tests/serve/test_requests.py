@@ -84,3 +84,32 @@ def test_api_key_required_when_set(keyed):
     assert [m.id for m in client("s3cret-key").models.list().data] == [RUN_ID]
     out = client("s3cret-key").chat.completions.create(model=RUN_ID, messages=USER, max_tokens=2, temperature=0)
     assert out.usage.completion_tokens >= 1
+
+
+def test_chunked_body_over_the_limit_is_413(live):
+    """No Content-Length to trust: the body is counted as it arrives and refused once it passes the bound."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=60)
+    chunks = (b" " * 65536 for _ in range(MAX_BODY_BYTES // 65536 + 2))
+    conn.request("POST", "/v1/chat/completions", body=chunks, encode_chunked=True,
+                 headers={"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    conn.close()
+    assert_openai_error(resp.status, body, 413, "larger than")
+
+
+def test_client_leaving_mid_stream_does_not_hurt_the_server(live):
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", live.port, timeout=60)
+    conn.request("POST", "/v1/chat/completions", json.dumps(ok(stream=True, max_tokens=600, temperature=0)),
+                 {"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.readline().startswith(b"data: ")
+    conn.close()  # gone after the first event
+    status, body = live.raw("POST", "/v1/chat/completions", ok(temperature=0))
+    assert status == 200 and body["usage"]["completion_tokens"] >= 1

@@ -5,7 +5,6 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
-import pytest
 
 from core import chat
 from core.decoding import SamplingParams
@@ -115,7 +114,6 @@ def test_eight_concurrent_clients_all_get_their_answers(live, loaded):
 def test_waiting_jobs_decode_as_one_batch(loaded):
     """Jobs queued while the worker is busy share one batch; a seeded sampled job runs alone."""
     engine = make_engine(loaded)
-    _, tok, _ = loaded
 
     async def scenario():
         await engine.start()
