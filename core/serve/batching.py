@@ -21,6 +21,7 @@ from core.decoding import Decoder, SamplingParams
 
 log = logging.getLogger("core.serve")
 MAX_BATCH = 8              # rows decoded together; more waiting requests queue for the next round
+GATHER_S = 0.01            # an idle worker waits this long after a first request, for the ones sent with it
 _ids = itertools.count()
 
 
@@ -107,6 +108,7 @@ class Engine:
         while True:
             if not self._waiting:
                 self._waiting.append(await self._queue.get())
+                await asyncio.sleep(GATHER_S)  # clients that fire together arrive a few ms apart: batch them
             while not self._queue.empty():  # every job that arrived while the last batch decoded
                 self._waiting.append(self._queue.get_nowait())
             self._waiting = [j for j in self._waiting if not j.cancelled]

@@ -29,12 +29,17 @@ def serve_dir(run_id: str) -> Path:
 
 def start_server(run_id: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, api_key: Optional[str] = None,
                  merged: bool = False, base: bool = False) -> dict:
-    """Start serving ``run_id`` in the background; returns the job record (UserError when one already runs)."""
+    """Start serving ``run_id`` in the background; returns the job record (UserError when one already runs).
+
+    ``api_key=None`` keeps this process's ASSISTANT_FACTORY_API_KEY when it has one; ``""`` serves without a key.
+    """
     from core.chat import load_run_config
 
     load_run_config(run_id)  # an unknown run fails here, not in a log file
     if server_status(run_id)["running"]:
         raise UserError(f"Run '{run_id}' is already being served; stop that server first.")
+    if api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
     folder = serve_dir(run_id)
     (folder / STATUS_FILE).unlink(missing_ok=True)
     args = [run_id, "--host", host, "--port", str(int(port)), "--status-file", str(folder / STATUS_FILE)]
