@@ -1,10 +1,10 @@
 """The serve verb's exit codes, and a real background server started and stopped through core.jobs."""
 from __future__ import annotations
 
-import signal
 import socket
 import subprocess
 import sys
+import time
 
 import openai
 import pytest
@@ -60,10 +60,10 @@ def test_start_and_stop_a_background_server(tmp_path):
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=status["url"], api_key="nope", max_retries=0).models.list()
     finally:
-        stopped = stop_server(RUN_ID)
+        began = time.monotonic()
+        stopped = stop_server(RUN_ID, timeout=10)
     assert stopped and not jobs.alive(job)
-    # uvicorn shuts down on SIGTERM, then re-raises it as it exits: -SIGTERM, not -SIGKILL (the fallback)
-    assert jobs.wait(job) == -signal.SIGTERM
+    assert time.monotonic() - began < 8  # SIGTERM was enough: the SIGKILL fallback comes only after 10 s
     assert server_status(RUN_ID)["running"] is False and stop_server(RUN_ID) is False
     port = int(status["url"].rsplit(":", 1)[1].split("/")[0])
     with pytest.raises(OSError):
