@@ -74,3 +74,19 @@ def test_start_and_stop_a_background_server(tmp_path):
 def test_start_server_unknown_run_is_a_user_error():
     with pytest.raises(UserError, match="no run"):
         start_server("missing-run")
+
+
+def test_load_engine_base_and_merged(tmp_path):
+    """--base answers with the base model under its own id; --merged answers as the unmerged run does."""
+    from core import chat
+    from core.serve.cli import load_engine
+    from tests.serve.conftest import SYSTEM
+
+    make_serve_run(tmp_path)
+    msgs = chat.build_messages(SYSTEM, [], "Where is my card?")
+    tuned, base, merged = (load_engine(RUN_ID, **kw) for kw in ({}, {"base": True}, {"merged": True}))
+    assert (tuned.model_id, base.model_id, merged.model_id) == (RUN_ID, f"{RUN_ID}:base", RUN_ID)
+    assert tuned.system_prompt == base.system_prompt == SYSTEM
+    answer = {name: chat.generate(e.model, e.tok, msgs, max_new_tokens=10)
+              for name, e in (("tuned", tuned), ("base", base), ("merged", merged))}
+    assert answer["merged"] == answer["tuned"] != answer["base"]
