@@ -21,6 +21,7 @@ VERBS = {
     "train": ("core.training.cli", "train_command", "run training in this process (works under torchrun)"),
     "eval": ("core.evaluation.cli", "eval_command", "metrics, error analysis, robustness, performance of a run"),
     "chat": ("core.chat", "chat_command", "one answer (--prompt) or an interactive chat with a run"),
+    "serve": ("core.serve.cli", "serve_command", "an OpenAI-compatible HTTP API answering with a run's model"),
     "export": ("core.peft.cli", "export_command", "export a run as our adapter, a PEFT LoRA or a merged model"),
     "bench": ("core.cli_misc", "bench_command", "print the benchmark tables of bench/ (runs python -m bench)"),
     "hello": ("core.cli_misc", "hello_command", "load a base model and ask it one question (smoke check)"),
@@ -74,6 +75,7 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("run_id")
     p.add_argument("--prompt")
     p.add_argument("--base", action="store_true", help="answer with the base model instead of the tuned one")
+    _add_serve_arguments(sub["serve"])
     p = sub["export"]
     p.add_argument("run_id")
     p.add_argument("--format", required=True, choices=["adapter", "peft", "merged"])
@@ -85,6 +87,16 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p = sub["hello"]
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--prompt", default="What is the capital of France?")
+
+
+def _add_serve_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run_id")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="0 picks a free port")
+    p.add_argument("--api-key", help="require 'Authorization: Bearer KEY' (default: $ASSISTANT_FACTORY_API_KEY)")
+    p.add_argument("--merged", action="store_true", help="fold a LoRA into the base weights (faster, same answers)")
+    p.add_argument("--base", action="store_true", help="serve the base model instead of the tuned one")
+    p.add_argument("--status-file", help=argparse.SUPPRESS)  # written by core.serve.control's background server
 
 
 def build_parser() -> argparse.ArgumentParser:
