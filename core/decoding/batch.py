@@ -16,6 +16,7 @@ from typing import Callable, Iterator, Optional, Sequence
 import torch
 from transformers import DynamicCache
 
+from core.chat_template import end_token_ids
 from core.decoding.kvcache import (Runner, concat_rows, drop_columns, fork, insert_columns, select_rows)
 from core.decoding.rows import Answer, Row
 from core.decoding.sampling import SamplingParams, make_generator, next_tokens
@@ -43,9 +44,7 @@ def shared_prefix(prompts: Sequence[Sequence[int]]) -> int:
 
 
 def end_ids_of(tok) -> list[int]:
-    """The tokenizer's end-of-turn ids (the evaluation's definition, so answers end where they end there)."""
-    from core.evaluation.prompts import end_token_ids
-
+    """The tokenizer's end-of-turn ids (the chat template's definition, shared with chat and evaluation)."""
     return end_token_ids(tok)
 
 
