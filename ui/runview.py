@@ -66,12 +66,12 @@ def eval_progress(status: dict[str, Any]) -> Optional[tuple[float, str]]:
 def note_text(note: dict) -> str:
     """A note of the trainer (``{"code", "params"}``) in the session's language."""
     code, params = note.get("code", ""), note.get("params") or {}
-    if f"note.{code}" not in strings("en"):
-        return t("note.unknown", code=code, params=", ".join(f"{k}={v}" for k, v in params.items()))
+    if f"train_note.{code}" not in strings("en"):
+        return t("train_note.unknown", code=code, params=", ".join(f"{k}={v}" for k, v in params.items()))
     try:
-        return t(f"note.{code}", **params)
+        return t(f"train_note.{code}", **params)
     except (KeyError, IndexError):  # a parameter the text expects is missing: the text without the figures
-        return t(f"note.{code}")
+        return t(f"train_note.{code}")
 
 
 def slow_text(slow: Optional[dict]) -> Optional[str]:

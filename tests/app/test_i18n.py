@@ -18,7 +18,7 @@ DYNAMIC = {
     "state.{}": ("queued", "running", "stopping", "stopped", "failed", "completed", "unknown", "damaged"),
     "metric.{}": ("val_loss", "perplexity", "accuracy_gen", "macro_f1_gen", "in_label_set", "accuracy_scored",
                   "macro_f1_scored", "exact_match", "token_f1", "rouge_l", "bleu", "chrf", "answer_length"),
-    "note.{}": ("first_eval_sampled", "resume_fallback", "unknown"),
+    "train_note.{}": ("first_eval_sampled", "resume_fallback", "unknown"),
     "export.{}.title": ("adapter", "peft", "merged", "report"),
     "preset.{}": ("custom", "quick", "balanced", "thorough"),
     "task.{}": ("knowledge_qa", "classification", "style", "multi_turn"),

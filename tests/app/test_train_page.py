@@ -32,7 +32,7 @@ def test_running_run_shows_validation_progress_eta_notes_and_why_it_is_slow(work
     assert t("train.eval_progress", lang, batch=3, batches=10) in progress
     assert t("train.progress", lang, step=6, total=12, elapsed="0:12", eta="1:15") in progress
     infos = [i.value for i in at.info]
-    assert t("note.first_eval_sampled", lang) in infos and t("note.resume_fallback", lang) in infos
+    assert t("train_note.first_eval_sampled", lang) in infos and t("train_note.resume_fallback", lang) in infos
     assert [w.value for w in at.warning] == [t("train.slow_other", lang, ratio=3.2, other=45)]
     assert "3.2" in at.warning[0].value and "45" in at.warning[0].value
 
