@@ -6,8 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import core.strategy.machine as machine_module
 from core.defaults import DEFAULT_MODEL
-from core.strategy import machine as machine_module
 from core.strategy.arch import (
     MethodShape,
     ParamCount,
