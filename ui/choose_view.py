@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any, Optional
+from typing import Any
 
 import streamlit as st
 
@@ -36,7 +36,7 @@ def _as_dict(obj: Any) -> dict:
     return dict(vars(obj))
 
 
-def recommend(project: dict) -> Optional[dict]:
+def recommend(project: dict) -> dict | None:
     """The StrategySelector's recommendation for the active dataset, as a dict; None without the engine."""
     from core.workspace import dataset_dir
 
@@ -47,7 +47,7 @@ def recommend(project: dict) -> Optional[dict]:
                                   project.get("system_prompt") or None)
 
 
-def _task(purpose: Optional[str]) -> str:
+def _task(purpose: str | None) -> str:
     """The strategy's task kind for the project's purpose (knowledge Q&A when it names none the engine knows)."""
     from core.strategy import normalize_task
 
@@ -59,14 +59,14 @@ def _task(purpose: Optional[str]) -> str:
 
 # A quarter of an hour: the recommendation's time comes from a probe of the machine's current speed.
 @st.cache_data(show_spinner=False, max_entries=32, ttl=900)
-def _cached_recommendation(data: str, task: str, model: str, budget_s: float, system_prompt: Optional[str]) -> dict:
+def _cached_recommendation(data: str, task: str, model: str, budget_s: float, system_prompt: str | None) -> dict:
     from core.strategy import recommend_for_dataset
 
     return _as_dict(recommend_for_dataset(data, purpose=task, model=model, time_budget_s=budget_s,
                                           system_prompt=system_prompt))
 
 
-def estimate(config: dict) -> Optional[dict]:
+def estimate(config: dict) -> dict | None:
     """The ResourceEstimator's figures for a run config, as a dict; None without the engine."""
     return _cached_estimate(json.dumps(config, sort_keys=True, default=str))
 
@@ -80,7 +80,7 @@ def _cached_estimate(config_json: str) -> dict:
     return checked_estimate(config, ResourceEstimator(model=config.get("model") or DEFAULT_MODEL)).to_dict()
 
 
-def default_config(rec: Optional[dict], saved: dict) -> dict:
+def default_config(rec: dict | None, saved: dict) -> dict:
     """The settings the form starts from: what was saved, else the recommendation, else LoRA defaults."""
     if saved.get("method"):
         cfg = copy.deepcopy(saved)
@@ -149,7 +149,7 @@ def widget_values(cfg: dict) -> dict:
     return values
 
 
-def with_expected_speed(config: dict, rec: Optional[dict]) -> dict:
+def with_expected_speed(config: dict, rec: dict | None) -> dict:
     """``config`` with the recommendation's measured seconds per step when it trains the same shapes."""
     train = (rec or {}).get("train") or {}
     same = rec and rec.get("method") == config.get("method") and all(

@@ -5,6 +5,7 @@ import functools
 import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -42,7 +43,7 @@ class Arch:
 UNGATED = ("gpt2", "gpt_bigcode", "gpt_neo", "gpt_neox", "gptj", "opt", "bloom", "falcon", "phi")  # plain MLPs
 
 
-def arch_of(config) -> Arch:
+def arch_of(config: Any) -> Arch:
     """Read an :class:`Arch` from a transformers config (Llama-style or GPT-2 names)."""
     text = config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
     hidden = getattr(text, "hidden_size", None) or text.n_embd
@@ -58,7 +59,7 @@ def arch_of(config) -> Arch:
 
 
 @functools.lru_cache(maxsize=16)
-def model_config(name: str):
+def model_config(name: str) -> Any:
     """The transformers config of a model name (no weights are read)."""
     from core.models import ensure_default_model, resolve, tiny_model
 

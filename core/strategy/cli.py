@@ -1,12 +1,13 @@
 """The CLI face: ``python -m core estimate --config RUN.yaml [--json]``, and reasons rendered in English."""
 from __future__ import annotations
 
+import argparse
 import json
 
 from core.strategy.estimator import Estimate, ResourceEstimator
 from core.strategy.fit import checked_estimate
-from core.strategy.reasons import render
 from core.strategy.machine import GiB, Machine, MiB
+from core.strategy.reasons import render
 from core.strategy.shapes import normalize_config
 
 
@@ -19,7 +20,7 @@ def human(seconds: float) -> str:
     return f"{seconds / 3600:.1f} h"
 
 
-def estimate_command(args) -> int:
+def estimate_command(args: argparse.Namespace) -> int:
     """``python -m core estimate --config RUN.yaml [--json]``: parameters, memory and time for a run config."""
     cfg = normalize_config(args.config)
     est = ResourceEstimator(cfg["model"], machine=Machine.detect(cfg["train"].get("device", "auto")))

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import core.strategy.machine as machine_module
 from core.data import load_split
 from core.data.loader import SmartDataLoader
 from core.defaults import DEFAULT_MODEL
 from core.errors import UserError
 from core.fileio import read_json
 from core.models import load_tokenizer
-from core.strategy import machine as machine_module
 from core.strategy.budget import PLAN_CODES, fit_budget, plan_reasons
 from core.strategy.estimator import ResourceEstimator
 from core.strategy.machine import Machine

@@ -6,8 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from core.defaults import DEFAULT_MODEL
-from core.strategy import machine as machine_module
+import core.strategy.machine as machine_module
+from core.defaults import DEFAULT_MODEL, TRAIN_DEFAULTS
 from core.strategy.arch import (
     MethodShape,
     ParamCount,
@@ -186,9 +186,9 @@ class ResourceEstimator:
         out["embeddings and final norm"] = 2 * d + 1
         return out
 
-    def memory(self, method: str, params: dict | None = None, *, batch_size: int = 8, seq_len: int = 512,
-               label_tokens: int | None = None, masked: bool | None = None,
-               unpadded: bool | None = None) -> MemoryEstimate:
+    def memory(self, method: str, params: dict | None = None, *, batch_size: int = TRAIN_DEFAULTS["batch_size"],
+               seq_len: int = TRAIN_DEFAULTS["max_seq_len"], label_tokens: int | None = None,
+               masked: bool | None = None, unpadded: bool | None = None) -> MemoryEstimate:
         """Peak memory of training: framework, weights, gradients, AdamW states, activations, loss buffers.
 
         ``label_tokens``: labelled tokens in the largest batch (only matters when the loss computes logits for

@@ -70,7 +70,7 @@ def _style(n: int, num_labels: int) -> tuple[Choice, Choice]:
 def _knowledge(n: int, num_labels: int) -> tuple[Choice, Choice]:
     # Geva et al. 2021: MLP layers act as key-value memories. Hu et al. 2021 (Table 5): adapting more weight
     # types beats a higher rank on one. Dettmers et al. 2023 (QLoRA): all linear layers matched full fine-tuning.
-    params = dict(LORA_ALL) if n >= TINY else {**LORA_ALL, "r": 8, "alpha": 16}
+    params = dict(LORA_ALL) if n >= TINY else {**LORA_ALL, "r": LORA_QV["r"], "alpha": LORA_QV["alpha"]}
     rank = reason("lora_rank_qa" if n >= TINY else "lora_rank_qa_small", r=params["r"], n=n)
     return (Choice("lora", params, [reason("lora_all_linear_facts"), rank]),
             Choice("adapter", dict(ADAPTER), [reason("adapter_learns_facts")], [reason("adapter_serial_latency")]))

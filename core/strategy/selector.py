@@ -24,7 +24,7 @@ from core.strategy.rules import (
 )
 from core.training.optim import recommended_lr
 
-BATCH = 8  # examples per optimizer update the selector aims for (smaller batches accumulate up to it)
+BATCH = TRAIN_DEFAULTS["batch_size"]  # examples per optimizer update the selector aims for (smaller batches accumulate up to it)
 
 
 @dataclass

@@ -13,7 +13,12 @@ from typing import Any
 
 from core.defaults import DEFAULT_MODEL, METHODS, TRAIN_DEFAULTS
 from core.errors import UserError
-from core.peft.config import config_from_dict, default_section, section_problems
+from core.peft.config import (
+    PeftConfig,
+    config_from_dict,
+    default_section,
+    section_problems,
+)
 
 SCHEDULERS = ("cosine", "linear", "constant")
 SECTION_KEYS = METHODS
@@ -161,7 +166,7 @@ class TrainingConfig(_Validated):
         """The section of the chosen method (``lora:`` for lora, ...)."""
         return getattr(self, self.method, {}) if self.method in METHODS else {}
 
-    def peft_config(self):
+    def peft_config(self) -> PeftConfig:
         """The core.peft config object of the chosen method."""
         return config_from_dict(self.method, dict(self.method_params))
 

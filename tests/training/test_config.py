@@ -101,17 +101,18 @@ def test_method_problems_are_collected_as_a_list(monkeypatch):
 
     problems = peft_config.section_problems("lora", {"r": -1, "alpha": 0, "bogus": 1})
     assert len(problems) == 3 and not any(p.startswith("- ") for p in problems)
-    monkeypatch.setattr(peft_config, "_raise_if", _raise_without_dashes)
+    monkeypatch.setattr(peft_config, "config_from_dict", _raise_without_dashes)
     with pytest.raises(UserError) as info:
         TrainingConfig.from_dict({"data": "x.jsonl", "lora": {"r": -1, "alpha": 0}})
-    assert "lora: r=-1" in str(info.value) and "lora: alpha=0" in str(info.value)
+    assert "lora: r=-1 is wrong" in str(info.value) and "lora: alpha=0 is wrong" in str(info.value)
 
 
-def _raise_without_dashes(problems, what):
-    if problems:
-        error = UserError(f"{what} is wrong: " + "; ".join(problems))
-        error.problems = list(problems)
-        raise error
+def _raise_without_dashes(method, params):
+    """core.peft's check with a message in another wording: the problems list is what counts."""
+    problems = [f"{k}={v!r} is wrong" for k, v in params.items()]
+    error = UserError(f"{method} is wrong: " + "; ".join(problems))
+    error.problems = problems
+    raise error
 
 
 def test_method_sections_default_from_core_peft():
