@@ -21,7 +21,7 @@ VERBS = {
     "train": ("core.training.cli", "train_command", "run training in this process (works under torchrun)"),
     "eval": ("core.evaluation.cli", "eval_command", "metrics, error analysis, robustness, performance of a run"),
     "chat": ("core.chat", "chat_command", "one answer (--prompt) or an interactive chat with a run"),
-    "export": ("core.peft.cli", "export_command", "export a run as our adapter, a PEFT LoRA or a merged model"),
+    "export": ("core.peft.cli", "export_command", "export a run as our adapter, a PEFT LoRA, a merged model or a GGUF file"),
     "bench": ("core.cli_misc", "bench_command", "print the benchmark tables of bench/ (runs python -m bench)"),
     "hello": ("core.cli_misc", "hello_command", "load a base model and ask it one question (smoke check)"),
 }
@@ -76,7 +76,8 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--base", action="store_true", help="answer with the base model instead of the tuned one")
     p = sub["export"]
     p.add_argument("run_id")
-    p.add_argument("--format", required=True, choices=["adapter", "peft", "merged"])
+    p.add_argument("--format", required=True, choices=["adapter", "peft", "merged", "gguf"])
+    p.add_argument("--quant", choices=["f16", "q8_0"], help="GGUF weight type (--format gguf only; default f16)")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="replace the contents of an existing --out folder")
     p = sub["bench"]
