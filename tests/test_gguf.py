@@ -20,8 +20,9 @@ QUESTIONS = [
     "Tell me a joke.", "What is 17 * 3?", "Translate 'hello' into French.", "Is the store open on Sunday?",
     "I forgot my username.", "Can I talk to a human?", "Thanks, bye!",
 ]
-F16_REL_TOL = 1e-2  # max |logit diff| / max |logit|: float16 weights
-Q8_AGREEMENT = 0.9  # share of the 20 prompts whose greedy next token is the same under q8_0
+F16_REL_TOL = 1e-2  # max |logit diff| / max |logit|: float16 weights (measured: tiny 3e-4, SmolLM2 8e-4)
+F16_SAME = 19  # of the 20 prompts, at least this many keep their greedy next token under f16 (measured: 20)
+Q8_SAME = 18  # ... and under q8_0, i.e. >= 90% (measured: tiny 20, SmolLM2 18: two prompts have near-tied top-2)
 
 
 def make_run(run_id: str, model, cfg, kind: str) -> None:
@@ -49,6 +50,11 @@ def prompts(tok) -> list[torch.Tensor]:
     return [torch.tensor([tok(r, add_special_tokens=False)["input_ids"]]) for r in rows]
 
 
+def same_greedy(got: torch.Tensor, ref: torch.Tensor) -> int:
+    """How many prompts keep their greedy next token (an int: 18/20 as a float32 share is below 0.9)."""
+    return int((got.argmax(-1) == ref.argmax(-1)).sum())
+
+
 def last_logits(model, batches) -> torch.Tensor:
     """(20, vocab) next-token logits, one prompt at a time (no padding)."""
     with torch.no_grad():
@@ -73,9 +79,9 @@ def test_f16_and_q8_0_match_the_merged_lora_model(tmp_path):
     path16, g16, _ = export_and_load("run-g", tmp_path / "f16", "f16")
     got = last_logits(g16, batches)
     assert (got - ref).abs().max().item() <= F16_REL_TOL * ref.abs().max().item()
-    assert (got.argmax(-1) == ref.argmax(-1)).float().mean().item() >= 0.95
+    assert same_greedy(got, ref) >= F16_SAME
     path8, g8, _ = export_and_load("run-g", tmp_path / "q8", "q8_0")
-    assert (last_logits(g8, batches).argmax(-1) == ref.argmax(-1)).float().mean().item() >= Q8_AGREEMENT
+    assert same_greedy(last_logits(g8, batches), ref) >= Q8_SAME
     assert path8.stat().st_size < path16.stat().st_size
 
 
@@ -155,8 +161,8 @@ def test_smollm2_lora_gguf_matches(tmp_path, capsys):
 
     model, tok = load_model(DEFAULT_MODEL)  # our own copy: the session's default_model must stay un-adapted
     cfg = LoRAConfig(r=8, alpha=16, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"))
+    torch.manual_seed(0)  # the same LoRA A and B in every run: the q8_0 agreement is measured on these
     apply_peft(model, cfg)
-    torch.manual_seed(0)
     with torch.no_grad():  # a random LoRA: B is zero at init, which would test nothing
         for name, p in model.named_parameters():
             if "lora_B" in name:
@@ -167,12 +173,12 @@ def test_smollm2_lora_gguf_matches(tmp_path, capsys):
     for quant in ("f16", "q8_0"):
         path, loaded, gtok = export_and_load("run-s", tmp_path / quant, quant)
         got = last_logits(loaded, batches)
-        agree = (got.argmax(-1) == ref.argmax(-1)).float().mean().item()
+        same = same_greedy(got, ref)
         rel = (got - ref).abs().max().item() / ref.abs().max().item()
         with capsys.disabled():
-            print(f"\nSmolLM2 LoRA {quant}: {path.stat().st_size} bytes, greedy agreement {agree:.2f}, "
+            print(f"\nSmolLM2 LoRA {quant}: {path.stat().st_size} bytes, same greedy token {same}/20, "
                   f"max |diff| / max |logit| {rel:.4f}")
-        assert agree >= (0.95 if quant == "f16" else Q8_AGREEMENT)
+        assert same >= (F16_SAME if quant == "f16" else Q8_SAME)
         if quant == "f16":
             assert rel <= F16_REL_TOL
         assert gtok("Hello 你好 <|im_end|>")["input_ids"] == tok("Hello 你好 <|im_end|>")["input_ids"]
