@@ -10,8 +10,8 @@ template and the run's system prompt in the metadata.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator, Optional
 
 import numpy as np
 
@@ -43,7 +43,7 @@ def check_llama(model) -> None:
                         "use --format merged instead.")
 
 
-def _permute(w: np.ndarray, n_head: int, n_head_kv: Optional[int]) -> np.ndarray:
+def _permute(w: np.ndarray, n_head: int, n_head_kv: int | None) -> np.ndarray:
     """HF rotate-half rows -> llama.cpp interleaved rows (``LlamaModel.permute`` in convert_hf_to_gguf.py)."""
     if n_head_kv is not None and n_head != n_head_kv:
         n_head = n_head_kv
@@ -147,7 +147,7 @@ def _writer(path: Path):
     gguf = _gguf()
 
     class Writer(gguf.GGUFWriter):
-        def _pack_val(self, val, vtype, add_vtype, sub_type=None):  # noqa: ANN001 - the base class's signature
+        def _pack_val(self, val, vtype, add_vtype, sub_type=None):  # private, but the one place arrays are packed
             if vtype == gguf.GGUFValueType.ARRAY and sub_type is not None and len(val) == 0:
                 head = self._pack("I", vtype) if add_vtype else b""
                 return head + self._pack("I", sub_type) + self._pack("Q", 0)
@@ -221,7 +221,7 @@ CHATML_GO_TEMPLATE = (
 )
 
 
-def modelfile_text(tok, gguf_name: str, system_prompt: Optional[str]) -> str:
+def modelfile_text(tok, gguf_name: str, system_prompt: str | None) -> str:
     """An Ollama Modelfile: FROM the GGUF, the chat format as a Go template, the system prompt, stop tokens."""
     lines = [f"FROM ./{gguf_name}", ""]
     template = tok.chat_template or ""

@@ -134,7 +134,7 @@ def test_tokenizer_template_and_system_prompt_survive(tmp_path):
 
 
 def test_unmergeable_method_and_other_architectures_exit_2(tmp_path, capsys):
-    model, tok = fresh("tiny-llama")
+    model, _ = fresh("tiny-llama")
     cfg = PrefixConfig(num_virtual_tokens=3, projection_dim=0)
     apply_peft(model, cfg)
     make_run("run-p", model, cfg, "tiny-llama")

@@ -89,7 +89,7 @@ def _write_into(out: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _check_format(run_id: str, fmt: str, method: str, quant: Optional[str]) -> None:
+def _check_format(run_id: str, fmt: str, method: str, quant: str | None) -> None:
     """UserError when ``fmt`` (and ``quant``) cannot hold a run trained with ``method``."""
     if fmt not in FORMATS:
         raise UserError(f"Unknown export format {fmt!r}; choose {', '.join(FORMATS)}.")
@@ -102,7 +102,7 @@ def _check_format(run_id: str, fmt: str, method: str, quant: Optional[str]) -> N
                         f"'{method}', whose layers cannot be folded into the base. Use --format adapter.")
 
 
-def export_run(run_id: str, fmt: str, out: str | Path, force: bool = False, quant: Optional[str] = None) -> Path:
+def export_run(run_id: str, fmt: str, out: str | Path, force: bool = False, quant: str | None = None) -> Path:
     """Export one run in ``fmt`` (adapter, peft, merged, gguf) into ``out``; returns the folder."""
     from core.checkpoints import disk_full_is_user_error
     from core.peft.io import export_peft, merge_lora, save_adapter
