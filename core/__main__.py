@@ -22,7 +22,7 @@ VERBS = {
     "eval": ("core.evaluation.cli", "eval_command", "metrics, error analysis, robustness, performance of a run"),
     "chat": ("core.chat", "chat_command", "one answer (--prompt) or an interactive chat with a run"),
     "serve": ("core.serve.cli", "serve_command", "an OpenAI-compatible HTTP API answering with a run's model"),
-    "export": ("core.peft.cli", "export_command", "export a run as our adapter, a PEFT LoRA or a merged model"),
+    "export": ("core.peft.cli", "export_command", "export a run as our adapter, a PEFT LoRA, a merged model or a GGUF file"),
     "bench": ("core.cli_misc", "bench_command", "print the benchmark tables of bench/ (runs python -m bench)"),
     "hello": ("core.cli_misc", "hello_command", "load a base model and ask it one question (smoke check)"),
 }
@@ -78,7 +78,8 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     _add_serve_arguments(sub["serve"])
     p = sub["export"]
     p.add_argument("run_id")
-    p.add_argument("--format", required=True, choices=["adapter", "peft", "merged"])
+    p.add_argument("--format", required=True, choices=["adapter", "peft", "merged", "gguf"])
+    p.add_argument("--quant", choices=["f16", "q8_0"], help="GGUF weight type (--format gguf only; default f16)")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="replace the contents of an existing --out folder")
     p = sub["bench"]

@@ -1,9 +1,11 @@
-"""``python -m core export RUN_ID --format adapter|peft|merged --out DIR [--force]``.
+"""``python -m core export RUN_ID --format adapter|peft|merged|gguf [--quant f16|q8_0] --out DIR [--force]``.
 
 - ``adapter``: the run's weights in our adapter format (any method).
 - ``peft``: a LoRA folder that HF peft loads (``PeftModel.from_pretrained``); LoRA runs only.
 - ``merged``: a standalone HF model folder (``save_pretrained``, safetensors, plus the tokenizer): LoRA is merged
   into the base weights; full and freeze runs are saved as they are. Adapter and prefix runs cannot be merged.
+- ``gguf``: the same merged model as one GGUF file (Llama-architecture models) plus an Ollama ``Modelfile``
+  (``core.gguf``); ``--quant`` picks f16 (default) or q8_0.
 
 The weights are the final adapter of a completed run, else the newest verified checkpoint of a stopped or failed
 run (``core.checkpoints.usable_weights``). The export is written into a temp folder beside ``--out`` and renamed
@@ -23,6 +25,7 @@ from core.fileio import read_json
 from core.workspace import run_dir
 
 MERGEABLE = ("lora", "full", "freeze")
+FORMATS = ("adapter", "peft", "merged", "gguf")
 EXPORTS = "export"  # runs/<id>/export/<format>: where the app exports for download
 
 
@@ -86,26 +89,36 @@ def _write_into(out: Path, write: Callable[[Path], None]) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
-def export_run(run_id: str, fmt: str, out: str | Path, force: bool = False) -> Path:
-    """Export one run in ``fmt`` (adapter, peft, merged) into ``out``; returns the folder."""
+def _check_format(run_id: str, fmt: str, method: str, quant: str | None) -> None:
+    """UserError when ``fmt`` (and ``quant``) cannot hold a run trained with ``method``."""
+    if fmt not in FORMATS:
+        raise UserError(f"Unknown export format {fmt!r}; choose {', '.join(FORMATS)}.")
+    if quant is not None and fmt != "gguf":
+        raise UserError("--quant applies to --format gguf only.")
+    if fmt == "peft" and method != "lora":
+        raise UserError(f"The peft format holds LoRA only; run '{run_id}' used '{method}'. Use --format adapter.")
+    if fmt in ("merged", "gguf") and method not in MERGEABLE:
+        raise UserError(f"A {fmt} model is only available for LoRA (and full/freeze) runs; run '{run_id}' used "
+                        f"'{method}', whose layers cannot be folded into the base. Use --format adapter.")
+
+
+def export_run(run_id: str, fmt: str, out: str | Path, force: bool = False, quant: str | None = None) -> Path:
+    """Export one run in ``fmt`` (adapter, peft, merged, gguf) into ``out``; returns the folder."""
     from core.checkpoints import disk_full_is_user_error
     from core.peft.io import export_peft, merge_lora, save_adapter
 
-    if fmt not in ("adapter", "peft", "merged"):
-        raise UserError(f"Unknown export format {fmt!r}; choose adapter, peft or merged.")
     _, config, weights = _run_config(run_id)
-    out = check_out(run_id, out, force)
     method = config.get("method", "lora")
-    if fmt == "peft" and method != "lora":
-        raise UserError(f"The peft format holds LoRA only; run '{run_id}' used '{method}'. Use --format adapter.")
-    if fmt == "merged" and method not in MERGEABLE:
-        raise UserError(f"A merged model is only available for LoRA (and full/freeze) runs; run '{run_id}' used "
-                        f"'{method}', whose layers cannot be folded into the base. Use --format adapter.")
+    _check_format(run_id, fmt, method, quant)
+    out = check_out(run_id, out, force)
     if fmt == "adapter" and weights.final:
         with disk_full_is_user_error(out):
             _write_into(out, lambda tmp: shutil.copytree(weights.path, tmp))
         return out
     model, tok, _ = load_run(run_id)
+    if fmt == "gguf":
+        from core.gguf import check_llama
+        check_llama(model)  # before any writing: a GPT-2 base is refused with nothing left behind
 
     def write(tmp: Path) -> None:
         if fmt == "adapter":
@@ -115,12 +128,25 @@ def export_run(run_id: str, fmt: str, out: str | Path, force: bool = False) -> P
         else:
             if method == "lora":
                 merge_lora(model)
-            model.save_pretrained(tmp)
-            tok.save_pretrained(tmp)
+            if fmt == "gguf":
+                _write_gguf(model, tok, config, run_id, tmp, quant or "f16")
+            else:
+                model.save_pretrained(tmp)
+                tok.save_pretrained(tmp)
 
     with disk_full_is_user_error(out):
         _write_into(out, write)
     return out
+
+
+def _write_gguf(model, tok, config: dict, run_id: str, folder: Path, quant: str) -> None:
+    """The GGUF file and Modelfile of a merged model (``core.gguf``)."""
+    from core.defaults import DEFAULT_MODEL
+    from core.gguf import export_gguf
+
+    run = {"run_id": run_id, "model": config.get("model") or DEFAULT_MODEL, "method": config.get("method", "lora"),
+           "system_prompt": config.get("system_prompt")}
+    export_gguf(model, tok, run, folder, quant)
 
 
 def export_command(args) -> int:
@@ -128,6 +154,7 @@ def export_command(args) -> int:
     _, _, weights = _run_config(args.run_id)
     if not weights.final:
         print(f"note: run {args.run_id} did not finish; exporting its weights {weights.describe()}.", file=sys.stderr)
-    out = export_run(args.run_id, args.format, args.out, force=getattr(args, "force", False))
+    out = export_run(args.run_id, args.format, args.out, force=getattr(args, "force", False),
+                     quant=getattr(args, "quant", None))
     print(out)
     return 0
