@@ -202,8 +202,7 @@ class AdvancedTrainer:
         evals = set(range(every, self.total_steps + 1, every)) | {self.total_steps} if self.val_examples else ()
         self.metrics = TrainingMetrics(self.total_steps, start_step=self.step, elapsed_before=self.elapsed_before,
                                        eval_steps=evals)
-        self.slow_check = SlowCheck(getattr(self.config, "expected_step_s", None)
-                                    or getattr(self.tc, "expected_step_s", None))
+        self.slow_check = SlowCheck(self.tc.expected_step_s)
         return self._finish(*self._loop())
 
     def _build_optimizer(self) -> None:

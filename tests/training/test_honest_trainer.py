@@ -201,7 +201,7 @@ def test_eta_counts_remaining_steps_and_validation_passes(monkeypatch):
 # ---------------------------------------------------------------- 6. speed honesty
 def test_slow_steps_are_reported_with_the_machine_load(tmp_path, chat_data):
     cfg = _cfg(chat_data, max_steps=4, eval_every=100)
-    cfg.expected_step_s = 1e-6  # no real step is that fast
+    cfg.train.expected_step_s = 1e-6  # no real step is that fast
     run = tmp_path / "run"
     AdvancedTrainer(cfg, run).train()
     slow = _status(run)["slow"]
