@@ -6,7 +6,7 @@ both alike. Greedy decoding throughout.
     core/chat.py does); ours keeps the conversation's KV cache (ChatSession). Time to first token (TTFT: first
     streamed text) and decode tokens/s on turns 1 and 3.
   * eval: answers to N Bitext questions (system prompt + chat template) at batch 1, 8, 32. HF is today's
-    core.evaluation.generation.generate_batch (length-sorted, left-padded ``generate``); ours is
+    hf_generate_batch below (length-sorted, left-padded ``generate``, what evaluation used before); ours is
     Decoder.generate (shared prefix once, continuous batching). Tokens/s and prompts/s over generated tokens, and
     the share of answers identical to HF's at batch 1 (the unpadded reference).
 
@@ -79,17 +79,63 @@ def chat_worker(spec: dict, model, tok) -> dict:
     return {"turns": turns}
 
 
+@torch.no_grad()
+def hf_generate_batch(model, tok, prompts, decoding, progress=None, label: str = "generating") -> list:
+    """The HF reference: length-sorted, left-padded ``model.generate`` batches (what evaluation used before)."""
+    from core.chat_template import end_token_ids
+
+    device = next(model.parameters()).device
+    ends = end_token_ids(tok)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else ends[0]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    answers: list = [None] * len(prompts)
+    if decoding.do_sample:
+        torch.manual_seed(decoding.seed)
+    done = 0
+    for start in range(0, len(order), decoding.batch_size):
+        idx = order[start:start + decoding.batch_size]
+        width = max(len(prompts[i]) for i in idx)
+        ids = torch.full((len(idx), width), pad, dtype=torch.long)
+        att = torch.zeros((len(idx), width), dtype=torch.long)
+        for r, i in enumerate(idx):
+            p = list(prompts[i])
+            ids[r, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            att[r, width - len(p):] = 1
+        kwargs = dict(max_new_tokens=decoding.max_new_tokens, do_sample=decoding.do_sample,
+                      pad_token_id=pad, eos_token_id=ends)
+        if decoding.do_sample:
+            kwargs.update(temperature=decoding.temperature, top_p=decoding.top_p)
+        else:  # the model's generation_config may carry sampling defaults; greedy must not see them
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        out = model.generate(input_ids=ids.to(device), attention_mask=att.to(device), **kwargs)
+        for r, i in enumerate(idx):
+            answers[i] = _answer(tok, out[r, width:].tolist(), ends)
+        done += len(idx)
+        if progress:
+            progress(done / len(prompts), label)
+    return answers  # type: ignore[return-value]
+
+
+def _answer(tok, new_tokens: list[int], ends: list[int]):
+    from core.decoding import Answer
+
+    for n, t in enumerate(new_tokens):
+        if t in ends:
+            return Answer(tok.decode(new_tokens[:n], skip_special_tokens=True), n, True)
+    return Answer(tok.decode(new_tokens, skip_special_tokens=True), len(new_tokens), False)
+
+
 def eval_worker(spec: dict, model, tok) -> dict:
     """Answers to spec['prompts'] questions at spec['batch']; tokens/s, prompts/s and the answers."""
     from core.decoding import Decoder, SamplingParams
-    from core.evaluation.generation import Decoding, generate_batch
+    from core.evaluation.generation import Decoding
     from core.evaluation.prompts import prompt_ids
 
     prompts = [prompt_ids(tok, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}])
                for q in questions(spec["prompts"])]
     t0 = time.perf_counter()
     if spec["impl"] == "hf":
-        answers = generate_batch(model, tok, prompts, Decoding(max_new_tokens=spec["max_new_tokens"],
+        answers = hf_generate_batch(model, tok, prompts, Decoding(max_new_tokens=spec["max_new_tokens"],
                                                                batch_size=spec["batch"]))
     else:
         answers = Decoder(model, tok).generate(prompts, SamplingParams(max_new_tokens=spec["max_new_tokens"]),

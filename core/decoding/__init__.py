@@ -6,12 +6,12 @@
     chat = ChatSession(model, tok, system_prompt="..."); chat.send("hi"); chat.send("and then?")
     scores = label_logprobs(model, prompt_ids, [label_ids, ...])   # (K,) log-likelihoods
 """
-from core.decoding.batch import Decoder, generate_batch, shared_prefix
+from core.decoding.batch import Decoder, shared_prefix
 from core.decoding.kvcache import Runner
 from core.decoding.rows import Answer
 from core.decoding.sampling import SamplingParams
 from core.decoding.scoring import label_logprobs, label_token_logprobs
 from core.decoding.session import ChatSession
 
-__all__ = ["Decoder", "generate_batch", "SamplingParams", "Answer", "ChatSession", "label_logprobs",
+__all__ = ["Decoder", "SamplingParams", "Answer", "ChatSession", "label_logprobs",
            "label_token_logprobs", "Runner", "shared_prefix"]

@@ -48,18 +48,6 @@ def end_ids_of(tok) -> list[int]:
     return end_token_ids(tok)
 
 
-def generate_batch(model, tok, prompts: Sequence[Sequence[int]], decoding=None,
-                   progress: Optional[ProgressFn] = None, label: str = "generating") -> list[Answer]:
-    """Drop-in for core.evaluation.generation.generate_batch: same arguments (``decoding`` is its ``Decoding``,
-    read by attribute), same answer fields, decoded by our engine."""
-    params, batch_size = SamplingParams(), 8
-    if decoding is not None:
-        params = SamplingParams(max_new_tokens=decoding.max_new_tokens, do_sample=decoding.do_sample,
-                                temperature=decoding.temperature, top_p=decoding.top_p, seed=decoding.seed)
-        batch_size = decoding.batch_size
-    return Decoder(model, tok).generate(prompts, params, batch_size, progress=progress, label=label)
-
-
 class Decoder:
     """Greedy or sampled decoding of token-id prompts with our own KV cache handling."""
 
