@@ -10,21 +10,17 @@ import json
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.helpers import ROOT, browser_page, go, idle, need_browser, streamlit_server
+
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(5400)]
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
 # Screenshots go to a temp folder so `make test` leaves the tree clean; to refresh the README's set run with
 # E2E_SCREENSHOTS=docs/screenshots (and the default model, see below).
 SHOTS = Path(os.environ.get("E2E_SCREENSHOTS", Path(tempfile.gettempdir()) / "assistant-factory-screenshots"))
@@ -35,96 +31,24 @@ MAX_STEPS = os.environ.get("E2E_MAX_STEPS", "12")      # 0: the recommended numb
 EVAL_LIMIT = os.environ.get("E2E_EVAL_LIMIT", "3")
 # Another CSV to walk the line with (e.g. a classification file); default: the built-in English FAQ sample.
 DATA = Path(os.environ.get("E2E_DATA") or ROOT / "assets" / "samples" / "support_faq_en.csv")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    """`streamlit run app.py` on a free port with its own workspace and a tiny base model."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api")
+    """`streamlit run app.py` on a free port with its own workspace and the test's base model."""
+    need_browser()
     home = tmp_path_factory.mktemp("e2e") / "workspace"
     home.mkdir()
     # A tiny model so the test never converts SmolLM2; the Define page keeps a model set in project.json.
     (home / "project.json").write_text(json.dumps({"base_model": MODEL}))
-    port = _free_port()
-    env = {**os.environ, "ASSISTANT_FACTORY_HOME": str(home), "PYTHONUNBUFFERED": "1"}
-    env.setdefault("ASSISTANT_FACTORY_MODELS", str(ROOT / "workspace" / "models"))
-    log = open(home.parent / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                             "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail("streamlit did not start: " + (home.parent / "streamlit.log").read_text()[-2000:])
-    yield {"url": url, "home": home}
-    from core.runs import list_ids  # stop any trainer the test left (in its own workspace)
-
-    os.environ["ASSISTANT_FACTORY_HOME"] = str(home)
-    try:
-        from core.runs import stop
-
-        for rid in list_ids("runs"):
-            stop(rid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with streamlit_server(home) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 1800}, accept_downloads=True)
-        pg = context.new_page()
-        pg.set_default_timeout(60_000)
+    with browser_page() as pg:
         yield pg
-        context.close()
-        browser.close()
-
-
-IDLE_JS = """() => {
-    const app = document.querySelector('[data-testid="stApp"]');
-    return app && app.getAttribute('data-test-script-state') === 'notRunning'
-        && !document.querySelector('[data-stale="true"]')
-        && !document.querySelector('[data-testid="stSkeleton"]');
-}"""
-
-
-def _idle(page, timeout: float = 120) -> None:
-    """Wait until Streamlit has finished running the script: no 'Running…' icon, no stale elements."""
-    for _ in range(2):  # twice: a rerun can start just after the first quiet moment
-        page.wait_for_timeout(400)
-        page.wait_for_function(IDLE_JS, timeout=timeout * 1000)
-
-
-def _go(page, server, path: str) -> None:
-    page.goto(f"{server['url']}/{path}")
-    page.get_by_test_id("stSidebar").wait_for()
-    _idle(page)
 
 
 def _shot(page, name: str) -> None:
@@ -155,17 +79,17 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
     home = server["home"]
     clock = Clock()
     # Home
-    _go(page, server, "")
+    go(page, server, "")
     expect(page.get_by_role("heading", name="Assistant Factory")).to_be_visible()
     _shot(page, "0_home")
     clock.lap('home')
 
     # 1 Define: an example, save, and the hello check answering from the (tiny) model
-    _go(page, server, "define")
+    go(page, server, "define")
     page.get_by_role("button", name="Customer support").click()
-    _idle(page)
+    idle(page)
     page.get_by_role("button", name="Save").click()
-    _idle(page)
+    idle(page)
     expect(page.get_by_text("Saved. Reloading the page keeps these settings.")).to_be_visible()
     page.get_by_role("button", name="Say hello").click()
     expect(page.get_by_test_id("stChatMessage")).to_have_count(2, timeout=300_000)
@@ -175,29 +99,29 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
     # 2 Upload a CSV (its name is not a path: it is sanitised into the workspace)
     csv = tmp_path / "my support FAQ (v1).csv"
     shutil.copy(DATA, csv)
-    _go(page, server, "upload")
+    go(page, server, "upload")
     page.get_by_role("tab", name="Your file").click()
     page.locator("input[type=file]").set_input_files(str(csv))
     rows = "308" if "E2E_DATA" not in os.environ else r"[\d,]+"
     expect(page.get_by_text(re.compile(rf"Read as .*{rows} conversations"))).to_be_visible(timeout=60_000)
-    _idle(page)
+    idle(page)
     _shot(page, "2_upload")
     clock.lap('2 upload')
     uploads = list((home / "uploads").glob("*.csv"))
     assert len(uploads) == 1 and " " not in uploads[0].name
 
     # 3 Analyze
-    _go(page, server, "analyze")
+    go(page, server, "analyze")
     expect(page.get_by_text("Quality score")).to_be_visible(timeout=120_000)
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=60_000)
-    _idle(page)
+    idle(page)
     _shot(page, "3_analyze")
     clock.lap('3 analyze')
 
     # 4 Prepare
-    _go(page, server, "prepare")
+    go(page, server, "prepare")
     page.get_by_role("button", name="Prepare dataset").click()
-    _idle(page)
+    idle(page)
     expect(page.get_by_role("heading", name=re.compile(r"^Dataset my-support-FAQ-v1-"))).to_be_visible(timeout=120_000)
     _shot(page, "4_prepare")
     clock.lap('4 prepare')
@@ -205,23 +129,23 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
     assert (home / "datasets" / dataset / "splits" / "train.jsonl").exists()
 
     # 5 Choose: LoRA with the quick preset, a handful of steps
-    _go(page, server, "choose")
+    go(page, server, "choose")
     if MODEL.startswith("tiny-"):
         page.get_by_text("Quick", exact=False).first.click()  # a handful of steps on the tiny model
     else:
         page.get_by_role("button", name="Use the recommendation").click()  # what a new user would do
-    _idle(page)
+    idle(page)
     if MAX_STEPS != "0":
         page.get_by_role("spinbutton", name="Max steps (0 = no limit)").fill(MAX_STEPS)
     page.get_by_role("button", name="Save settings").click()
-    _idle(page)
+    idle(page)
     expect(page.get_by_text("Settings saved.")).to_be_visible()
     _shot(page, "5_choose")
     clock.lap('5 choose')
     assert json.loads((home / "project.json").read_text())["run_config"]["method"] == "lora"
 
     # 6 Train: start, reload mid-training and still see the run, then the curve
-    _go(page, server, "train")
+    go(page, server, "train")
     page.get_by_role("button", name="Start training").click()
     run_id = None
     for _ in range(100):
@@ -234,27 +158,27 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
     expect(page.get_by_text(f"Run {run_id}")).to_be_visible(timeout=60_000)
     expect(page.get_by_test_id("stPlotlyChart").first).to_be_visible(timeout=1_200_000)
     expect(page.get_by_text("Training finished.")).to_be_visible(timeout=1_800_000)
-    _idle(page)
+    idle(page)
     _shot(page, "6_train")
     clock.lap('6 train')
 
     # 7 Evaluate a few test examples
-    _go(page, server, "evaluate")
+    go(page, server, "evaluate")
     page.get_by_role("spinbutton", name="Examples (0 = all)").fill(EVAL_LIMIT)
     page.get_by_role("button", name="Evaluate").click()
     expect(page.get_by_text(re.compile(rf"{EVAL_LIMIT} test examples"))).to_be_visible(timeout=1_500_000)
-    _idle(page)
+    idle(page)
     _shot(page, "7_evaluate")
     clock.lap('7 evaluate')
     assert (home / "runs" / run_id / "eval" / "report.html").exists()
 
     # 8 Chat: a streamed answer from the tuned model beside the base model
-    _go(page, server, "chat-export")
+    go(page, server, "chat-export")
     box = page.get_by_test_id("stChatInputTextArea")
     box.fill("Where is my order?")
     box.press("Enter")
     expect(page.get_by_test_id("stChatMessage")).to_have_count(3, timeout=300_000)
-    _idle(page)
+    idle(page)
     # Both answers were streamed into their bubbles (the random tiny model may only emit whitespace, which the
     # page then labels as an empty answer): each bubble holds its caption plus the streamed text or that note.
     for bubble in page.get_by_test_id("stChatMessage").all()[1:]:
@@ -264,7 +188,7 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
     # Export: build the adapter zip and download it
     page.get_by_role("tab", name="Export").click()
     page.get_by_role("button", name="Build").first.click()
-    _idle(page)
+    idle(page)
     with page.expect_download() as info:
         page.get_by_role("button", name=re.compile("Download")).first.click()
     target = tmp_path / info.value.suggested_filename
@@ -275,7 +199,7 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
     clock.lap('8 export adapter')
 
     # The same app in Chinese
-    _go(page, server, "?lang=zh")
+    go(page, server, "?lang=zh")
     expect(page.get_by_role("heading", name="助手工厂")).to_be_visible()
     _shot(page, "9_home_zh")
     print(f"\nThe line in a browser with {MODEL}:\n{clock.table()}")

@@ -9,23 +9,18 @@ the trainer sleeps a little after each step (AF_DEBUG_STEP_DELAY) so the tiny mo
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
-import urllib.request
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from tests.app.conftest import RUN_CONFIG, seed_dataset, write_project
-from tests.e2e.test_browser import ARGS, CHROMIUM, _free_port, _idle
+from tests.e2e.helpers import browser_page, idle, need_browser, streamlit_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
-ROOT = Path(__file__).resolve().parents[2]
 STEP_DELAY_S = "0.5"
 CPU_WINDOW_S = 30.0
 CPU_LIMIT = 0.10  # of one core
@@ -36,61 +31,18 @@ CONFIG = {**RUN_CONFIG, "train": {**RUN_CONFIG["train"], "max_steps": 400, "batc
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`streamlit run app.py` (no file watcher) over a seeded workspace with the tiny model."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install -y chromium)")
-    pytest.importorskip("playwright.sync_api")
+    need_browser()
     home = tmp_path_factory.mktemp("e2e-stopped") / "workspace"
     seed_dataset(home, n=120)
     write_project(home, active_dataset="demo-data", run_config=CONFIG)
-    port = _free_port()
-    env = {**os.environ, "ASSISTANT_FACTORY_HOME": str(home), "PYTHONUNBUFFERED": "1",
-           "AF_DEBUG_STEP_DELAY": STEP_DELAY_S}
-    env.setdefault("ASSISTANT_FACTORY_MODELS", str(ROOT / "workspace" / "models"))
-    log = open(home.parent / "streamlit.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-                             "--server.headless", "true", "--browser.gatherUsageStats", "false",
-                             "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 90
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                break
-        except OSError:
-            time.sleep(0.5)
-    else:
-        proc.terminate()
-        pytest.fail("streamlit did not start: " + (home.parent / "streamlit.log").read_text()[-2000:])
-    yield {"url": url, "home": home, "pid": proc.pid}
-    os.environ["ASSISTANT_FACTORY_HOME"] = str(home)
-    try:
-        from core.runs import stop
-        from core.workspace import list_ids
-
-        for rid in list_ids("runs"):
-            stop(rid)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+    with streamlit_server(home, {"AF_DEBUG_STEP_DELAY": STEP_DELAY_S}) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")
 def page(server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        context = browser.new_context(viewport={"width": 1440, "height": 1600}, accept_downloads=True)
-        pg = context.new_page()
-        pg.set_default_timeout(60_000)
+    with browser_page(height=1600) as pg:
         yield pg
-        context.close()
-        browser.close()
 
 
 def _status(home: Path, run_id: str) -> dict:
@@ -176,13 +128,13 @@ def test_a_stopped_run_is_evaluated_chatted_with_and_exported_as_of_its_checkpoi
     box.fill("Where is my order?")
     box.press("Enter")
     expect(page.get_by_test_id("stChatMessage")).to_have_count(3, timeout=300_000)
-    _idle(page)
+    idle(page)
 
     # Export it: the adapter as of that step
     page.get_by_role("tab", name="Export").click()
     expect(page.get_by_text(f"checkpoint as of step {step}, not a finished run")).to_be_visible()
     page.get_by_role("button", name="Build").first.click()
-    _idle(page)
+    idle(page)
     with page.expect_download() as info:
         page.get_by_role("button", name=re.compile("Download")).first.click()
     assert f"-step{step}-adapter" in info.value.suggested_filename
