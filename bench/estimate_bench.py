@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from core.defaults import DEFAULT_MODEL  # noqa: E402 - after the path insert
-METHODS = ("lora", "adapter", "prefix", "full")
+from core.defaults import METHODS as ALL_METHODS  # noqa: E402
+METHODS = tuple(m for m in ALL_METHODS if m != "freeze")  # freeze costs what full does on its layers
 TARGET = 0.25
 
 

@@ -33,14 +33,13 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Optional, Sequence
 
-from core.defaults import DEFAULT_MODEL
+from core.defaults import DEFAULT_MODEL, METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
 BANKING = SHARED / "banking77"
 BITEXT = (SHARED / "bitext_customer_support" / "v1_short_responses"
           / "Bitext_Sample_Customer_Support_Training_Dataset.csv")
-METHODS = ("lora", "adapter", "prefix", "full", "freeze")
 SYSTEM = {
     "banking77": "You classify a bank customer's message. Answer with the intent label only.",
     "bitext": "You are a friendly customer support assistant. Answer briefly and helpfully.",

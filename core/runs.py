@@ -152,7 +152,7 @@ def status(run_id: str) -> dict:
         read_json(folder / "config.json")  # a damaged config makes the run unusable: say so here too
     except CorruptFileError as exc:
         return _damaged(run_id, exc)
-    if st.get("state") in ("queued", "running") and stop_requested(run_id, st.get("pid")):
+    if st.get("state") in ACTIVE_STATES and st["state"] != "stopping" and stop_requested(run_id, st.get("pid")):
         st = {**st, "state": "stopping"}  # shown, not written: the trainer writes its own final state
     return st
 
