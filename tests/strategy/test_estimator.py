@@ -1,6 +1,8 @@
 """The estimator: exact parameter counts, the memory model against saved tensors, step time, this machine."""
 from __future__ import annotations
 
+import time
+
 import pytest
 import torch
 
@@ -141,3 +143,17 @@ def test_machine_detect_reads_this_machine():
     assert 0 < m.memory_budget < m.ram_total
 
 
+
+
+def test_probe_scales_the_idle_benchmark_by_the_cpu_share_the_process_gets(monkeypatch):
+    from core.strategy import machine as machine_module
+
+    idle = machine_module.MachineSpeed(device="cpu", threads=2, matmul_gflops=80.0, bandwidth_gbs=30.0,
+                                       framework_mb=300.0, measured_at=0.0)
+    monkeypatch.setattr(machine_module, "machine_speed", lambda machine=None: idle)
+    # CPU time advancing at half the wall clock's pace: another program takes half of this process's cores
+    monkeypatch.setattr(machine_module, "_cpu_clock", lambda: time.perf_counter() / 2)
+    now = machine_module.probe_speed(machine_module.Machine.detect())
+    assert now.matmul_gflops / idle.matmul_gflops == pytest.approx(0.5, rel=0.02)
+    assert now.bandwidth_gbs / idle.bandwidth_gbs == pytest.approx(now.matmul_gflops / idle.matmul_gflops, rel=1e-2)
+    assert now.framework_mb == idle.framework_mb
