@@ -25,14 +25,17 @@ def recommend_for_dataset(data: str, purpose: str | None = None, model: str | No
     """The recommendation for a prepared dataset (id or folder) or a data file, with a ready run config.
 
     The size is the training split's; the quality report is the dataset's ``quality.json`` when there is one. Without
-    a purpose the task is classification when the data has labels, knowledge Q&A otherwise. Its time comes from
+    a purpose the task is multi-turn or knowledge Q&A by the data's shape; data with labels is classification
+    whatever the purpose. Its time comes from
     the dataset's real batches at this machine's speed measured now (:func:`core.strategy.machine.probe_speed`).
     """
     model = model or DEFAULT_MODEL
     train = load_split(data, "train")
     folder = _dataset_folder(data)
     quality = read_json(folder / "quality.json", None) if folder else None
-    task = normalize_task(purpose) if purpose else _guess_task(train, quality)
+    guessed = _guess_task(train, quality)
+    # Labelled data is classification whatever the purpose says: the answers to learn are its labels.
+    task = guessed if guessed == "classification" or not purpose else normalize_task(purpose)
     machine = Machine.detect()
     estimator = ResourceEstimator(model, machine=machine, speed=machine_module.probe_speed(machine))
     selector = StrategySelector(estimator=estimator)

@@ -66,7 +66,11 @@ def test_recommend_for_dataset_file_gives_a_run_config(tmp_path, monkeypatch):
     cfg = TrainingConfig.from_dict(rec.config)
     assert cfg.data == str(data) and cfg.model == "tiny-llama"
     assert rec.to_dict()["runner_up"]["why"]
-    assert strategy.recommend_for_dataset(str(data), purpose="style", model="tiny-llama").method == "prefix"
+    # labelled data is classification whatever the purpose (a support assistant routing intents learns labels)
+    assert strategy.recommend_for_dataset(str(data), purpose="support", model="tiny-llama").task == "classification"
+    chats = tmp_path / "style.csv"
+    chats.write_text("question,answer\n" + "".join(f"say thing {i},Thing {i} said with flair!\n" for i in range(60)))
+    assert strategy.recommend_for_dataset(str(chats), purpose="style", model="tiny-llama").method == "prefix"
 
 
 def test_epoch_time_has_one_example_per_row_like_the_trainer():
