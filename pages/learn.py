@@ -5,7 +5,7 @@ import streamlit as st
 from core.defaults import ACTIVE_STATES, DEFAULT_MODEL, METHODS
 from core.workspace import list_ids, run_dir
 from ui import labeler, load_project, t, update_project
-from core import lab
+from core import explain, lab
 from ui.common import chart_layout, ensure_shell, guarded
 
 ensure_shell()
@@ -77,11 +77,11 @@ def rank_slider() -> None:
                                  "tiny-llama"]))
     c1, c2, c3 = st.columns(3)
     model = c1.selectbox(t("learn.rank.model"), models, key="learn_rank_model")
-    targets = c2.radio(t("learn.rank.targets"), list(lab.LORA_TARGETS), key="learn_rank_targets",
+    targets = c2.radio(t("learn.rank.targets"), list(explain.LORA_TARGETS), key="learn_rank_targets",
                        format_func=labeler("learn.targets.{}"))
     r = c3.select_slider(t("learn.rank.r"), options=[1, 2, 4, 8, 16, 32, 64], value=8, key="learn_rank_r")
     with st.spinner(t("learn.rank.counting")):
-        count = lab.lora_parameter_count(model, r, targets)
+        count = explain.lora_parameter_count(model, r, targets)
     m1, m2, m3 = st.columns(3)
     m1.metric(t("learn.rank.trainable"), f"{count['trainable']:,}")
     m2.metric(t("learn.rank.share"), f"{100 * count['share']:.3f}%")
@@ -93,7 +93,7 @@ def rank_slider() -> None:
                       margin=dict(l=40, r=20, t=20, b=40))
     st.plotly_chart(fig, width="stretch")
     st.caption(t("learn.rank.caption", per_rank=f"{count['per_rank']:,}"))
-    sizes = lab.method_sizes(model)
+    sizes = explain.method_sizes(model)
     bars = go.Figure(go.Bar(x=[t(f"method.{s['method']}.name") for s in sizes], y=[s["trainable"] for s in sizes],
                             text=[f"{100 * s['share']:.2f}%" for s in sizes], textposition="outside"))
     bars.update_yaxes(type="log", title=t("learn.rank.trainable"))
@@ -106,7 +106,7 @@ def merge_section() -> None:
     st.subheader(t("learn.merge.title"))
     st.caption(t("learn.merge.explain"))
     if st.button(t("learn.merge.run"), key="learn_merge"):
-        st.session_state["learn_merge_result"] = lab.merge_demo()
+        st.session_state["learn_merge_result"] = explain.merge_demo()
     result = st.session_state.get("learn_merge_result")
     if result:
         c1, c2, c3 = st.columns(3)

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from core.errors import UserError
+from core.explain import merge_demo, method_sizes
 from core.lab import (METHODS, evaluate_lab, export_html, lab_results, lab_status, lab_table, launch_lab, list_labs,
-                      load_lab, merge_demo, method_params, method_sizes, plan_lab)
+                      load_lab, method_params, plan_lab)
 from core.fileio import read_json, read_jsonl
 from core.workspace import run_dir
 

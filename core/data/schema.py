@@ -1,4 +1,4 @@
-"""Detect the data format of a table and normalise it to conversations (DESIGN §3).
+"""Detect the data format of a table and normalise it to conversations.
 
 A conversation is ``{"messages": [{"role": "system|user|assistant", "content": str}], "meta": {...}}``;
 ``meta`` holds ``row`` (1-based source row), ``id`` when the source has one, ``label`` for classification

@@ -1,5 +1,5 @@
-"""Evaluation of a run (DESIGN §2–§3): is the tuned model better than the base, where does it fail, how fragile and
-how fast is it. ``evaluate_run`` writes ``runs/<id>/eval/report.json`` and ``report.html``.
+"""Evaluation of a run: is the tuned model better than the base, where does it fail, how fragile and how fast
+is it. ``evaluate_run`` writes ``runs/<id>/eval/report.json`` and ``report.html``.
 
 Order of work (one model object in memory): the base model is scored first, then the run's adapter is loaded onto
 it (tuned, unmerged), then a LoRA is merged into it for the merged speed measurement.
@@ -158,26 +158,12 @@ def _robustness(evaluator: MultiMetricEvaluator, model, test_result: dict, limit
                                            metric, progress)
 
 
-def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] = None,
-                 progress: Optional[ProgressFn] = None, robustness: bool = True, performance: bool = True,
-                 label_scoring: Optional[bool] = None, reuse_base: bool = True) -> dict:
-    """Evaluate base vs tuned for a run and write ``runs/<id>/eval/report.{json,html}``; returns the report.
-
-    ``label_scoring=None`` turns label scoring on for classification data; ``limit`` caps the test examples;
-    ``reuse_base`` takes the base model's results from the workspace cache when the same prompts and settings
-    were scored before (greedy decoding makes them identical).
-    """
-    from core.chat import load_base_model, load_run_config, run_weights
-    from core.checkpoints import load_weights
+def _load_eval_data(cfg: dict, data: Optional[str], limit: Optional[int],
+                    progress: ProgressFn) -> tuple[list, list, str, Optional[list]]:
+    """The test and validation conversations (capped by ``limit``), where they came from, and the class labels
+    (from the training and test data) when the task is classification, else None."""
     from core.data import load_split
-    from core.peft import merge_lora
 
-    progress = progress or (lambda f, m: None)
-    t_start = time.perf_counter()
-    cfg = load_run_config(run_id)
-    weights = run_weights(run_id)  # the final adapter, or the newest verified checkpoint of a stopped/failed run
-    if limit is not None and limit < 1:
-        raise UserError(f"--limit must be at least 1, got {limit}.")
     progress(0.0, "loading data")
     test, val, source = _load_test(cfg, data)
     try:
@@ -190,6 +176,51 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
     labels = None
     if is_classification(test):
         labels = sorted({conversation_label(c) for c in train + test} - {None})
+    return test, val, source, labels
+
+
+def _build_report(run_id: str, cfg: dict, weights, *, source, test: list, val: list, limit: Optional[int],
+                  labels: Optional[list], decoding: Decoding, base: dict, tuned: dict, rob: Optional[dict],
+                  speed: list) -> dict:
+    """The report dict (everything but ``seconds``): the results, their comparison, error analysis, robustness,
+    speed, the dataset's quality report and the run's training curves."""
+    folder = _dataset_folder(cfg["data"]) if cfg.get("data") else None
+    return {
+        "run_id": run_id, "model": cfg.get("model"), "method": cfg.get("method"),
+        "weights": {"step": weights.step, "total_steps": weights.total_steps, "final": weights.final},
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "data": source, "n_test": len(test), "n_val": len(val), "limit": limit,
+        "task": "classification" if labels else _task_of(test), "labels": labels,
+        "decoding": decoding.to_dict(), "system_prompt": cfg.get("system_prompt"),
+        "base": base, "tuned": tuned, "comparison": compare(base, tuned),
+        "errors": {"base": ErrorAnalyzer(base["examples"], labels).analyze(),
+                   "tuned": ErrorAnalyzer(tuned["examples"], labels).analyze()},
+        "robustness": rob, "performance": speed,
+        "data_quality": read_json(folder / "quality.json") if folder else None,
+        "training_curves": list(read_jsonl(run_dir(run_id) / "metrics.jsonl")),
+    }
+
+
+def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] = None,
+                 progress: Optional[ProgressFn] = None, robustness: bool = True, performance: bool = True,
+                 label_scoring: Optional[bool] = None, reuse_base: bool = True) -> dict:
+    """Evaluate base vs tuned for a run and write ``runs/<id>/eval/report.{json,html}``; returns the report.
+
+    ``label_scoring=None`` turns label scoring on for classification data; ``limit`` caps the test examples;
+    ``reuse_base`` takes the base model's results from the workspace cache when the same prompts and settings
+    were scored before (greedy decoding makes them identical).
+    """
+    from core.chat import load_base_model, load_run_config, run_weights
+    from core.checkpoints import load_weights
+    from core.peft import merge_lora
+
+    progress = progress or (lambda f, m: None)
+    t_start = time.perf_counter()
+    cfg = load_run_config(run_id)
+    weights = run_weights(run_id)  # the final adapter, or the newest verified checkpoint of a stopped/failed run
+    if limit is not None and limit < 1:
+        raise UserError(f"--limit must be at least 1, got {limit}.")
+    test, val, source, labels = _load_eval_data(cfg, data, limit, progress)
 
     progress(0.02, "loading the base model")
     model, tok, _ = load_base_model(run_id)
@@ -216,21 +247,8 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
             model = merge_lora(model)
             speed.append(perf_tester.measure(model, "tuned (merged LoRA)"))
 
-    folder = _dataset_folder(cfg["data"]) if cfg.get("data") else None
-    report = {
-        "run_id": run_id, "model": cfg.get("model"), "method": cfg.get("method"),
-        "weights": {"step": weights.step, "total_steps": weights.total_steps, "final": weights.final},
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "data": source, "n_test": len(test), "n_val": len(val), "limit": limit,
-        "task": "classification" if labels else _task_of(test), "labels": labels,
-        "decoding": decoding.to_dict(), "system_prompt": cfg.get("system_prompt"),
-        "base": base, "tuned": tuned, "comparison": compare(base, tuned),
-        "errors": {"base": ErrorAnalyzer(base["examples"], labels).analyze(),
-                   "tuned": ErrorAnalyzer(tuned["examples"], labels).analyze()},
-        "robustness": rob, "performance": speed,
-        "data_quality": read_json(folder / "quality.json") if folder else None,
-        "training_curves": list(read_jsonl(run_dir(run_id) / "metrics.jsonl")),
-    }
+    report = _build_report(run_id, cfg, weights, source=source, test=test, val=val, limit=limit, labels=labels,
+                           decoding=decoding, base=base, tuned=tuned, rob=rob, speed=speed)
     report["seconds"] = time.perf_counter() - t_start
     progress(0.98, "writing the report")
     write_report(report, run_dir(run_id) / "eval")

@@ -163,19 +163,35 @@ class LabelScorer:
     # ------------------------------------------------------------ pruned mode (branch and bound over the trie)
     def _score_pruned(self, prompts: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]]) -> torch.Tensor:
         trie = LabelTrie.build(label_ids)
-        children: dict[int, list[int]] = {}
-        for node, parent in enumerate(trie.parents):
-            children.setdefault(parent, []).append(node)
-        ends_at: dict[int, list[int]] = {}
-        for k, path in enumerate(trie.paths):
-            ends_at.setdefault(path[-1], []).append(k)
-        b, p_max = len(prompts), max(len(p) for p in prompts)
+        search = _PrunedSearch(trie, len(prompts), len(label_ids))
+        # 1. the prompts, left-padded, with their KV cache kept
+        cache, root_logp, visible = self._pruned_prompt_pass(prompts)
+        search.seed(root_logp)
+        # 2. expand trie nodes against the cache until no unexpanded node can beat the best complete label
+        kv_len = max(len(p) for p in prompts)
+        while True:
+            picks = search.pick(self.dive_width, self.nodes_per_step)
+            q = max(len(x) for x in picks)
+            if q == 0:
+                break
+            logp, cache = self._pruned_expand(prompts, picks, search, visible, cache, kv_len)
+            kv_len += q
+            self.nodes_scored += sum(len(x) for x in picks)
+            search.absorb(picks, logp)
+        return search.scores
+
+    def _pruned_io(self) -> tuple[torch.device, torch.dtype, int, float]:
+        """The model's device and dtype, the pad id and the additive mask's minus-infinity."""
         device = next(self.model.parameters()).device
         dtype = next(self.model.parameters()).dtype
         pad = self.tok.pad_token_id if self.tok.pad_token_id is not None else 0
-        neg = torch.finfo(dtype).min
+        return device, dtype, pad, torch.finfo(dtype).min
 
-        # 1. the prompts, left-padded, with their KV cache kept
+    def _pruned_prompt_pass(self, prompts: Sequence[Sequence[int]]):
+        """Run the left-padded prompts once: their KV cache, the next-token log-probs and each row's visible
+        prompt columns (what every trie node of that row may attend to)."""
+        device, dtype, pad, neg = self._pruned_io()
+        b, p_max = len(prompts), max(len(p) for p in prompts)
         ids = torch.full((b, p_max), pad, dtype=torch.long)
         pos = torch.zeros((b, p_max), dtype=torch.long)
         allowed = torch.zeros((b, p_max, p_max), dtype=torch.bool)
@@ -190,70 +206,32 @@ class LabelScorer:
         visible = [allowed[r, -1].clone() for r in range(b)]  # prompt columns every trie node may see
         out = self.model(input_ids=ids.to(device), position_ids=pos.to(device), use_cache=True, logits_to_keep=1,
                          attention_mask=_additive(allowed, dtype, neg).to(device))
-        cache = _cache_of(out)
         root_logp = torch.log_softmax(_at_least_fp32(out.logits[:, -1]), dim=-1).cpu()
+        return _cache_of(out), root_logp, visible
 
-        scores = torch.full((b, len(label_ids)), float("-inf"), dtype=torch.float64)
-        prefix = [dict() for _ in range(b)]       # node -> log-prob of the path up to and including it
-        column = [dict() for _ in range(b)]       # expanded node -> its cache column
-        frontier = [set() for _ in range(b)]      # known, unexpanded, non-leaf nodes
-        bound = [float("-inf")] * b
-
-        def learn(r: int, node: int, value: float) -> None:
-            prefix[r][node] = value
-            if node in ends_at:
-                for k in ends_at[node]:
-                    scores[r, k] = value
-                bound[r] = max(bound[r], value)
-            else:
-                frontier[r].add(node)
-
-        for r in range(b):
-            for node in children.get(-1, []):
-                learn(r, node, float(root_logp[r, trie.tokens[node]]))
-
-        # 2. expand trie nodes against the cache until no unexpanded node can beat the best complete label
-        kv_len = p_max
-        while True:
-            picks = []
-            for r in range(b):
-                live = [n for n in frontier[r] if prefix[r][n] > bound[r]]
-                if bound[r] == float("-inf"):  # dive: the deepest, most likely nodes first, to find a bound
-                    live.sort(key=lambda n: (-trie.depths[n], -prefix[r][n]))
-                    live = live[:self.dive_width]
-                else:
-                    live.sort(key=lambda n: -prefix[r][n])
-                    live = live[:self.nodes_per_step]
-                frontier[r] -= set(live)
-                picks.append(live)
-            q = max(len(x) for x in picks)
-            if q == 0:
-                break
-            ids = torch.full((b, q), pad, dtype=torch.long)
-            pos = torch.zeros((b, q), dtype=torch.long)
-            allowed = torch.zeros((b, q, kv_len + q), dtype=torch.bool)
-            for r, nodes in enumerate(picks):
-                allowed[r, :, :p_max] = visible[r]
-                for i, node in enumerate(nodes):
-                    ids[r, i] = trie.tokens[node]
-                    pos[r, i] = len(prompts[r]) + trie.depths[node]
-                    parent = trie.parents[node]
-                    while parent >= 0:  # ancestors were all expanded earlier: their keys are in the cache
-                        allowed[r, i, column[r][parent]] = True
-                        parent = trie.parents[parent]
-                    column[r][node] = kv_len + i
-                allowed[r, torch.arange(q), kv_len + torch.arange(q)] = True  # itself (and padding rows)
-            out = self.model(input_ids=ids.to(device), position_ids=pos.to(device), cache=cache,
-                             use_cache=True, attention_mask=_additive(allowed, dtype, neg).to(device))
-            cache = _cache_of(out)
-            kv_len += q
-            self.nodes_scored += sum(len(x) for x in picks)
-            logp = torch.log_softmax(_at_least_fp32(out.logits), dim=-1).cpu()
-            for r, nodes in enumerate(picks):
-                for i, node in enumerate(nodes):
-                    for child in children.get(node, []):
-                        learn(r, child, prefix[r][node] + float(logp[r, i, trie.tokens[child]]))
-        return scores
+    def _pruned_expand(self, prompts: Sequence[Sequence[int]], picks: list[list[int]], search: "_PrunedSearch",
+                       visible: list[torch.Tensor], cache, kv_len: int):
+        """Feed the picked nodes of each row against the cache (each sees its prompt and its ancestors); record
+        their cache columns in ``search``. Returns the nodes' next-token log-probs and the grown cache."""
+        device, dtype, pad, neg = self._pruned_io()
+        trie, b, q, p_max = search.trie, len(prompts), max(len(x) for x in picks), max(len(p) for p in prompts)
+        ids = torch.full((b, q), pad, dtype=torch.long)
+        pos = torch.zeros((b, q), dtype=torch.long)
+        allowed = torch.zeros((b, q, kv_len + q), dtype=torch.bool)
+        for r, nodes in enumerate(picks):
+            allowed[r, :, :p_max] = visible[r]
+            for i, node in enumerate(nodes):
+                ids[r, i] = trie.tokens[node]
+                pos[r, i] = len(prompts[r]) + trie.depths[node]
+                parent = trie.parents[node]
+                while parent >= 0:  # ancestors were all expanded earlier: their keys are in the cache
+                    allowed[r, i, search.column[r][parent]] = True
+                    parent = trie.parents[parent]
+                search.column[r][node] = kv_len + i
+            allowed[r, torch.arange(q), kv_len + torch.arange(q)] = True  # itself (and padding rows)
+        out = self.model(input_ids=ids.to(device), position_ids=pos.to(device), cache=cache,
+                         use_cache=True, attention_mask=_additive(allowed, dtype, neg).to(device))
+        return torch.log_softmax(_at_least_fp32(out.logits), dim=-1).cpu(), _cache_of(out)
 
     # ------------------------------------------------------------ batched mode (fallback and reference)
     def _score_batched(self, prompts: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]]) -> torch.Tensor:
@@ -265,6 +243,64 @@ class LabelScorer:
                                                 label_ids[start:start + self.labels_per_batch]))
             rows.append(torch.cat(scores))
         return torch.stack(rows)
+
+
+class _PrunedSearch:
+    """The branch-and-bound state of pruned label scoring, per prompt row: each known node's prefix log-prob, the
+    cache column of each expanded node, the unexpanded non-leaf frontier, the best complete label (the bound)."""
+
+    def __init__(self, trie: LabelTrie, rows: int, n_labels: int):
+        self.trie = trie
+        self.children: dict[int, list[int]] = {}
+        for node, parent in enumerate(trie.parents):
+            self.children.setdefault(parent, []).append(node)
+        self.ends_at: dict[int, list[int]] = {}
+        for k, path in enumerate(trie.paths):
+            self.ends_at.setdefault(path[-1], []).append(k)
+        self.scores = torch.full((rows, n_labels), float("-inf"), dtype=torch.float64)
+        self.prefix = [dict() for _ in range(rows)]       # node -> log-prob of the path up to and including it
+        self.column = [dict() for _ in range(rows)]       # expanded node -> its cache column
+        self.frontier = [set() for _ in range(rows)]      # known, unexpanded, non-leaf nodes
+        self.bound = [float("-inf")] * rows
+
+    def learn(self, r: int, node: int, value: float) -> None:
+        """Record a node's prefix log-prob: a label's score if the node ends one, else a frontier node."""
+        self.prefix[r][node] = value
+        if node in self.ends_at:
+            for k in self.ends_at[node]:
+                self.scores[r, k] = value
+            self.bound[r] = max(self.bound[r], value)
+        else:
+            self.frontier[r].add(node)
+
+    def seed(self, root_logp: torch.Tensor) -> None:
+        """The root's children, from the prompts' next-token log-probs."""
+        for r in range(len(self.prefix)):
+            for node in self.children.get(-1, []):
+                self.learn(r, node, float(root_logp[r, self.trie.tokens[node]]))
+
+    def pick(self, dive_width: int, nodes_per_step: int) -> list[list[int]]:
+        """Take from each row's frontier the nodes worth expanding next (those that can still beat the bound)."""
+        picks = []
+        for r in range(len(self.prefix)):
+            prefix = self.prefix[r]
+            live = [n for n in self.frontier[r] if prefix[n] > self.bound[r]]
+            if self.bound[r] == float("-inf"):  # dive: the deepest, most likely nodes first, to find a bound
+                live.sort(key=lambda n: (-self.trie.depths[n], -prefix[n]))
+                live = live[:dive_width]
+            else:
+                live.sort(key=lambda n: -prefix[n])
+                live = live[:nodes_per_step]
+            self.frontier[r] -= set(live)
+            picks.append(live)
+        return picks
+
+    def absorb(self, picks: list[list[int]], logp: torch.Tensor) -> None:
+        """Learn the children of the expanded nodes from their next-token log-probs."""
+        for r, nodes in enumerate(picks):
+            for i, node in enumerate(nodes):
+                for child in self.children.get(node, []):
+                    self.learn(r, child, self.prefix[r][node] + float(logp[r, i, self.trie.tokens[child]]))
 
 
 def _additive(allowed: torch.Tensor, dtype: torch.dtype, neg: float) -> torch.Tensor:

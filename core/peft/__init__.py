@@ -1,4 +1,4 @@
-"""Our own parameter-efficient fine-tuning engine (DESIGN §4): LoRA/rsLoRA/DoRA, Adapter, Prefix, full, freeze.
+"""Our own parameter-efficient fine-tuning engine: LoRA/rsLoRA/DoRA, Adapter, Prefix, full, freeze.
 
     from core.peft import LoRAConfig, apply_peft, trainable_parameters, save_adapter, load_adapter, merge_lora
     model = apply_peft(base_model, LoRAConfig(r=8, alpha=16, target_modules=("q_proj", "v_proj")))

@@ -1,4 +1,4 @@
-"""The training engine (DESIGN §5): config, optimizer and schedules, loss, monitor, trainer, torchrun support.
+"""The training engine: config, optimizer and schedules, loss, monitor, trainer, torchrun support.
 
 ``from core.training import TrainingConfig`` is cheap; the trainer itself is imported from ``core.training.trainer``.
 """

@@ -63,7 +63,8 @@ def seed_upload(home: Path) -> dict:
 
 
 def seed_dataset(home: Path, dataset_id: str = "demo-data", n: int = 40) -> Path:
-    """A prepared dataset folder in the DESIGN §2 layout built from the sample CSV's first ``n`` rows."""
+    """A prepared dataset folder (the `datasets/<id>/` layout of docs/architecture.md) built from the sample CSV's first
+    ``n`` rows."""
     with open(SAMPLE_CSV, encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))[:n]
     convs = [{"messages": [{"role": "user", "content": r["question"]}, {"role": "assistant", "content": r["answer"]}],
