@@ -28,7 +28,7 @@ VERBS = {
 }
 
 
-def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
+def _add_data_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     fmt_help = "alpaca|qa|prompt_completion|messages|sharegpt|classification|text (auto-detected by default)"
     p = sub["analyze"]
     p.add_argument("data", help="a file: CSV, TSV, JSON, JSONL, Parquet, XLSX or TXT")
@@ -53,6 +53,10 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
                    "'approx' = fast estimate)")
     p.add_argument("--max-seq-len", type=int, default=512)
     p.add_argument("--json", action="store_true")
+
+
+def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
+    _add_data_arguments(sub)
     p = sub["estimate"]
     p.add_argument("--config", required=True, help="a run config, YAML or JSON")
     p.add_argument("--json", action="store_true")
