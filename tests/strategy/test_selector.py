@@ -145,7 +145,7 @@ def test_reason_text_and_train_fields_come_from_the_same_numbers():
     assert rec.train["epochs"] == 1 and rec.train["max_steps"] is None
     assert plan["budget_fewer_epochs"]["epochs"] == rec.train["epochs"]
     assert plan["budget_fewer_epochs"]["steps"] == rec.estimate["total_steps"]
-    assert "1 full epochs of the 2" in english(rec.reasons)
+    assert "fits 1 of the 2 epochs wanted" in english(rec.reasons)
 
 
 def test_every_reason_code_has_english_and_chinese_text():
