@@ -111,13 +111,12 @@ def measure_machine(device: str = "cpu") -> MachineSpeed:
 
 
 def probe_speed(machine: Machine | None = None) -> MachineSpeed:
-    """This machine's speed right now: the cached benchmark scaled by the share of the CPU a run gets now.
+    """This machine's speed right now: the idle benchmark scaled by the share of the CPU a run would get now.
 
-    The cached benchmark is for an idle machine (CPU seconds per thread). Timing the same matmul with the wall
-    clock and the process CPU clock at once gives the share of its threads' time the process got (~0.3 s): 1.0 on
-    an idle machine, 0.5 when another program keeps half the cores busy. Comparing a short wall-clock probe with
-    the benchmark's own figure instead mixes warm-up and kernel-size effects into the answer (it measured a third
-    of the real speed on an idle machine). On a GPU the cached figure stands."""
+    The cached benchmark is for an otherwise idle machine. Other programs busy on ``b`` of the cores' time leave a
+    run about ``1 / (1 + b)`` of it (the scheduler splits each core between the runnable threads). Timing a
+    short matmul against the benchmark instead mixes warm-up and thread start-up into the answer: it read a
+    third of the real speed on a quiet machine. On a GPU the cached figure stands."""
     machine = machine or Machine.detect()
     cached = machine_speed(machine)
     share = 1.0 if machine.device != "cpu" else cpu_share()
@@ -127,15 +126,18 @@ def probe_speed(machine: Machine | None = None) -> MachineSpeed:
                         measured_at=time.time())
 
 
-def cpu_share(window_s: float = 0.3) -> float:
-    """Share (0.05-1) of its threads' time this process gets now, from one matmul loop timed on both clocks."""
-    a, b = torch.randn(512, 576), torch.randn(576, 1536)
-    torch.mm(a, b)  # warm-up: thread pool and caches
-    wall0, cpu0 = time.perf_counter(), _cpu_clock()
-    while time.perf_counter() - wall0 < window_s:
-        torch.mm(a, b)
-    wall, cpu = time.perf_counter() - wall0, _cpu_clock() - cpu0
-    return max(0.05, min(1.0, cpu / wall))
+def cpu_share(window_s: float = 0.5) -> float:
+    """Share (0.5-1) of the cores a new run would get now: ``1 / (1 + b)``, ``b`` other programs' busy share."""
+    import psutil
+
+    own = psutil.Process()
+    own.cpu_percent(None)
+    psutil.cpu_percent(None)
+    time.sleep(window_s)
+    cores = psutil.cpu_count() or 1
+    busy = psutil.cpu_percent(None) / 100 * cores  # cores busy, this process included
+    others = max(0.0, busy - own.cpu_percent(None) / 100) / cores
+    return 1.0 / (1.0 + min(1.0, others))
 
 
 def _speeds(device: str, clock, min_s: float, reps: int) -> tuple[float, float]:

@@ -1,7 +1,6 @@
 """The estimator: exact parameter counts, the memory model against saved tensors, step time, this machine."""
 from __future__ import annotations
 
-import time
 
 import pytest
 import torch
@@ -145,15 +144,30 @@ def test_machine_detect_reads_this_machine():
 
 
 
-def test_probe_scales_the_idle_benchmark_by_the_cpu_share_the_process_gets(monkeypatch):
+def test_probe_scales_the_idle_benchmark_by_the_cpu_share_a_run_gets(monkeypatch):
+    import psutil
+
     from core.strategy import machine as machine_module
 
     idle = machine_module.MachineSpeed(device="cpu", threads=2, matmul_gflops=80.0, bandwidth_gbs=30.0,
                                        framework_mb=300.0, measured_at=0.0)
     monkeypatch.setattr(machine_module, "machine_speed", lambda machine=None: idle)
-    # CPU time advancing at half the wall clock's pace: another program takes half of this process's cores
-    monkeypatch.setattr(machine_module, "_cpu_clock", lambda: time.perf_counter() / 2)
-    now = machine_module.probe_speed(machine_module.Machine.detect())
-    assert now.matmul_gflops / idle.matmul_gflops == pytest.approx(0.5, rel=0.02)
-    assert now.bandwidth_gbs / idle.bandwidth_gbs == pytest.approx(now.matmul_gflops / idle.matmul_gflops, rel=1e-2)
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 2)
+    monkeypatch.setattr(psutil.Process, "cpu_percent", lambda self, interval=None: 0.0)
+    for busy_pct, share in ((0.0, 1.0), (50.0, 1 / 1.5), (100.0, 0.5)):  # another program on 0, 1, 2 cores
+        monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, b=busy_pct: b)
+        now = machine_module.probe_speed(machine_module.Machine.detect())
+        assert now.matmul_gflops == pytest.approx(80.0 * share, abs=0.01)
+        assert now.bandwidth_gbs == pytest.approx(30.0 * share, abs=0.01)
     assert now.framework_mb == idle.framework_mb
+
+
+def test_cpu_share_does_not_count_this_process_as_another_program(monkeypatch):
+    import psutil
+
+    from core.strategy import machine as machine_module
+
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 2)
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 50.0)  # one core busy ...
+    monkeypatch.setattr(psutil.Process, "cpu_percent", lambda self, interval=None: 100.0)  # ... by us
+    assert machine_module.cpu_share(0.01) == 1.0
