@@ -1,7 +1,6 @@
 """The estimator: exact parameter counts, the memory model against saved tensors, step time, this machine."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 
