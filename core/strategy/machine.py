@@ -126,8 +126,16 @@ def probe_speed(machine: Machine | None = None) -> MachineSpeed:
                         measured_at=time.time())
 
 
-def cpu_share(window_s: float = 0.5) -> float:
-    """Share (0.5-1) of the cores a new run would get now: ``1 / (1 + b)``, ``b`` other programs' busy share."""
+def cpu_share(window_s: float = 0.25, windows: int = 4) -> float:
+    """Share (0.5-1) of the cores a new run would get now: ``1 / (1 + b)``, ``b`` other programs' busy share.
+
+    ``b`` is the quietest of a few short windows: load that lasts (another training run) shows in all of them,
+    while a browser drawing the page that asked shows in one or two and would not slow the run."""
+    return 1.0 / (1.0 + min(_others_busy(window_s) for _ in range(max(1, windows))))
+
+
+def _others_busy(window_s: float) -> float:
+    """Share (0-1) of all cores busy with other processes over ``window_s`` seconds."""
     import psutil
 
     own = psutil.Process()
@@ -136,8 +144,7 @@ def cpu_share(window_s: float = 0.5) -> float:
     time.sleep(window_s)
     cores = psutil.cpu_count() or 1
     busy = psutil.cpu_percent(None) / 100 * cores  # cores busy, this process included
-    others = max(0.0, busy - own.cpu_percent(None) / 100) / cores
-    return 1.0 / (1.0 + min(1.0, others))
+    return min(1.0, max(0.0, busy - own.cpu_percent(None) / 100) / cores)
 
 
 def _speeds(device: str, clock, min_s: float, reps: int) -> tuple[float, float]:

@@ -170,3 +170,17 @@ def test_cpu_share_does_not_count_this_process_as_another_program(monkeypatch):
     monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 50.0)  # one core busy ...
     monkeypatch.setattr(psutil.Process, "cpu_percent", lambda self, interval=None: 100.0)  # ... by us
     assert machine_module.cpu_share(0.01) == 1.0
+
+
+def test_cpu_share_ignores_a_short_burst_but_not_lasting_load(monkeypatch):
+    import psutil
+
+    from core.strategy import machine as machine_module
+
+    monkeypatch.setattr(psutil, "cpu_count", lambda logical=True: 2)
+    monkeypatch.setattr(psutil.Process, "cpu_percent", lambda self, interval=None: 0.0)
+    burst = iter([None, 100.0, None, 0.0, None, 0.0, None, 0.0])  # (reset, reading) per window: one busy window
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: next(burst))
+    assert machine_module.cpu_share(0.01, windows=4) == 1.0
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 100.0)  # busy throughout
+    assert machine_module.cpu_share(0.01, windows=4) == 0.5
