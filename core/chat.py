@@ -5,16 +5,15 @@
 """
 from __future__ import annotations
 
+import secrets
 import sys
-import threading
 from pathlib import Path
 from typing import Iterator, Optional, Sequence, Union
 
-import torch
-
 from core.checkpoints import UsableWeights, load_weights, usable_weights
 from core.errors import UserError
-from core.chat_template import end_token_ids
+from core.chat_template import prompt_ids
+from core.decoding import Decoder, SamplingParams
 from core.fileio import read_json
 from core.workspace import run_dir
 
@@ -111,58 +110,20 @@ def build_messages(system_prompt: Optional[str], history: History, user_msg: str
     return messages
 
 
-def _generate_kwargs(model, tok, messages, max_new_tokens, do_sample, temperature, top_p) -> dict:
-    text = tok.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    enc = tok(text, add_special_tokens=False, return_tensors="pt")
-    device = next(model.parameters()).device
-    ends = end_token_ids(tok)
-    kwargs = dict(input_ids=enc["input_ids"].to(device), attention_mask=enc["attention_mask"].to(device),
-                  max_new_tokens=max_new_tokens, do_sample=do_sample, eos_token_id=ends,
-                  pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else ends[0])
-    if do_sample:
-        kwargs.update(temperature=temperature, top_p=top_p)
-    else:  # generation_config may carry sampling defaults that greedy decoding must not see
-        kwargs.update(temperature=None, top_p=None, top_k=None)
-    return kwargs
-
-
 def generate(model, tok, messages: list[dict], max_new_tokens: int = 256, do_sample: bool = False,
-             temperature: float = 0.7, top_p: float = 0.95, stream: bool = False) -> Union[str, Iterator[str]]:
+             temperature: float = 0.7, top_p: float = 0.95, stream: bool = False,
+             seed: Optional[int] = None) -> Union[str, Iterator[str]]:
     """The assistant's answer to ``messages`` (greedy by default); ``stream=True`` returns an iterator of chunks.
 
-    Streaming runs ``model.generate`` on a worker thread feeding a ``TextIteratorStreamer``; the chunks joined
-    equal the non-streamed answer for the same settings.
+    Our decoder (core.decoding) answers: greedy answers equal HF ``generate``'s token for token, and the streamed
+    chunks joined equal the non-streamed answer. Sampling draws a fresh seed unless one is given.
     """
-    kwargs = _generate_kwargs(model, tok, messages, max_new_tokens, do_sample, temperature, top_p)
+    params = SamplingParams(max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature,
+                            top_p=top_p, seed=secrets.randbits(31) if seed is None else seed)
+    decoder, ids = Decoder(model, tok), prompt_ids(tok, messages)
     if stream:
-        return _stream(model, tok, kwargs)
-    with torch.no_grad():
-        out = model.generate(**kwargs)
-    return tok.decode(out[0, kwargs["input_ids"].shape[1]:], skip_special_tokens=True)
-
-
-def _stream(model, tok, kwargs: dict) -> Iterator[str]:
-    from transformers import TextIteratorStreamer
-
-    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True, timeout=600)
-    errors: list[BaseException] = []
-
-    def work():
-        try:
-            with torch.no_grad():
-                model.generate(**kwargs, streamer=streamer)
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the consumer's thread
-            errors.append(exc)
-            streamer.end()
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    for chunk in streamer:
-        if chunk:
-            yield chunk
-    thread.join()
-    if errors:
-        raise errors[0]
+        return decoder.stream(ids, params)
+    return decoder.generate([ids], params, batch_size=1)[0].text
 
 
 def side_by_side(base, tuned, messages: list[dict], **gen_kwargs) -> dict:

@@ -25,6 +25,32 @@ def test_stream_concatenation_equals_plain_output(tiny, prompt):
     assert all(isinstance(c, str) and c for c in chunks)
 
 
+@pytest.mark.parametrize("kind", ["tiny-llama", "tiny-gpt2"])
+def test_greedy_chat_answer_is_hf_generates(kind):
+    import torch
+
+    from core.chat_template import end_token_ids, prompt_ids
+    from tests.decoding.helpers import build
+
+    model, tok = build(kind, "lora")  # weights large enough that answers differ by prompt (not just newlines)
+    msgs = chat.build_messages("You are helpful.", [("hi", "hello")], "What now?")
+    ids = torch.tensor([prompt_ids(tok, msgs)])
+    ends = end_token_ids(tok)
+    with torch.no_grad():
+        out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=16, do_sample=False,
+                             eos_token_id=ends, pad_token_id=ends[0], temperature=None, top_p=None, top_k=None)
+    reference = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+    assert reference.strip() and chat.generate(model, tok, msgs, max_new_tokens=16) == reference
+
+
+def test_sampling_draws_a_fresh_seed_unless_given(tiny):
+    model, tok = tiny
+    msgs = chat.build_messages(None, [], "tell me something")
+    kw = dict(max_new_tokens=12, do_sample=True, temperature=1.5, top_p=1.0)
+    assert chat.generate(model, tok, msgs, seed=3, **kw) == chat.generate(model, tok, msgs, seed=3, **kw)
+    assert len({chat.generate(model, tok, msgs, **kw) for _ in range(4)}) > 1
+
+
 def test_side_by_side_same_decoding(tiny):
     model, tok = tiny
     msgs = chat.build_messages(None, [], "hi")
