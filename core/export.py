@@ -7,14 +7,14 @@ final one.
 from __future__ import annotations
 
 import os
-import shutil
 import zipfile
 from pathlib import Path
 from typing import Optional
 
-from core.checkpoints import UsableWeights, load_weights, usable_weights
+from core.chat import run_weights
+from core.checkpoints import UsableWeights
 from core.errors import UserError
-from core.peft.cli import MERGEABLE
+from core.peft.cli import EXPORTS, MERGEABLE, export_run
 from core.workspace import run_dir
 
 FORMATS = ("adapter", "peft", "merged")
@@ -25,63 +25,22 @@ def available(method: str, fmt: str) -> bool:
     return fmt == "adapter" or (fmt == "peft" and method == "lora") or (fmt == "merged" and method in MERGEABLE)
 
 
-def require_weights(run_id: str) -> UsableWeights:
-    """The run's usable weights, or a UserError saying there are none yet."""
-    weights = usable_weights(run_id)
-    if weights is None:
-        raise UserError(f"Run '{run_id}' has no trained adapter and no checkpoint yet; resume it or train a new "
-                        "run.")
-    return weights
-
-
-def load_usable(run_id: str):
-    """``(model, tokenizer, run config, weights)``: the run's base model with its usable weights loaded."""
-    from core.chat import load_base_model
-
-    weights = require_weights(run_id)
-    model, tok, cfg = load_base_model(run_id)
-    model = load_weights(model, weights, cfg)
-    model.eval()
-    return model, tok, cfg, weights
-
-
 def _tag(weights: UsableWeights) -> str:
     return "" if weights.final else f"-step{weights.step}"
 
 
 def zip_path(run_id: str, fmt: str, weights: UsableWeights) -> Path:
     """``runs/<id>/export/<run_id>[-stepN]-<fmt>.zip``."""
-    return run_dir(run_id) / "export" / f"{run_id}{_tag(weights)}-{fmt}.zip"
-
-
-def export_weights(run_id: str, fmt: str, out: Path) -> tuple[Path, UsableWeights]:
-    """Write the run's usable weights in ``fmt`` into ``out``; returns the folder and the weights used."""
-    from core.peft import export_peft, merge_lora, save_adapter
-
-    if fmt not in FORMATS:
-        raise UserError(f"Unknown export format {fmt!r}; choose {', '.join(FORMATS)}.")
-    model, tok, cfg, weights = load_usable(run_id)
-    method = cfg.get("method") or "lora"
-    if not available(method, fmt):
-        raise UserError(f"The {fmt} export is not available for a {method} run; use the adapter export.")
-    shutil.rmtree(out, ignore_errors=True)
-    if fmt == "adapter":
-        save_adapter(model, out)
-    elif fmt == "peft":
-        export_peft(model, out)
-    else:
-        if method == "lora":
-            model = merge_lora(model)
-        model.save_pretrained(out)
-        tok.save_pretrained(out)
-    return out, weights
+    return run_dir(run_id) / EXPORTS / f"{run_id}{_tag(weights)}-{fmt}.zip"
 
 
 def build_export(run_id: str, fmt: str) -> Path:
-    """Export the run's usable weights in ``fmt`` and zip the folder; returns the zip."""
-    weights = require_weights(run_id)
-    folder = run_dir(run_id) / "export" / f"{fmt}{_tag(weights)}"
-    folder, weights = export_weights(run_id, fmt, folder)
+    """Export the run's usable weights in ``fmt`` (``core.peft.cli.export_run``) and zip the folder; returns the zip."""
+    if fmt not in FORMATS:
+        raise UserError(f"Unknown export format {fmt!r}; choose {', '.join(FORMATS)}.")
+    weights = run_weights(run_id)
+    folder = run_dir(run_id) / EXPORTS / f"{fmt}{_tag(weights)}"
+    export_run(run_id, fmt, folder, force=True)
     return zip_folder(folder, zip_path(run_id, fmt, weights))
 
 

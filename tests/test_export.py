@@ -9,7 +9,8 @@ import torch
 
 from core.checkpoints import usable_weights
 from core.errors import UserError
-from core.export import build_export, load_usable, zip_path
+from core.chat import load_run_model, run_weights
+from core.export import build_export, zip_path
 from tests.app.conftest import seeded, trained_run  # noqa: F401 - fixtures
 
 
@@ -33,7 +34,8 @@ def test_checkpoint_export_loads_back_to_the_same_model(stopped, workspace):
     from core.peft import load_adapter
 
     weights = usable_weights(stopped)
-    model, tok, cfg, used = load_usable(stopped)
+    model, tok, cfg = load_run_model(stopped)
+    used = run_weights(stopped)
     assert used == weights and not used.final
     target = build_export(stopped, "adapter")
     assert target == zip_path(stopped, "adapter", weights) and f"-step{weights.step}-" in target.name
@@ -59,7 +61,7 @@ def test_a_run_without_weights_is_refused_in_words(workspace):
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps({"model": "tiny-llama", "method": "lora"}))
     (folder / "status.json").write_text(json.dumps({"state": "stopped", "step": 0}))
-    with pytest.raises(UserError, match="no trained adapter and no checkpoint"):
+    with pytest.raises(UserError, match="no trained adapter yet"):
         build_export("empty-run", "adapter")
 
 

@@ -9,9 +9,8 @@ from typing import Iterator
 
 import streamlit as st
 
-from core.chat import generate
+from core.chat import generate, load_run_model
 from core.checkpoints import UsableWeights
-from core.export import load_usable
 from ui.loader import ModelLoader, forget, get_loader
 
 
@@ -23,7 +22,7 @@ def tuned_loader(run_id: str, weights: UsableWeights, start: bool = True) -> Mod
         stamp = 0
     key = f"run:{run_id}:{weights.path}:{stamp}"
     forget(f"run:{run_id}:", key)
-    return get_loader(key, start, load=lambda progress: load_usable(run_id)[:2])
+    return get_loader(key, start, load=lambda progress: load_run_model(run_id)[:2])
 
 
 def base_loader(name: str, start: bool = True) -> ModelLoader:

@@ -40,18 +40,6 @@ def _run_config(run_id: str) -> tuple[Path, dict, UsableWeights]:
     return folder, config, run_weights(run_id)
 
 
-def load_run(run_id: str):
-    """``(model with the run's weights loaded, tokenizer, run config)``."""
-    from core.checkpoints import load_weights
-    from core.defaults import DEFAULT_MODEL
-    from core.models import load_model
-
-    _, config, weights = _run_config(run_id)
-    model, tok = load_model(config.get("model") or DEFAULT_MODEL)
-    load_weights(model, weights, config)
-    return model, tok, config
-
-
 def check_out(run_id: str, out: str | Path, force: bool = False) -> Path:
     """Where an export may go: not inside the run's folder (except its export/ area), not a file, not a non-empty
     folder unless ``force``."""
@@ -115,7 +103,9 @@ def export_run(run_id: str, fmt: str, out: str | Path, force: bool = False, quan
         with disk_full_is_user_error(out):
             _write_into(out, lambda tmp: shutil.copytree(weights.path, tmp))
         return out
-    model, tok, _ = load_run(run_id)
+    from core.chat import load_run_model
+
+    model, tok, _ = load_run_model(run_id)
     if fmt == "gguf":
         from core.gguf import check_llama
         check_llama(model)  # before any writing: a GPT-2 base is refused with nothing left behind
