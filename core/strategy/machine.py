@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import torch
 
+from core.cpuload import OtherLoad
 from core.errors import UserError
 from core.fileio import atomic_write_json, read_json
 from core.workspace import kind_dir
@@ -136,15 +137,9 @@ def cpu_share(window_s: float = 0.25, windows: int = 4) -> float:
 
 def _others_busy(window_s: float) -> float:
     """Share (0-1) of all cores busy with other processes over ``window_s`` seconds."""
-    import psutil
-
-    own = psutil.Process()
-    own.cpu_percent(None)
-    psutil.cpu_percent(None)
+    load = OtherLoad()
     time.sleep(window_s)
-    cores = psutil.cpu_count() or 1
-    busy = psutil.cpu_percent(None) / 100 * cores  # cores busy, this process included
-    return min(1.0, max(0.0, busy - own.cpu_percent(None) / 100) / cores)
+    return load.share()
 
 
 def _speeds(device: str, clock, min_s: float, reps: int) -> tuple[float, float]:

@@ -22,9 +22,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-import psutil
 import torch
 
+from core.cpuload import OtherLoad
 from core.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 HEARTBEAT_S = 2.0
@@ -108,9 +108,7 @@ class SlowCheck:
     def __init__(self, expected_step_s: Optional[float], min_steps: int = SLOW_MIN_STEPS):
         self.expected = expected_step_s if expected_step_s and expected_step_s > 0 else None
         self.min_steps = min_steps
-        self.proc = psutil.Process()
-        psutil.cpu_percent(None)  # both counters measure from here
-        self.proc.cpu_percent(None)
+        self.load = OtherLoad()
 
     def check(self, measured_step_s: Optional[float], steps: int) -> Optional[dict]:
         """``{"ratio", "expected_step_s", "measured_step_s", "other_cpu_pct"}`` when slow, else None."""
@@ -119,10 +117,8 @@ class SlowCheck:
         ratio = measured_step_s / self.expected
         if ratio <= SLOW_RATIO:
             return None
-        total = psutil.cpu_percent(None)  # share of all cores since the last call
-        own = self.proc.cpu_percent(None) / (psutil.cpu_count() or 1)
         return {"ratio": round(ratio, 2), "expected_step_s": self.expected,
-                "measured_step_s": round(measured_step_s, 3), "other_cpu_pct": round(max(total - own, 0.0), 1)}
+                "measured_step_s": round(measured_step_s, 3), "other_cpu_pct": round(100 * self.load.share(), 1)}
 
 
 class TrainingMonitor:
