@@ -18,6 +18,7 @@ import pytest
 
 from tests.app.conftest import RUN_CONFIG, seed_dataset, write_project
 from tests.e2e.helpers import browser_page, idle, need_browser, streamlit_server
+from tests.training.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -52,26 +53,16 @@ def _status(home: Path, run_id: str) -> dict:
         return {}
 
 
-def _wait(what, timeout: float = 300.0, every: float = 0.5):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _start_run(page, server) -> str:
     """Open the Train page, press Start, and return the new run's id once it is training."""
     home = server["home"]
     before = json.loads((home / "project.json").read_text()).get("active_run")
     page.goto(f"{server['url']}/train")
     page.get_by_role("button", name="Start training").click()
-    run_id = _wait(lambda: (json.loads((home / "project.json").read_text()).get("active_run") or before) != before
-                   and json.loads((home / "project.json").read_text())["active_run"], 60)
-    _wait(lambda: _status(home, run_id).get("state") == "running" and (_status(home, run_id).get("step") or 0) > 0,
-          300)
+    run_id = wait_for(lambda: (json.loads((home / "project.json").read_text()).get("active_run") or before) != before
+                      and json.loads((home / "project.json").read_text())["active_run"], 60)
+    wait_for(lambda: _status(home, run_id).get("state") == "running" and (_status(home, run_id).get("step") or 0) > 0,
+             300)
     return run_id
 
 
@@ -95,7 +86,7 @@ def test_train_page_costs_the_server_almost_no_cpu(server, page):
     assert _status(home, run_id).get("state") == "running" and steps > 0  # the page was live all along
     assert used / elapsed < CPU_LIMIT
     page.get_by_role("button", name=re.compile("Stop")).click()
-    _wait(lambda: _status(home, run_id).get("state") in ("stopped", "completed", "failed"), 120)
+    wait_for(lambda: _status(home, run_id).get("state") in ("stopped", "completed", "failed"), 120)
 
 
 def test_a_stopped_run_is_evaluated_chatted_with_and_exported_as_of_its_checkpoint(server, page, tmp_path):
@@ -103,10 +94,10 @@ def test_a_stopped_run_is_evaluated_chatted_with_and_exported_as_of_its_checkpoi
 
     home = server["home"]
     run_id = _start_run(page, server)
-    _wait(lambda: list((home / "runs" / run_id / "checkpoints").glob("step-*/peft.safetensors")), 300)
+    wait_for(lambda: list((home / "runs" / run_id / "checkpoints").glob("step-*/peft.safetensors")), 300)
     page.get_by_role("button", name=re.compile("Stop")).click()
-    final = _wait(lambda: _status(home, run_id).get("state") in ("stopped", "failed", "completed")
-                  and _status(home, run_id), 180)
+    final = wait_for(lambda: _status(home, run_id).get("state") in ("stopped", "failed", "completed")
+                     and _status(home, run_id), 180)
     assert final["state"] == "stopped", final
     expect(page.get_by_text(re.compile(r"This run stopped at step \d+"))).to_be_visible(timeout=60_000)
     step = int(re.search(r"step (\d+)", page.get_by_text(re.compile(r"This run stopped at step")).inner_text())[1])
