@@ -1,0 +1,102 @@
+"""Was tuning worth it? Two baselines on the same test prompts and the same metric as the evaluation:
+
+- few-shot: the base model with ``FEW_SHOT_K`` training examples in the prompt (the first rows of the train split,
+  one per label for classification data so every label is shown);
+- retrieval: no model at all, the answer of the training row whose question is nearest (MinHash) to the test
+  question.
+
+The tuned model beats the baselines when its score is above both.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from core.data.minhash import signatures
+from core.evaluation.causes import NUM_PERM, row_texts, similarity
+from core.evaluation.checks import CheckResult
+from core.evaluation.prompts import last_user_text
+from core.evaluation.textmetrics import match_label, token_f1
+
+AnswerFn = Callable[[list[list[dict]]], list[str]]
+ProgressFn = Callable[[float, str], None]
+FEW_SHOT_K = 3   # examples in the few-shot prompt: enough to show the format, short enough for a small context
+
+
+def retrieval_answers(train_rows: Sequence[dict], questions: Sequence[str]) -> list[str]:
+    """For each question, the answer of the training row with the nearest question (MinHash)."""
+    if not train_rows:
+        return ["" for _ in questions]
+    pairs = [row_texts(c) for c in train_rows]
+    sigs = signatures([q for q, _ in pairs], num_perm=NUM_PERM)
+    queries = signatures(list(questions), num_perm=NUM_PERM)
+    return [pairs[int(np.argmax(similarity(q, sigs)))][1] for q in queries]
+
+
+def few_shot_examples(train_rows: Sequence[dict], k: int = FEW_SHOT_K, labels: Optional[Sequence[str]] = None) -> list[tuple[str, str]]:
+    """``k`` (question, answer) pairs from the training rows; one per label first when there are labels."""
+    pairs = [row_texts(c) for c in train_rows]
+    chosen, seen = [], set()
+    if labels:
+        for q, a in pairs:
+            if a in labels and a not in seen and len(chosen) < k:
+                chosen.append((q, a))
+                seen.add(a)
+    for pair in pairs:
+        if len(chosen) >= k:
+            break
+        if pair not in chosen:
+            chosen.append(pair)
+    return chosen
+
+
+def few_shot_prompt(messages: list[dict], examples: Sequence[tuple[str, str]]) -> list[dict]:
+    """``messages`` with the examples as earlier user/assistant turns, after any system message."""
+    system = [m for m in messages if m.get("role") == "system"]
+    rest = [m for m in messages if m.get("role") != "system"]
+    shots = [turn for q, a in examples for turn in ({"role": "user", "content": q},
+                                                     {"role": "assistant", "content": a})]
+    return system + shots + rest
+
+
+def score_answers(answers: Sequence[str], references: Sequence[str], labels: Optional[Sequence[str]]) -> float:
+    """The evaluation's task metric: accuracy for labels, else mean token F1."""
+    if not answers:
+        return 0.0
+    if labels:
+        return sum(match_label(a, labels) == r for a, r in zip(answers, references)) / len(answers)
+    return sum(map(token_f1, answers, references)) / len(answers)
+
+
+def check_baselines(answer_base: Optional[AnswerFn], report: dict, train_rows: Sequence[dict],
+                    limit: Optional[int] = None, progress: Optional[ProgressFn] = None) -> CheckResult:
+    """Tuned vs few-shot base vs retrieval on the report's test prompts (at most ``limit``)."""
+    t0 = time.perf_counter()
+    progress = progress or (lambda f, m: None)
+    examples = ((report.get("tuned") or {}).get("examples") or [])
+    examples = examples[:limit] if limit else examples
+    labels = report.get("labels")
+    refs = [e.get("reference", "") for e in examples]
+    metric = "accuracy" if labels else "token_f1"
+    progress(0.05, "baselines: retrieval")
+    retrieved = retrieval_answers(train_rows, [last_user_text(e.get("messages") or []) for e in examples])
+    shots = few_shot_examples(train_rows, FEW_SHOT_K, labels)
+    few_shot: list[str] = []
+    if answer_base is not None and examples:
+        progress(0.1, "baselines: few-shot base model")
+        few_shot = answer_base([few_shot_prompt(e["messages"], shots) for e in examples])
+    scores = {"retrieval": score_answers(retrieved, refs, labels)}
+    if answer_base is not None:
+        scores["few_shot"] = score_answers(few_shot, refs, labels)
+    tuned_score = score_answers([e.get("answer", "") for e in examples], refs, labels)
+    items = [{"prompt": last_user_text(e.get("messages") or []), "reference": r, "tuned": e.get("answer", ""),
+              "retrieval": ra, "few_shot": fa}
+             for e, r, ra, fa in zip(examples, refs, retrieved, few_shot or [None] * len(examples))]
+    progress(1.0, "baselines: done")
+    beats = bool(examples) and all(tuned_score > s for s in scores.values())
+    return CheckResult(name="baselines", base={**scores, "metric": metric, "k": FEW_SHOT_K},
+                       tuned={"score": tuned_score, "metric": metric, "beats_baselines": beats},
+                       items=items, seconds=time.perf_counter() - t0, generated=len(few_shot),
+                       notes=["baselines.beaten" if beats else "baselines.not_beaten"])
