@@ -22,7 +22,7 @@ VERBS = {
     "eval": ("core.evaluation.cli", "eval_command", "metrics, error analysis, robustness, performance of a run"),
     "chat": ("core.chat", "chat_command", "one answer (--prompt) or an interactive chat with a run"),
     "serve": ("core.serve.cli", "serve_command", "an OpenAI-compatible HTTP API answering with a run's model"),
-    "export": ("core.peft.cli", "export_command", "export a run as our adapter, a PEFT LoRA, a merged model or a GGUF file"),
+    "export": ("core.export", "export_command", "export a run as our adapter, a PEFT LoRA, a merged model or a GGUF file"),
     "bench": ("core.cli_misc", "bench_command", "print the benchmark tables of bench/ (runs python -m bench)"),
     "hello": ("core.cli_misc", "hello_command", "load a base model and ask it one question (smoke check)"),
 }
@@ -75,6 +75,8 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
                    help="rank known labels by likelihood (auto: on for classification data)")
     p.add_argument("--fresh-base", action="store_true",
                    help="score the base model again instead of reusing its cached results for the same prompts")
+    p.add_argument("--checks", help="release-gate checks after the evaluation: all, or a comma list of "
+                   "forgetting,abstention,leaks,causes,baselines,curve (each limited by --limit)")
     p = sub["chat"]
     p.add_argument("run_id")
     p.add_argument("--prompt")
@@ -86,6 +88,8 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("--quant", choices=["f16", "q8_0"], help="GGUF weight type (--format gguf only; default f16)")
     p.add_argument("--out", required=True)
     p.add_argument("--force", action="store_true", help="replace the contents of an existing --out folder")
+    p.add_argument("--accept-failing-gate", action="store_true",
+                   help="export a run that does not pass the release gate (recorded in its report)")
     p = sub["bench"]
     p.add_argument("--quick", action="store_true")
     p.add_argument("names", nargs="*", help="which benchmarks (default: all)")

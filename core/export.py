@@ -7,6 +7,7 @@ final one.
 from __future__ import annotations
 
 import os
+import sys
 import zipfile
 from pathlib import Path
 from typing import Optional
@@ -15,6 +16,7 @@ from core.chat import run_weights
 from core.checkpoints import UsableWeights
 from core.errors import UserError
 from core.peft.cli import EXPORTS, MERGEABLE, export_run
+from core.peft.cli import export_command as peft_export_command
 from core.workspace import run_dir
 
 FORMATS = ("adapter", "peft", "merged")
@@ -60,3 +62,15 @@ def report_html(run_id: str) -> Optional[Path]:
     """``runs/<id>/eval/report.html`` when the evaluation wrote one."""
     path = run_dir(run_id) / "eval" / "report.html"
     return path if path.exists() else None
+
+
+def export_command(args) -> int:
+    """``python -m core export``: refuses a run that does not pass the release gate unless
+    ``--accept-failing-gate`` (then recorded in its report), then exports (``core.peft.cli.export_command``)."""
+    from core.evaluation.gate import check_export_allowed
+
+    gate = check_export_allowed(args.run_id, getattr(args, "accept_failing_gate", False))
+    if gate is not None and not gate["passed"]:
+        print(f"note: run {args.run_id} does not pass the release gate ({gate['status']}); exporting as confirmed "
+              "(recorded in its report).", file=sys.stderr)
+    return peft_export_command(args)

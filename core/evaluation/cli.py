@@ -1,4 +1,6 @@
-"""``python -m core eval RUN_ID [--data FILE] [--limit N] [--json]``: progress on stderr, a summary (or JSON) on stdout."""
+"""``python -m core eval RUN_ID [--data FILE] [--limit N] [--checks all|forgetting,...] [--json]``: progress on
+stderr, a summary (or JSON) on stdout. ``--checks`` runs release-gate checks after the evaluation
+(core.evaluation.runchecks), each limited by ``--limit``."""
 from __future__ import annotations
 
 import json
@@ -37,19 +39,35 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"speed {p['name']:22} p50 {p['latency_p50_s']:.3f}s  TTFT p50 {p['ttft_p50_s']:.3f}s  "
                      f"{p['tokens_per_s']:.1f} tok/s  batch {p['batch_tokens_per_s']:.1f} tok/s  "
                      f"peak {p['peak_rss_mb']:.0f} MB")
+    lines += check_lines(report)
     folder = run_dir(report["run_id"]) / "eval"
     lines.append(f"report: {folder / 'report.html'} (and report.json); took {report['seconds']:.0f} s")
+    return lines
+
+
+def check_lines(report: dict) -> list[str]:
+    """One line per check that ran, then the release gate's verdict per check."""
+    lines = []
+    for name, c in (report.get("checks") or {}).items():
+        lines.append(f"check {name:11} base {json.dumps(c.get('base'), ensure_ascii=False)}  "
+                     f"tuned {json.dumps(c.get('tuned'), ensure_ascii=False)}  ({c.get('seconds', 0):.0f} s)")
+    gate = report.get("gate")
+    if gate:
+        verdicts = ", ".join(f"{n} {v['status']}" for n, v in gate["checks"].items())
+        lines.append(f"release gate: {gate['status'].upper()} ({verdicts})")
     return lines
 
 
 def eval_command(args) -> int:
     """Evaluate a run; exit 2 (via UserError) for a missing run/adapter or test data of another format."""
     from core.evaluation.jobs import PROGRESS_FILE
+    from core.evaluation.runchecks import parse_checks
 
+    checks = parse_checks(getattr(args, "checks", None))  # a wrong name is refused before any work
     # Progress goes to a file only for an existing run (no folder is created for a mistyped id).
     progress_file = run_dir(args.run_id) / "eval" / PROGRESS_FILE if run_dir(args.run_id).is_dir() else None
     try:
-        report = _evaluate(args, progress_file)
+        report = _evaluate(args, progress_file, checks)
     except BaseException as exc:
         if progress_file is not None:
             jobs.write_progress(progress_file, "failed", 0.0, str(exc) or type(exc).__name__)
@@ -60,14 +78,25 @@ def eval_command(args) -> int:
     return 0
 
 
-def _evaluate(args, progress_file) -> dict:
+CHECKS_SHARE = 0.5  # of the progress bar given to the checks when they follow the evaluation
+
+
+def _evaluate(args, progress_file, checks: list[str]) -> dict:
     from core.evaluation import evaluate_run
+    from core.evaluation.runchecks import run_checks
 
     scoring = {"auto": None, "on": True, "off": False}[getattr(args, "label_scoring", "auto") or "auto"]
-    return evaluate_run(args.run_id, data=args.data, limit=args.limit, progress=_progress(progress_file),
-                        robustness=not getattr(args, "no_robustness", False),
-                        performance=not getattr(args, "no_performance", False), label_scoring=scoring,
-                        reuse_base=not getattr(args, "fresh_base", False))
+    progress = _progress(progress_file)
+    split = 1.0 - CHECKS_SHARE if checks else 1.0
+    report = evaluate_run(args.run_id, data=args.data, limit=args.limit,
+                          progress=lambda f, m: progress(split * f, m),
+                          robustness=not getattr(args, "no_robustness", False),
+                          performance=not getattr(args, "no_performance", False), label_scoring=scoring,
+                          reuse_base=not getattr(args, "fresh_base", False))
+    if checks:
+        report = run_checks(args.run_id, checks, limit=args.limit,
+                            progress=lambda f, m: progress(split + (1 - split) * f, m))
+    return report
 
 
 def _print_report(args, report: dict) -> None:

@@ -210,6 +210,75 @@ def _section_speed(report: dict, chart) -> list[Block]:
     return [table(perf, cols), chart(fig)]
 
 
+CHECK_TITLES = {"gate": "Release gate", "forgetting": "Check: forgetting", "abstention": "Check: abstention",
+                "leaks": "Check: leaks", "causes": "Check: causes of bad answers",
+                "baselines": "Check: was tuning worth it? (baselines)", "curve": "Check: would more data help?"}
+MAX_CHECK_ITEMS = 20  # rows of a check's items shown in the HTML (report.json keeps them all)
+
+
+def _section_gate(gate: dict) -> list[Block]:
+    rows = [{"check": name, "result": v["status"].upper(), "value": v.get("value"), "threshold": v.get("limit")}
+            for name, v in gate["checks"].items()]
+    blocks = [note(f"Overall: {gate['status'].upper()}. Thresholds: {json.dumps(gate.get('thresholds'))}."),
+              table(rows, ["check", "result", "value", "threshold"])]
+    if gate.get("overrides"):
+        blocks += [heading("Exported although the gate did not pass", 4),
+                   table(gate["overrides"], ["who", "when", "status"])]
+    return blocks
+
+
+def _flat(item: dict) -> dict:
+    """A check item as table cells: lists of dicts (nearest rows) as lines of text."""
+    out = {}
+    for k, v in item.items():
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            out[k] = "\n".join(f"#{r.get('index')} ({cell(r.get('similarity'))}) {r.get('question', '')} → "
+                                f"{r.get('answer', '')}" for r in v)
+        elif isinstance(v, (dict, list)):
+            out[k] = json.dumps(v, ensure_ascii=False)
+        else:
+            out[k] = v
+    return out
+
+
+def _section_check(check: dict, chart) -> list[Block]:
+    figures = [{"model": who, **{k: v for k, v in (check.get(who) or {}).items()
+                                 if not isinstance(v, (dict, list))}} for who in ("base", "tuned")]
+    figures = [f for f in figures if len(f) > 1]
+    blocks = [note(f"{check.get('seconds', 0):.1f} s, {check.get('generated', 0)} answers generated. "
+                   f"Notes: {', '.join(check.get('notes') or []) or 'none'}.")]
+    if figures:
+        columns = ["model"] + sorted({k for f in figures for k in f} - {"model"})
+        blocks.append(table(figures, columns))
+    if check.get("name") == "curve":
+        blocks += _curve_chart(check, chart)
+    items = [_flat(i) for i in (check.get("items") or [])[:MAX_CHECK_ITEMS]]
+    if items:
+        blocks += [heading(f"Items ({len(check.get('items') or [])}, first {len(items)} shown)", 4),
+                   table(items, pre=[c for c in items[0] if isinstance(items[0][c], str)])]
+    return blocks
+
+
+def _curve_chart(check: dict, chart) -> list[Block]:
+    import plotly.graph_objects as go
+
+    points = [p for p in check.get("items") or [] if p.get("score") is not None]
+    if not points:
+        return []
+    fig = go.Figure(go.Scatter(x=[p["fraction"] for p in points], y=[p["score"] for p in points],
+                               mode="lines+markers"))
+    fig.update_layout(title="Learning curve", xaxis_title="share of the training data", yaxis_title="score")
+    return [chart(fig)]
+
+
+def check_sections(report: dict, chart) -> list[Section]:
+    """The release gate and one section per check that ran (report["checks"])."""
+    sections = [(CHECK_TITLES["gate"], _section_gate(report["gate"]))] if report.get("gate") else []
+    for name, check in (report.get("checks") or {}).items():
+        sections.append((CHECK_TITLES.get(name, f"Check: {name}"), _section_check(check, chart)))
+    return sections
+
+
 def _meta(report: dict) -> list[str]:
     lines = [f"Model {report.get('model')}, method {report.get('method')}; evaluated {report.get('created')} in "
              f"{cell(report.get('seconds'))} s."]
@@ -228,6 +297,7 @@ def render_html(report: dict) -> str:
                 ("Sample answers: base vs tuned", _section_samples(report)),
                 ("Error analysis", _section_errors(report)),
                 ("Robustness", _section_robustness(report, chart)), ("Speed", _section_speed(report, chart))]
+    sections = check_sections(report, chart) + sections  # the gate first: it is what a release decision reads
     return render_page(f"Evaluation of run {report.get('run_id')}", _meta(report), sections)
 
 

@@ -1,0 +1,48 @@
+"""Check 5: the few-shot and retrieval baselines, and the learning curve's verdict."""
+from core.evaluation.baselines import (FEW_SHOT_K, check_baselines, few_shot_prompt, few_shot_examples,
+                                       retrieval_answers)
+from core.evaluation.curve import more_data_verdict, subset_indices
+from tests.evaluation.planted import QA, example, report, train_rows
+
+
+def test_the_retrieval_baseline_answers_an_exact_training_question_with_that_rows_answer():
+    questions = [q for q, _ in QA]
+    assert retrieval_answers(train_rows(), questions) == [a for _, a in QA]
+
+
+def test_the_few_shot_prompt_puts_k_training_examples_before_the_question():
+    shots = few_shot_examples(train_rows())
+    msgs = few_shot_prompt([{"role": "system", "content": "S"}, {"role": "user", "content": "Q?"}], shots)
+    assert len(shots) == FEW_SHOT_K and msgs[0]["role"] == "system" and msgs[-1]["content"] == "Q?"
+    assert [m["content"] for m in msgs[1:-1:2]] == [q for q, _ in shots]
+    labelled = few_shot_examples([{"messages": [{"role": "user", "content": f"t{i}"},
+                                                {"role": "assistant", "content": lab}]}
+                                  for i, lab in enumerate("aaabbc")], 3, labels=["a", "b", "c"])
+    assert [a for _, a in labelled] == ["a", "b", "c"]  # every label shown once
+
+
+def test_tuning_beats_the_baselines_only_when_above_both():
+    rep = report("r", {})
+    prompts_seen = []
+
+    def copycat(prompts):  # a base model that answers the reference exactly: few-shot then wins
+        prompts_seen.extend(prompts)
+        return ["Refunds reach your card within five working days."] * len(prompts)
+
+    lost = check_baselines(copycat, rep, train_rows()).to_dict()
+    assert lost["tuned"]["beats_baselines"] is False and lost["base"]["few_shot"] == 1.0
+    assert lost["generated"] == 1 and len(prompts_seen[0]) == 2 * FEW_SHOT_K + 1
+    # A question no training row answers: retrieval returns some other row's answer, the tuned model knows it.
+    rep["tuned"]["examples"] = [example(0, "What colour is the logo?", "The logo is teal.", "The logo is teal.", 1.0)]
+    won = check_baselines(lambda p: ["no idea"] * len(p), rep, train_rows()).to_dict()
+    assert won["tuned"]["beats_baselines"] is True and won["tuned"]["score"] == 1.0
+
+
+def test_the_curve_says_more_data_helps_from_the_last_segment():
+    assert more_data_verdict([{"fraction": 0.25, "score": 0.2}, {"fraction": 0.5, "score": 0.4},
+                              {"fraction": 1.0, "score": 0.6}]) == "more_data_helps"
+    assert more_data_verdict([{"fraction": 0.25, "score": 0.2}, {"fraction": 0.5, "score": 0.6},
+                              {"fraction": 1.0, "score": 0.6}]) == "plateau"
+    assert more_data_verdict([{"fraction": 1.0, "score": 0.6}, {"fraction": 0.5, "score": None}]) == "unknown"
+    small, large = subset_indices(100, 0.25), subset_indices(100, 0.5)
+    assert len(small) == 25 and set(small) <= set(large) and len(subset_indices(100, 1.0)) == 100
