@@ -1,0 +1,74 @@
+"""The release gate: planted reports fail or pass per check; an export of a failing run needs a recorded confirmation."""
+import json
+
+import pytest
+
+from core.__main__ import main
+from core.errors import UserError
+from core.evaluation.gate import GateThresholds, apply_gate, check_export_allowed, gate_run, record_export_override
+from core.evaluation.report import render_html, write_report
+from core.workspace import run_dir
+from tests.evaluation.conftest import make_run
+from tests.evaluation.planted import broken_checks, good_checks, report
+
+
+def test_the_gate_passes_a_good_report_and_fails_each_broken_check():
+    good = apply_gate(report("good", good_checks()))
+    assert good["status"] == "pass" and good["passed"] and {v["status"] for v in good["checks"].values()} == {"pass"}
+    bad = apply_gate(report("bad", broken_checks()))
+    assert bad["status"] == "fail" and not bad["passed"]
+    assert {n: v["status"] for n, v in bad["checks"].items()} == {"forgetting": "fail", "abstention": "fail",
+                                                                  "leaks": "fail", "baselines": "fail"}
+    assert bad["checks"]["forgetting"]["value"] == 30 and bad["checks"]["leaks"]["value"] == 0.25
+
+
+def test_thresholds_move_the_verdict_and_a_missing_check_leaves_the_gate_incomplete():
+    checks = broken_checks()
+    lenient = GateThresholds(max_forgotten=30, min_abstention=0.0, max_leak_rate=0.3, beat_baselines=False)
+    assert apply_gate(report("r", checks), lenient)["status"] == "pass"
+    del checks["leaks"]
+    gate = apply_gate(report("r", checks), lenient)
+    assert gate["status"] == "incomplete" and gate["checks"]["leaks"]["status"] == "not_run" and not gate["passed"]
+
+
+def test_invalid_thresholds_are_refused_with_every_problem_named():
+    with pytest.raises(UserError) as err:
+        GateThresholds(max_forgotten=-1, min_abstention=2, max_leak_rate="x", beat_baselines="yes").validate()
+    for name in ("max_forgotten", "min_abstention", "max_leak_rate", "beat_baselines"):
+        assert name in str(err.value)
+    with pytest.raises(UserError, match="Unknown release-gate threshold"):
+        GateThresholds.from_dict({"max_forgoten": 1})
+
+
+def test_the_report_html_shows_the_gate_and_each_check():
+    rep = report("bad", broken_checks())
+    rep["gate"] = apply_gate(rep)
+    html = render_html(rep)
+    assert "Release gate" in html and "FAIL" in html and "Check: leaks" in html and "Check: forgetting" in html
+    assert html.index("Release gate") < html.index("Metrics: base vs tuned")
+
+
+def _plant(run_id: str, checks: dict) -> None:
+    write_report(report(run_id, checks), run_dir(run_id) / "eval")
+
+
+def test_export_of_a_failing_run_is_refused_without_confirmation_and_recorded_with_it(tmp_path, capsys):
+    run_id = make_run(tmp_path, run_id="broken")
+    _plant(run_id, broken_checks())
+    gate_run(run_id)
+    out = tmp_path / "out"
+    assert main(["export", run_id, "--format", "adapter", "--out", str(out)]) == 2
+    assert "release gate" in capsys.readouterr().err and not out.exists()
+    assert main(["export", run_id, "--format", "adapter", "--out", str(out), "--accept-failing-gate"]) == 0
+    assert (out / "adapter_config.json").exists() or any(out.iterdir())
+    stored = json.loads((run_dir(run_id) / "eval" / "report.json").read_text())
+    assert len(stored["gate"]["overrides"]) == 1 and stored["gate"]["overrides"][0]["status"] == "fail"
+    assert "Exported although the gate did not pass" in (run_dir(run_id) / "eval" / "report.html").read_text()
+
+
+def test_a_passing_or_unevaluated_run_exports_without_a_question(tmp_path):
+    _plant("good", good_checks())
+    assert check_export_allowed("good", False)["passed"]
+    assert check_export_allowed("never-evaluated", False) is None
+    entry = record_export_override("good", who="alice", when="2026-01-01T00:00:00+00:00")
+    assert entry == {"who": "alice", "when": "2026-01-01T00:00:00+00:00", "status": "pass"}
