@@ -67,10 +67,10 @@ def report_html(run_id: str) -> Optional[Path]:
 def export_command(args) -> int:
     """``python -m core export``: refuses a run that does not pass the release gate unless
     ``--accept-failing-gate`` (then recorded in its report), then exports (``core.peft.cli.export_command``)."""
-    from core.evaluation.gate import check_export_allowed
+    from core.evaluation.gate import blocks_export, check_export_allowed
 
     gate = check_export_allowed(args.run_id, getattr(args, "accept_failing_gate", False))
-    if gate is not None and not gate["passed"]:
+    if blocks_export(gate):
         print(f"note: run {args.run_id} does not pass the release gate ({gate['status']}); exporting as confirmed "
               "(recorded in its report).", file=sys.stderr)
     return peft_export_command(args)

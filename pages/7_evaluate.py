@@ -1,4 +1,5 @@
-"""Step 7 · Evaluate: the evaluation report of a run — metrics base vs tuned, errors, robustness, speed.
+"""Step 7 · Evaluate: the evaluation report of a run — metrics base vs tuned, errors, robustness, speed — and the
+release gate with its checks (forgetting, abstention, leaks, causes, baselines, learning curve).
 
 Any run with usable weights can be evaluated: the final adapter, or a stopped or failed run's newest checkpoint
 ("as of step N"). The evaluation runs as its own process (``python -m core eval``): a reload or a click
@@ -10,6 +11,7 @@ from core.evaluation.jobs import log_tail, start, state
 from core.fileio import read_json
 from core.workspace import run_dir
 from ui import t
+from ui.checksview import DEFAULT_CHECKS, check_label, render_checks
 from ui.common import ensure_shell, guarded, header, need, next_step
 from ui.evalview import render_report
 from ui.runview import run_status, weights_panel
@@ -30,10 +32,12 @@ if weights is not None:
         c1, c2 = st.columns([1, 3])
         limit = c1.number_input(t("evaluate.limit"), 0, 100_000, 20, help=t("evaluate.limit_help"))
         c2.caption(t("evaluate.explain"))
+        checks = c2.multiselect(t("evaluate.checks"), DEFAULT_CHECKS + ["curve"], DEFAULT_CHECKS,
+                                format_func=check_label, help=t("evaluate.checks_help"))
         go = st.form_submit_button(t("evaluate.run" if report is None else "evaluate.rerun"), type="primary",
                                    disabled=running)
     if go:
-        start(run_id, int(limit) or None)
+        start(run_id, int(limit) or None, list(checks))
         st.rerun()
 
 
@@ -55,6 +59,7 @@ elif job["state"] == "failed":
 
 if report:
     render_report(report)
+    render_checks(report, run_id)
     next_step("evaluate")
 elif weights is not None and not running:
     st.info(t("evaluate.none_yet"), icon="🧪")

@@ -13,6 +13,7 @@ from core.fileio import read_json
 from core.workspace import run_dir
 from ui import t
 from ui.chatview import base_loader, chat_stream, conversation, tuned_loader
+from ui.checksview import export_gate, record_confirmation
 from ui.common import ensure_shell, header, need, show_error
 from ui.models import loading_fragment
 from ui.runview import run_status, weights_panel
@@ -110,7 +111,7 @@ def chat_tab() -> None:
             answer(conv, st.session_state[PENDING], system_prompt, compare, max_new)
 
 
-def export_card(fmt: str, method: str) -> None:
+def export_card(fmt: str, method: str, allowed: bool = True, record: bool = False) -> None:
     """One export format: what it is, Build, and a download built only when clicked."""
     with st.container(border=True):
         c1, c2 = st.columns([3, 2])
@@ -120,9 +121,12 @@ def export_card(fmt: str, method: str) -> None:
             c2.caption(t("export.not_for_method", method=t(f"method.{method}.name")))
             return
         target = zip_path(run_id, fmt, weights)
-        if c2.button(t("export.build" if not target.exists() else "export.rebuild"), key=f"build_{fmt}"):
+        if c2.button(t("export.build" if not target.exists() else "export.rebuild"), key=f"build_{fmt}",
+                     disabled=not allowed):
             with st.status(t("export.building", fmt=t(f"export.{fmt}.title"))) as box:
                 try:
+                    if record:  # a failing release gate, confirmed: the report keeps who exported it anyway
+                        record_confirmation(run_id)
                     target = build_export(run_id, fmt)
                     box.update(label=t("export.built", size=target.stat().st_size / 1e6), state="complete")
                 except Exception as exc:  # noqa: BLE001 - shown, the page keeps working
@@ -143,8 +147,9 @@ def export_tab() -> None:
     st.markdown(t("export.intro"))
     if not weights.final:
         st.caption(t("export.as_of", step=weights.step))
+    allowed, record = export_gate(run_id)
     for fmt in FORMATS:
-        export_card(fmt, config.get("method", "lora"))
+        export_card(fmt, config.get("method", "lora"), allowed, record)
     with st.container(border=True):
         st.markdown(f"**{t('export.report.title')}**")
         html = report_html(run_id)

@@ -97,8 +97,8 @@ def _judge(name: str, section: Optional[dict], th: GateThresholds) -> dict:
 def apply_gate(report: dict, thresholds: Optional[GateThresholds] = None) -> dict:
     """{"thresholds", "checks": {name: {"status", "value", "limit"}}, "status": pass|fail|incomplete, "passed"}.
 
-    A check that was not run neither passes nor fails; the gate is then "incomplete", which, like "fail",
-    does not pass: an export asks for a confirmation.
+    A check that was not run neither passes nor fails; the gate is then "incomplete": it does not pass, but only a
+    failed check makes an export ask for a confirmation (``blocks_export``).
     """
     th = (thresholds or GateThresholds()).validate()
     checks = report.get("checks") or {}
@@ -164,14 +164,19 @@ def _user() -> str:
         return "unknown"
 
 
+def blocks_export(gate: Optional[dict]) -> bool:
+    """Whether an export needs a confirmation: a check failed (checks not run only leave the gate incomplete)."""
+    return bool(gate) and gate.get("status") == FAIL
+
+
 def check_export_allowed(run_id: str, accept_failing: bool) -> Optional[dict]:
-    """Refuse (UserError) an export of a run whose gate does not pass unless ``accept_failing``; with it, the
+    """Refuse (UserError) an export of a run whose gate fails unless ``accept_failing``; with it, the
     confirmation is recorded. Returns the gate (None for a run never evaluated: nothing to refuse on)."""
     gate = gate_of(run_id)
-    if gate is None or gate["passed"]:
+    if not blocks_export(gate):
         return gate
     if not accept_failing:
-        failing = [n for n, c in gate["checks"].items() if c["status"] != PASS]
+        failing = [n for n, c in gate["checks"].items() if c["status"] == FAIL]
         raise UserError(f"Run {run_id!r} does not pass the release gate ({gate['status']}: "
                         f"{', '.join(failing)}). Fix it, or export anyway with --accept-failing-gate "
                         "(recorded in the report).")

@@ -70,5 +70,7 @@ def test_a_passing_or_unevaluated_run_exports_without_a_question(tmp_path):
     _plant("good", good_checks())
     assert check_export_allowed("good", False)["passed"]
     assert check_export_allowed("never-evaluated", False) is None
+    _plant("no-checks", {})  # evaluated without checks: the gate is incomplete, which asks nothing
+    assert check_export_allowed("no-checks", False)["status"] == "incomplete"
     entry = record_export_override("good", who="alice", when="2026-01-01T00:00:00+00:00")
     assert entry == {"who": "alice", "when": "2026-01-01T00:00:00+00:00", "status": "pass"}
