@@ -48,3 +48,28 @@ def test_a_good_run_passes(workspace):
     _plant(workspace, "good", good_checks())
     at = open_page("7_evaluate")
     assert t("gate.overall", status=t("gate.status.pass")) in [e.value for e in at.success]
+
+
+def test_the_causes_tab_drops_the_chosen_rows_into_a_new_version_and_retrains(workspace, monkeypatch):
+    import core.evaluation.causes as causes
+    from tests.evaluation.planted import CAUSE_INDEX, train_rows, write_dataset
+
+    write_dataset(workspace)
+    folder = seed_run_files(workspace, "r1", "stopped", steps=0)
+    (folder / "config.json").write_text(json.dumps({"model": "tiny-llama", "method": "lora",
+                                                    "data": str(workspace / "datasets" / "faq")}))
+    rep = report("r1", {"causes": causes.check_causes(report("r1", {}), train_rows()).to_dict()})
+    write_report(rep, folder / "eval")
+    write_project(workspace, active_run="r1")
+    launched = []
+    monkeypatch.setattr(causes, "retrain", lambda run_id, dataset: launched.append((run_id, dataset)) or "r2")
+    at = open_page("7_evaluate")
+    assert t("checks.note.causes.method_minhash") in texts(at)
+    pick = next(m for m in at.multiselect if m.label == t("causes.pick"))
+    pick.set_value([CAUSE_INDEX]).run()
+    next(b for b in at.button if b.label == t("causes.drop_retrain")).click().run()
+    assert not at.exception
+    (run_id, dataset), = launched
+    meta = json.loads((workspace / "datasets" / dataset / "meta.json").read_text())
+    assert run_id == "r1" and meta["parent"] == "faq" and meta["changes"]["dropped"] == [CAUSE_INDEX]
+    assert any("r2" in s.value for s in at.success)
