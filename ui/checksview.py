@@ -6,7 +6,7 @@ from typing import Optional
 import pandas as pd
 import streamlit as st
 
-from core.evaluation.causes import compare_runs, drop_and_retrain
+from core.evaluation.causes import compare_runs, nearest_for_run, revise_and_retrain
 from core.evaluation.curve import CURVE_FRACTIONS, launch_curve
 from core.evaluation.gate import (GATE_CHECKS, GateThresholds, blocks_export, gate_of, gate_run, load_report,
                                   record_export_override)
@@ -128,17 +128,42 @@ def causes_tab(section: dict, run_id: str) -> None:
             st.markdown(f"**{t('evaluate.col.reference')}** {item.get('reference', '')}")
             st.caption(t("causes.method", method=section.get("tuned", {}).get("method", "MinHash")))
             near = item.get("nearest") or []
-            st.dataframe(pd.DataFrame([{t("causes.col.row"): r["index"], t("causes.col.similarity"): r["similarity"],
-                                        t("causes.col.question"): r["question"], t("causes.col.answer"): r["answer"]}
-                                       for r in near]), width="stretch", hide_index=True)
+            edited = st.data_editor(pd.DataFrame([{"row": r["index"], "similarity": r["similarity"],
+                                                   "question": r["question"], "answer": r["answer"]} for r in near]),
+                                    column_config=_near_columns(), disabled=["row", "similarity"],
+                                    hide_index=True, width="stretch", key=f"causes_edit_{n}")
             chosen = st.multiselect(t("causes.pick"), [r["index"] for r in near], key=f"causes_pick_{n}")
-            if st.button(t("causes.drop_retrain"), key=f"causes_drop_{n}", disabled=not chosen):
+            edits = _edits(near, edited)
+            if st.button(t("causes.drop_retrain"), key=f"causes_drop_{n}", disabled=not (chosen or edits)):
                 try:
-                    dataset, new_run = drop_and_retrain(run_id, chosen)
+                    dataset, new_run = revise_and_retrain(run_id, chosen, edits)
                     st.success(t("causes.retraining", dataset=dataset, run=new_run), icon="🔁")
                 except Exception as exc:  # noqa: BLE001 - shown; the page keeps working
                     show_error(exc)
     compare_panel(run_id)
+
+
+def _near_columns() -> dict:
+    return {"row": st.column_config.NumberColumn(t("causes.col.row")),
+            "similarity": st.column_config.NumberColumn(t("causes.col.similarity"), format="%.2f"),
+            "question": st.column_config.TextColumn(t("causes.col.question")),
+            "answer": st.column_config.TextColumn(t("causes.col.answer"))}
+
+
+def _edits(near: list[dict], edited) -> dict[int, tuple[str, str]]:
+    """Rows whose question or answer the user changed in the editor: index -> (question, answer)."""
+    out = {}
+    for r, (_, row) in zip(near, edited.iterrows()):
+        if (row["question"], row["answer"]) != (r["question"], r["answer"]):
+            out[int(r["index"])] = (str(row["question"]), str(row["answer"]))
+    return out
+
+
+def bad_answer_panel(run_id: str, question: str, answer: str) -> None:
+    """The training rows nearest to a chat answer the user marked as bad (MinHash)."""
+    st.caption(t("causes.method", method="MinHash"))
+    near = nearest_for_run(run_id, question, answer)
+    st.dataframe(pd.DataFrame(near), width="stretch", hide_index=True)
 
 
 def compare_panel(run_id: str) -> None:
@@ -189,4 +214,5 @@ def record_confirmation(run_id: str) -> None:
     record_export_override(run_id, who="app")
 
 
-__all__ = ["render_checks", "export_gate", "record_confirmation", "DEFAULT_CHECKS", "GATE_CHECKS", "check_label"]
+__all__ = ["render_checks", "export_gate", "record_confirmation", "bad_answer_panel", "DEFAULT_CHECKS",
+           "GATE_CHECKS", "check_label"]

@@ -179,10 +179,38 @@ def retrain(run_id: str, dataset_id: str) -> str:
     return new_run
 
 
-def drop_and_retrain(run_id: str, rows: Sequence[int]) -> tuple[str, str]:
-    """Drop training rows of a run's dataset into a new version and retrain on it; (dataset id, run id)."""
-    dataset = derive_dataset(run_dataset(run_id), drop=rows, reason="drop")
+def with_texts(conv: dict, question: str, answer: str) -> dict:
+    """A copy of a training conversation whose last user and last assistant turns read ``question`` and ``answer``."""
+    messages = [dict(m) for m in conv.get("messages") or []]
+    for role, text in (("user", question), ("assistant", answer)):
+        turn = next((m for m in reversed(messages) if m.get("role") == role), None)
+        if turn is not None:
+            turn["content"] = text
+    return {**conv, "messages": messages}
+
+
+def revise_and_retrain(run_id: str, drop: Sequence[int] = (),
+                       edits: Optional[dict[int, tuple[str, str]]] = None) -> tuple[str, str]:
+    """Drop and edit (index -> (question, answer)) training rows of a run's dataset into a new version, then
+    retrain with the run's settings on it; returns (dataset id, run id)."""
+    parent = run_dataset(run_id)
+    rows = _read_rows(dataset_dir(parent) / "splits" / "train.jsonl")
+    bad = sorted(i for i in (edits or {}) if not 0 <= int(i) < len(rows))
+    if bad:
+        raise UserError(f"Training row(s) {bad} do not exist; the train split of {parent!r} has {len(rows)} rows.")
+    conv_edits = {int(i): with_texts(rows[int(i)], q, a) for i, (q, a) in (edits or {}).items()}
+    dataset = derive_dataset(parent, drop=drop, edits=conv_edits, reason="edit" if conv_edits else "drop")
     return dataset, retrain(run_id, dataset)
+
+
+def nearest_for_run(run_id: str, question: str, answer: str, k: int = NEAREST_K) -> list[dict]:
+    """The training rows of a run nearest (MinHash) to a question and an answer marked bad, e.g. in chat."""
+    from core.data import load_split
+
+    cfg = read_json(run_dir(run_id) / "config.json", None)
+    if not isinstance(cfg, dict) or not cfg.get("data"):
+        raise UserError(f"Run {run_id!r} has no readable config with its training data.")
+    return nearest_rows(question, answer, load_split(cfg["data"], "train"), k)
 
 
 def compare_runs(report_a: dict, report_b: dict) -> list[dict]:

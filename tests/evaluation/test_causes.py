@@ -4,8 +4,9 @@ import json
 import pytest
 
 from core.errors import UserError
-from core.evaluation.causes import (METHOD, check_causes, compare_runs, derive_dataset, nearest_rows,
-                                    retrain_config, run_dataset)
+import core.evaluation.causes as causes
+from core.evaluation.causes import (METHOD, check_causes, compare_runs, derive_dataset, nearest_for_run, nearest_rows,
+                                    retrain_config, revise_and_retrain, run_dataset)
 from core.fileio import atomic_write_json
 from core.workspace import dataset_dir, run_dir
 from tests.evaluation.planted import CAUSE_INDEX, example, report, train_rows, write_dataset
@@ -64,3 +65,21 @@ def test_compare_runs_lists_the_test_answers_that_changed():
     changed = compare_runs(a, b)
     assert len(changed) == 1 and changed[0]["passed_a"] is False and changed[0]["passed_b"] is True
     assert compare_runs(a, a) == []
+
+
+def test_revise_and_retrain_drops_and_edits_rows_then_retrains_the_run_and_chat_answers_find_causes(workspace,
+                                                                                                  monkeypatch):
+    write_dataset(workspace)
+    atomic_write_json(run_dir("parent", create=True) / "config.json",
+                      {"model": "tiny-llama", "data": str(dataset_dir("faq")), "method": "lora"})
+    near = nearest_for_run("parent", "Can I get a refund?", "Refunds are never possible.")
+    assert near[0]["index"] == CAUSE_INDEX  # a chat answer marked bad finds the same cause
+    launched = []
+    monkeypatch.setattr(causes, "retrain", lambda run_id, ds: launched.append((run_id, ds)) or "child-run")
+    dataset, run = revise_and_retrain("parent", drop=[0], edits={CAUSE_INDEX: ("Refund?", "Refunds take five days.")})
+    rows = [json.loads(x) for x in (dataset_dir(dataset) / "splits" / "train.jsonl").read_text().splitlines()]
+    assert run == "child-run" and launched == [("parent", dataset)] and len(rows) == len(train_rows()) - 1
+    assert rows[CAUSE_INDEX - 1]["messages"] == [{"role": "user", "content": "Refund?"},
+                                                 {"role": "assistant", "content": "Refunds take five days."}]
+    with pytest.raises(UserError, match="do not exist"):
+        revise_and_retrain("parent", edits={42: ("q", "a")})
