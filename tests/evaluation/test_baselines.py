@@ -46,3 +46,44 @@ def test_the_curve_says_more_data_helps_from_the_last_segment():
     assert more_data_verdict([{"fraction": 1.0, "score": 0.6}, {"fraction": 0.5, "score": None}]) == "unknown"
     small, large = subset_indices(100, 0.25), subset_indices(100, 0.5)
     assert len(small) == 25 and set(small) <= set(large) and len(subset_indices(100, 1.0)) == 100
+
+
+def test_the_learning_curve_queues_three_runs_on_growing_subsets_then_reads_their_scores(workspace, monkeypatch):
+    import json
+
+    import core.runs
+    from core.evaluation import curve
+    from core.fileio import atomic_write_json
+    from core.workspace import dataset_dir, run_dir
+    from tests.evaluation.planted import write_dataset
+
+    write_dataset(workspace)
+    atomic_write_json(run_dir("parent", create=True) / "config.json",
+                      {"model": "tiny-llama", "data": str(dataset_dir("faq")), "method": "lora",
+                       "lora": {"r": 4}, "train": {"seed": 3, "max_seq_len": 128}})
+    launched = []
+    monkeypatch.setattr(core.runs, "launch", lambda cfg: launched.append(cfg) or f"c{len(launched)}")
+    plan = curve.launch_curve("parent", 90)
+    assert [p["rows"] for p in plan["points"]] == [2, 4, 9]  # 25 %, 50 %, 100 % of 9 training rows
+    assert [c["data"] for c in launched] == [str(dataset_dir(p["dataset"])) for p in plan["points"]]
+    assert all(c["lora"]["r"] == 4 and c["train"]["seed"] == 3 and c["train"]["max_steps"] for c in launched)
+    for p in plan["points"]:
+        assert json.loads((dataset_dir(p["dataset"]) / "meta.json").read_text())["parent"] == "faq"
+
+    scores = {"c1": 0.2, "c2": 0.4, "c3": 0.7}
+    monkeypatch.setattr(core.runs, "status", lambda rid: {"state": "completed"})
+    evaluated = []
+
+    def evaluate(rid, limit=None, robustness=True, performance=True):  # the last run has no report yet
+        evaluated.append((rid, limit, robustness, performance))
+        return {"labels": None, "tuned": {"examples": [{"answer": "x", "reference": "x"}] * 7
+                                          + [{"answer": "x", "reference": "y"}] * 3}}
+
+    for rid in ("c1", "c2"):
+        n = int(scores[rid] * 10)
+        atomic_write_json(run_dir(rid, create=True) / "eval" / "report.json", {"labels": None, "tuned": {"examples":
+                          [{"answer": "x", "reference": "x"}] * n + [{"answer": "x", "reference": "y"}] * (10 - n)}})
+    result = curve.check_curve("parent", limit=4, evaluate=evaluate).to_dict()
+    assert evaluated == [("c3", 4, False, False)]
+    assert [round(p["score"], 2) for p in result["items"]] == [0.2, 0.4, 0.7]
+    assert result["tuned"]["verdict"] == "more_data_helps" and "curve.more_data_helps" in result["notes"]
