@@ -35,7 +35,8 @@ def retrieval_answers(train_rows: Sequence[dict], questions: Sequence[str]) -> l
     return [pairs[int(np.argmax(similarity(q, sigs)))][1] for q in queries]
 
 
-def few_shot_examples(train_rows: Sequence[dict], k: int = FEW_SHOT_K, labels: Optional[Sequence[str]] = None) -> list[tuple[str, str]]:
+def few_shot_examples(train_rows: Sequence[dict], k: int = FEW_SHOT_K,
+                      labels: Optional[Sequence[str]] = None) -> list[tuple[str, str]]:
     """``k`` (question, answer) pairs from the training rows; one per label first when there are labels."""
     pairs = [row_texts(c) for c in train_rows]
     chosen, seen = [], set()

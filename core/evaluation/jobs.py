@@ -22,11 +22,13 @@ def folder(run_id: str) -> Path:
 
 
 def start(run_id: str, limit: Optional[int], checks: Optional[list[str]] = None) -> None:
-    """Start ``python -m core eval RUN_ID [--limit N] [--checks a,b]`` in its own session, output appended to
-    eval/eval.log."""
-    args = [run_id] + (["--limit", str(int(limit))] if limit else []) + (["--checks", ",".join(checks)] if checks else [])
+    """Start ``python -m core eval RUN_ID [--limit N] [--checks a,b]`` in its own session (output appended to
+    eval/eval.log)."""
+    args = [run_id] + (["--limit", str(int(limit))] if limit else [])
+    args += ["--checks", ",".join(checks)] if checks else []
     (folder(run_id) / PROGRESS_FILE).unlink(missing_ok=True)  # the previous job's
-    jobs.spawn(folder(run_id), "eval", args, log_name=LOG_FILE, job_file=JOB_FILE, extra={"limit": limit, "checks": list(checks or [])})
+    jobs.spawn(folder(run_id), "eval", args, log_name=LOG_FILE, job_file=JOB_FILE,
+               extra={"limit": limit, "checks": list(checks or [])})
 
 
 def log_tail(run_id: str, lines: int = 15) -> str:

@@ -214,6 +214,18 @@ CHECK_TITLES = {"gate": "Release gate", "forgetting": "Check: forgetting", "abst
                 "leaks": "Check: leaks", "causes": "Check: causes of bad answers",
                 "baselines": "Check: was tuning worth it? (baselines)", "curve": "Check: would more data help?"}
 MAX_CHECK_ITEMS = 20  # rows of a check's items shown in the HTML (report.json keeps them all)
+PLAIN_NOTES = {  # the verdicts a reader looks for, in plain words (the app words the same codes per language)
+    "causes.method_minhash": "Nearest training rows found by MinHash (character 5-gram overlap of question and answer).",
+    "baselines.beaten": "Tuning beat the baselines: the tuned model scores above the few-shot base model and the "
+                        "retrieval baseline.",
+    "baselines.not_beaten": "Tuning did NOT beat the baselines: a few-shot prompt or retrieving the nearest training "
+                            "answer does as well or better.",
+    "curve.more_data_helps": "More data would likely help: the score still rose from 50 % to 100 % of the data.",
+    "curve.plateau": "More data would likely not help much: the score flattened from 50 % to 100 % of the data.",
+    "curve.unknown": "Not enough scored learning-curve points for a verdict.",
+    "curve.waiting": "Some learning-curve runs are still training or not evaluated.",
+    "curve.not_started": "No learning curve was started.",
+}
 
 
 def _section_gate(gate: dict) -> list[Block]:
@@ -245,8 +257,8 @@ def _section_check(check: dict, chart) -> list[Block]:
     figures = [{"model": who, **{k: v for k, v in (check.get(who) or {}).items()
                                  if not isinstance(v, (dict, list))}} for who in ("base", "tuned")]
     figures = [f for f in figures if len(f) > 1]
-    blocks = [note(f"{check.get('seconds', 0):.1f} s, {check.get('generated', 0)} answers generated. "
-                   f"Notes: {', '.join(check.get('notes') or []) or 'none'}.")]
+    blocks = [heading(PLAIN_NOTES.get(code, code), 4) for code in check.get("notes") or []]
+    blocks.append(note(f"{check.get('seconds', 0):.1f} s, {check.get('generated', 0)} answers generated."))
     if figures:
         columns = ["model"] + sorted({k for f in figures for k in f} - {"model"})
         blocks.append(table(figures, columns))

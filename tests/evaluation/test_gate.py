@@ -1,4 +1,4 @@
-"""The release gate: planted reports fail or pass per check; an export of a failing run needs a recorded confirmation."""
+"""The release gate: planted reports fail or pass per check; exporting a failing run needs a recorded confirmation."""
 import json
 
 import pytest
@@ -46,6 +46,8 @@ def test_the_report_html_shows_the_gate_and_each_check():
     html = render_html(rep)
     assert "Release gate" in html and "FAIL" in html and "Check: leaks" in html and "Check: forgetting" in html
     assert html.index("Release gate") < html.index("Metrics: base vs tuned")
+    rep["checks"]["baselines"]["notes"] = ["baselines.not_beaten"]
+    assert "Tuning did NOT beat the baselines" in render_html(rep)
 
 
 def _plant(run_id: str, checks: dict) -> None:
