@@ -11,7 +11,8 @@ from core.evaluation.curve import CURVE_FRACTIONS, launch_curve
 from core.evaluation.gate import (GATE_CHECKS, GateThresholds, blocks_export, gate_of, gate_run, load_report,
                                   record_export_override)
 from core.evaluation.runchecks import CHECKS
-from core.workspace import list_ids
+from core.fileio import read_json
+from core.workspace import list_ids, run_dir
 from ui.common import show_error
 from ui.i18n import t
 
@@ -171,7 +172,9 @@ def compare_panel(run_id: str) -> None:
     others = [r for r in list_ids("runs") if r != run_id and load_report(r) is not None]
     if not others:
         return
-    other = st.selectbox(t("causes.compare_with"), others, key="causes_compare")
+    parent = (read_json(run_dir(run_id) / "retrained_from.json", {}) or {}).get("run")
+    first = others.index(parent) if parent in others else 0  # a retrained run is compared with its parent first
+    other = st.selectbox(t("causes.compare_with"), others, index=first, key="causes_compare")
     changed = compare_runs(load_report(run_id) or {}, load_report(other) or {})
     st.caption(t("causes.changed", n=len(changed)))
     if changed:
