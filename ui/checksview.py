@@ -205,9 +205,9 @@ def export_gate(run_id: str) -> tuple[bool, bool]:
         st.caption(t("gate.export.not_evaluated"))
         return True, False
     gate_verdict(gate)
+    st.dataframe(gate_table(gate), width="stretch", hide_index=True)  # pass or fail per check, always
     if not blocks_export(gate):
         return True, False
-    st.dataframe(gate_table(gate), width="stretch", hide_index=True)
     confirmed = st.checkbox(t("gate.export.confirm"), key=f"gate_confirm_{run_id}")
     return confirmed, confirmed
 
