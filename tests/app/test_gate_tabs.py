@@ -73,3 +73,21 @@ def test_the_causes_tab_drops_the_chosen_rows_into_a_new_version_and_retrains(wo
     meta = json.loads((workspace / "datasets" / dataset / "meta.json").read_text())
     assert run_id == "r1" and meta["parent"] == "faq" and meta["changes"]["dropped"] == [CAUSE_INDEX]
     assert any("r2" in s.value for s in at.success)
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_the_export_tab_asks_for_a_confirmation_before_exporting_a_failing_run(workspace, tmp_path, lang):
+    from tests.evaluation.conftest import make_run
+
+    make_run(tmp_path, run_id="broken")
+    rep = report("broken", broken_checks())
+    rep["gate"] = apply_gate(rep)
+    write_report(rep, workspace / "runs" / "broken" / "eval")
+    write_project(workspace, active_run="broken")
+    at = open_page("8_chat_export", lang)
+    builds = [b for b in at.button if b.label == t("export.build", lang)]
+    assert builds and all(b.disabled for b in builds)
+    assert t("gate.overall", lang, status=t("gate.status.fail", lang)) in [e.value for e in at.error]
+    next(c for c in at.checkbox if c.label == t("gate.export.confirm", lang)).check().run()
+    assert not at.exception
+    assert all(not b.disabled for b in at.button if b.label == t("export.build", lang))
