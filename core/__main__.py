@@ -75,6 +75,8 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
                    help="rank known labels by likelihood (auto: on for classification data)")
     p.add_argument("--fresh-base", action="store_true",
                    help="score the base model again instead of reusing its cached results for the same prompts")
+    p.add_argument("--compare", metavar="OTHER_RUN", help="no evaluation: list the test answers that changed "
+                   "between this run's report and OTHER_RUN's (e.g. a retrain without some rows)")
     p.add_argument("--checks", help="release-gate checks after the evaluation: all, or a comma list of "
                    "forgetting,abstention,leaks,causes,baselines,curve (each limited by --limit)")
     p = sub["chat"]

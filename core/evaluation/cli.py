@@ -58,12 +58,36 @@ def check_lines(report: dict) -> list[str]:
     return lines
 
 
+def compare_command(run_a: str, run_b: str, as_json: bool = False) -> int:
+    """Print the test answers that changed between two evaluated runs (core.evaluation.causes.compare_runs)."""
+    from core.errors import UserError
+    from core.evaluation.causes import compare_runs
+    from core.evaluation.gate import load_report
+
+    reports = [load_report(r) for r in (run_a, run_b)]
+    missing = [r for r, rep in zip((run_a, run_b), reports) if rep is None]
+    if missing:
+        raise UserError(f"No evaluation report for {', '.join(missing)}; evaluate first (python -m core eval RUN).")
+    changed = compare_runs(*reports)
+    if as_json:
+        print(json.dumps(changed, ensure_ascii=False))
+        return 0
+    print(f"{len(changed)} test answers changed between {run_a} and {run_b}")
+    mark = {True: "pass", False: "FAIL"}
+    for c in changed:
+        print(f"- {c['prompt']!r}\n    {run_a} [{mark[c['passed_a']]}]: {c['answer_a']!r}\n"
+              f"    {run_b} [{mark[c['passed_b']]}]: {c['answer_b']!r}")
+    return 0
+
+
 def eval_command(args) -> int:
     """Evaluate a run; exit 2 (via UserError) for a missing run/adapter or test data of another format."""
     from core.evaluation.jobs import PROGRESS_FILE
     from core.evaluation.runchecks import parse_checks
 
     checks = parse_checks(getattr(args, "checks", None))  # a wrong name is refused before any work
+    if getattr(args, "compare", None):
+        return compare_command(args.run_id, args.compare, args.json)
     # Progress goes to a file only for an existing run (no folder is created for a mistyped id).
     progress_file = run_dir(args.run_id) / "eval" / PROGRESS_FILE if run_dir(args.run_id).is_dir() else None
     try:

@@ -96,3 +96,17 @@ def test_the_eval_job_passes_the_checks_to_the_child(workspace, monkeypatch):
     eval_jobs.start("r1", 5, ["forgetting", "leaks"])
     assert calls[0][1] == ["r1", "--limit", "5", "--checks", "forgetting,leaks"]
     assert calls[0][2]["extra"]["checks"] == ["forgetting", "leaks"]
+
+
+def test_eval_compare_prints_the_answers_that_changed_without_evaluating(workspace, capsys):
+    from tests.evaluation.planted import example
+
+    write_report(report("a", {}), run_dir("a", create=True) / "eval")
+    fixed = report("b", {})
+    fixed["tuned"]["examples"] = [example(0, "How long until I get a refund?", "five days", "five days", 1.0)]
+    write_report(fixed, run_dir("b", create=True) / "eval")
+    assert main(["eval", "a", "--compare", "b"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("1 test answers changed between a and b") and "[FAIL]" in out and "b [pass]" in out
+    assert main(["eval", "a", "--compare", "nope"]) == 2
+    assert "No evaluation report for nope" in capsys.readouterr().err
