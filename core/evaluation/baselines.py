@@ -101,3 +101,22 @@ def check_baselines(answer_base: Optional[AnswerFn], report: dict, train_rows: S
                        tuned={"score": tuned_score, "metric": metric, "beats_baselines": beats},
                        items=items, seconds=time.perf_counter() - t0, generated=len(few_shot),
                        notes=["baselines.beaten" if beats else "baselines.not_beaten"])
+
+
+def dataset_baselines(dataset: str, answer_base: Optional[AnswerFn], system_prompt: Optional[str] = None,
+                      limit: Optional[int] = None, progress: Optional[ProgressFn] = None) -> CheckResult:
+    """Before training: the few-shot and retrieval baselines on a dataset's test split (no tuned figures yet)."""
+    from core.data import load_split
+    from core.evaluation.metrics import conversation_label, is_classification
+    from core.evaluation.prompts import split_conversation
+
+    test, train = load_split(dataset, "test"), load_split(dataset, "train")
+    labels = sorted({conversation_label(c) for c in train + test} - {None}) if is_classification(test) else None
+    examples = []
+    for i, conv in enumerate(test):
+        messages, reference = split_conversation(conv, system_prompt)
+        examples.append({"index": i, "messages": messages, "answer": "",
+                         "reference": conversation_label(conv) if labels else reference})
+    result = check_baselines(answer_base, {"labels": labels, "tuned": {"examples": examples}}, train, limit, progress)
+    result.tuned, result.notes = {}, []
+    return result

@@ -87,3 +87,15 @@ def test_the_learning_curve_queues_three_runs_on_growing_subsets_then_reads_thei
     assert evaluated == [("c3", 4, False, False)]
     assert [round(p["score"], 2) for p in result["items"]] == [0.2, 0.4, 0.7]
     assert result["tuned"]["verdict"] == "more_data_helps" and "curve.more_data_helps" in result["notes"]
+
+
+def test_before_training_the_baselines_run_on_the_datasets_test_split(workspace):
+    from core.evaluation.baselines import dataset_baselines
+    from tests.evaluation.planted import write_dataset
+
+    write_dataset(workspace)
+    seen = []
+    result = dataset_baselines("faq", lambda p: seen.extend(p) or ["We ship to Canada."] * len(p), "Be brief.")
+    assert result.tuned == {} and result.generated == 2 and seen[0][0] == {"role": "system", "content": "Be brief."}
+    assert result.base["retrieval"] > 0.9  # both test questions are paraphrases of training questions
+    assert 0 < result.base["few_shot"] < result.base["retrieval"]
