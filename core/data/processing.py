@@ -120,7 +120,7 @@ class AdvancedDataProcessor:
         """Drop conversations with no non-empty assistant turn; drop empty turns inside the rest."""
         out = []
         for c in convs:
-            msgs = [m for m in c["messages"] if m["content"].strip()]
+            msgs = [m for m in c["messages"] if m["content"].strip() or m.get("tool_calls")]
             has_user = is_text_doc(c) or any(m["role"] == "user" for m in msgs)
             if has_user and any(m["role"] == "assistant" for m in msgs):
                 out.append({**c, "messages": msgs})

@@ -210,7 +210,7 @@ class DataQualityAnalyzer:
         empty, no_answer, trailing_user = [], [], []
         for i, c in enumerate(convs):
             msgs = c["messages"]
-            if any(not m["content"].strip() for m in msgs):
+            if any(not m["content"].strip() and not m.get("tool_calls") for m in msgs):
                 empty.append(i)
             if not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
                 no_answer.append(i)
