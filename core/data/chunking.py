@@ -57,10 +57,17 @@ def pack_pays(lengths: list[int], size: int) -> bool:
     return bool(lengths) and sum(lengths) / len(lengths) < DOC_PACK_BELOW * size
 
 
+def plan_chunks(lengths: list[int], size: int, overlap: int = DOC_CHUNK_OVERLAP) -> dict:
+    """The counts ``document_examples`` reports, from token lengths alone (eos included): for Analyze."""
+    packed = pack_pays(lengths, size) and len(lengths) > 1
+    streams = [sum(lengths)] if packed else lengths
+    return {"documents": len(lengths), "chunks": sum(count_chunks(n, size, overlap) for n in streams if n),
+            "doc_tokens": sum(lengths), "chunk_overlap": effective_overlap(size, overlap), "documents_packed": packed}
+
+
 def document_examples(docs: list[list[int]], size: int, overlap: int = DOC_CHUNK_OVERLAP) -> tuple[list[dict], dict]:
     """Windows of many documents (each already ending with eos), packed first when that pays; plus counts."""
     packed = pack_pays([len(d) for d in docs], size) and len(docs) > 1
     streams = [[t for d in docs for t in d]] if packed else docs
     examples = [ex for ids in streams if ids for ex in chunk_document(ids, size, overlap)]
-    return examples, {"documents": len(docs), "chunks": len(examples), "doc_tokens": sum(map(len, docs)),
-                      "chunk_overlap": effective_overlap(size, overlap), "documents_packed": packed}
+    return examples, {**plan_chunks([len(d) for d in docs], size, overlap), "chunks": len(examples)}

@@ -104,8 +104,11 @@ class AdvancedDataProcessor:
         self.seed = seed
         self.operations: list[dict] = []
 
-    def _log(self, op: str, before: int, after: int, **extra) -> None:
+    def log(self, op: str, before: int, after: int, **extra) -> None:
+        """Record a step's before/after counts (steps run outside this class log here too: preference pairs)."""
         self.operations.append({"op": op, "before": before, "after": after, "removed": before - after, **extra})
+
+    _log = log
 
     @staticmethod
     def _map_contents(convs: list[dict], fn: Callable[[str], str]) -> tuple[list[dict], int]:

@@ -414,7 +414,12 @@ def normalize(table: Table, fmt: str, mapping: dict[str, str]) -> list[dict]:
 def load_conversations(path, format: str | None = None, mapping: dict[str, str] | None = None
                        ) -> tuple[list[dict], dict]:
     """Read a file and normalise it: (conversations, info) where info has format, columns, rows, mapping, notes."""
-    table = read_table(path)
+    return conversations_from_table(read_table(path), format, mapping)
+
+
+def conversations_from_table(table: Table, format: str | None = None, mapping: dict[str, str] | None = None
+                             ) -> tuple[list[dict], dict]:
+    """``load_conversations`` of a table already read; info's ``kind`` is 'document' for plain text, else 'chat'."""
     fmt, resolved = resolve_mapping(table, format, mapping)
     convs = normalize(table, fmt, resolved)
     if not convs:
@@ -427,7 +432,7 @@ def load_conversations(path, format: str | None = None, mapping: dict[str, str] 
     if chat_col and chat_col not in ("messages", "conversations"):
         notes.append(note("chat_column", column=chat_col))
     labels = sorted({c["meta"]["label"] for c in convs if "label" in c["meta"]})
-    info = {"format": fmt, "mapping": resolved, "columns": table.columns, "rows": len(convs),
+    info = {"format": fmt, "kind": "document" if fmt == "text" else "chat", "mapping": resolved, "columns": table.columns, "rows": len(convs),
             "records": len(table.records), "file_type": table.file_type, "encoding": table.encoding,
             "notes": notes, "source": table.source, "num_labels": len(labels)}
     return convs, info
