@@ -1,6 +1,8 @@
 """Documents for continued pretraining: overlapping windows, no token lost, each token learned once, packing."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from core.data.chunking import (IGNORE, chunk_document, chunk_spans, count_chunks, document_examples,
@@ -8,6 +10,7 @@ from core.data.chunking import (IGNORE, chunk_document, chunk_spans, count_chunk
 from core.data.loader import SmartDataLoader
 from core.defaults import DOC_CHUNK_OVERLAP
 from core.models import tiny_tokenizer
+from core.workspace import dataset_dir
 
 
 @pytest.mark.parametrize("n,size,overlap", [(1000, 256, 32), (257, 256, 32), (256, 256, 32), (5, 256, 32),
@@ -61,3 +64,36 @@ def test_documents_and_chats_mix():
     doc = {"messages": [{"role": "assistant", "content": "word " * 100}], "meta": {"row": 2}}
     examples, stats = SmartDataLoader(tok, max_seq_len=128).encode_all([chat, doc])
     assert stats["documents"] == 1 and len(examples) == 1 + stats["chunks"] and stats["chunks"] == count_chunks(501, 128)
+
+
+def test_long_text_field_dataset_analysis_matches_the_loader(tmp_path):
+    """Analyze reports the token count and the number of windows the trainer's loader will make."""
+    from core.data.dataset import load_split, prepare_dataset
+    from core.data.kinds import load_rows
+    from core.data.quality import DataQualityAnalyzer
+
+    from .helpers import write_jsonl
+
+    tok = tiny_tokenizer()
+    rows = [{"text": "".join(f"Chapter {d}, sentence {i}. " for i in range(60 + 40 * d))} for d in range(5)]
+    path = write_jsonl(tmp_path / "manual.jsonl", rows)
+    convs, info = load_rows(path)
+    assert (info["kind"], info["format"]) == ("document", "text")
+    report = DataQualityAnalyzer(tokenizer=tok, max_seq_len=256).analyze(convs, info)
+    docs = report["checks"]["documents"]
+    _, stats = SmartDataLoader(tok, max_seq_len=256).encode_all(convs)
+    assert (docs["documents"], docs["doc_tokens"], docs["chunks"]) == (5, stats["doc_tokens"], stats["chunks"])
+    assert not any(d["code"] == "too_long" for d in report["deductions"])  # chunked, not truncated
+    dataset_id = prepare_dataset(path, model=None, split=(0.6, 0.2, 0.2))
+    meta = json.loads((dataset_dir(dataset_id) / "meta.json").read_text(encoding="utf-8"))
+    assert meta["kind"] == "document" and meta["documents"]["documents"] == 5
+    assert len(load_split(dataset_id, "train")) == 3
+
+
+def test_markdown_upload_is_a_document(tmp_path):
+    from core.data.kinds import load_rows
+    from core.data.uploads import save_upload
+
+    path = save_upload("guide.md", b"# Guide\n\nFirst part of the guide.\n\nSecond part.\n")
+    convs, info = load_rows(path)
+    assert info["kind"] == "document" and len(convs) == 3
