@@ -99,7 +99,7 @@ def prepare_dataset(path, *, format: str | None = None, mapping: dict[str, str] 
             _write_jsonl(tmp / "splits" / f"{part}.jsonl", parts[part])
         lineage = name.rsplit("-v", 1)[0] if name else slugify(Path(path).stem)
         meta = {"id": dataset_id, "format": info["format"], "kind": info["kind"], "source_file": Path(path).name,
-                "raw_file": raw_name, "documents": report["checks"].get("documents") or None,
+                "raw_file": raw_name, "documents": report["checks"].get("documents") or None, "max_seq_len": max_seq_len,
                 "mapping": info["mapping"], "columns": info["columns"], "file_type": info["file_type"],
                 "encoding": info["encoding"], "notes": info["notes"], "num_labels": info["num_labels"],
                 "counts": {"records": info["records"], "normalized": len(rows),
