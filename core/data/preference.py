@@ -81,6 +81,10 @@ def resolve_preference(table: Table, fmt: str | None, mapping: dict[str, str] | 
     fmt = fmt or (found[0] if found else ("preference" if mapping and "prompt" in mapping else "transcript_pairs"))
     resolved = dict(found[1]) if found and found[0] == fmt else {}
     resolved.update(mapping or {})
+    for field in PAIR_FIELDS[fmt]:  # fields the mapping leaves out, found by name
+        col = resolved.get(field) or _find(table.columns, field, set(resolved.values()))
+        if col:
+            resolved[field] = col
     missing_cols = [c for c in resolved.values() if c not in table.columns]
     if missing_cols:
         raise UserError(f"The mapping names column(s) {', '.join(map(repr, missing_cols))} that the file does not "

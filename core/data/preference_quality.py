@@ -15,7 +15,6 @@ from .text import norm_key
 
 LENGTH_BIAS_SHARE = 0.7  # chosen longer (or shorter) in this share of pairs: the model may learn length, not quality
 LENGTH_BIAS_MIN_PAIRS = 20  # fewer pairs say little about a bias
-PAIR_CHECKS = ("size", "lengths", "script", "pii", "formatting")
 
 
 def side_text(messages: list[dict]) -> str:
@@ -27,17 +26,26 @@ def _conv(pair: PreferencePair, *sides: str) -> dict:
     return {"messages": pair.prompt + [m for s in sides for m in getattr(pair, s)], "meta": dict(pair.meta)}
 
 
+def identical_or_empty(pairs: list[PreferencePair]) -> tuple[list[int], list[int]]:
+    """Indices of pairs that teach nothing: an empty side (or prompt), or chosen equal to rejected."""
+    empty, identical = [], []
+    for i, pair in enumerate(pairs):
+        texts = [side_text(pair.prompt), side_text(pair.chosen), side_text(pair.rejected)]
+        if not all(t.strip() for t in texts):
+            empty.append(i)
+        elif norm_key(texts[1]) == norm_key(texts[2]):
+            identical.append(i)
+    return empty, identical
+
+
 def pair_figures(pairs: list[PreferencePair], tokenizer: Any = None) -> dict:
     """Row indices of identical and empty pairs and duplicate prompts; the length-bias figures."""
-    identical, empty, dup = [], [], []
+    empty, identical = identical_or_empty(pairs)
+    dup: list[int] = []
     first_prompt: dict[str, int] = {}
     chosen_t = [side_text(p.chosen) for p in pairs]
     rejected_t = [side_text(p.rejected) for p in pairs]
     for i, pair in enumerate(pairs):
-        if not chosen_t[i].strip() or not rejected_t[i].strip() or not side_text(pair.prompt).strip():
-            empty.append(i)
-        elif norm_key(chosen_t[i]) == norm_key(rejected_t[i]):
-            identical.append(i)
         key = norm_key(side_text(pair.prompt))
         if key in first_prompt:
             dup.append(i)
@@ -96,15 +104,3 @@ def analyze_pairs(pairs: list[PreferencePair], info: dict | None = None, tokeniz
     lost = sum(d["points"] for d in deductions)
     return {**report, "kind": "preference", "score": max(0, 100 - lost), "checks": checks,
             "deductions": sorted(deductions, key=lambda d: -d["points"])}
-
-
-def identical_or_empty(pairs: list[PreferencePair]) -> tuple[list[int], list[int]]:
-    """Indices of pairs that teach nothing: an empty side (or prompt), or chosen equal to rejected."""
-    empty, identical = [], []
-    for i, pair in enumerate(pairs):
-        texts = [side_text(pair.prompt), side_text(pair.chosen), side_text(pair.rejected)]
-        if not all(t.strip() for t in texts):
-            empty.append(i)
-        elif norm_key(texts[1]) == norm_key(texts[2]):
-            identical.append(i)
-    return empty, identical

@@ -43,7 +43,7 @@ ROLE_MAP = {"system": "system", "user": "user", "human": "user", "customer": "us
             "bard": "assistant", "bing": "assistant", "tool": "tool", "function": "tool", "observation": "tool"}
 EXPECTED_HELP = ("instruction+output[+input] (alpaca); question+answer, query+response or instruction+response (qa); "
                  "prompt+completion; messages (list of role/content); conversations (ShareGPT from/value); "
-                 "text+label (classification); text (plain documents)")
+                 "text+label (classification); text (plain documents); prompt+chosen+rejected (preference pairs)")
 _META_SKIP_LEN = 200
 
 

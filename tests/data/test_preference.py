@@ -184,3 +184,22 @@ def test_cli_refuses_a_broken_preference_file(tmp_path, capsys):
                                                  {"prompt": "a", "chosen": "b", "rejected": None}])
     assert main(["analyze", str(path)]) == 2
     assert "Row 2" in capsys.readouterr().err
+
+
+def test_explicit_mapping_and_format(tmp_path):
+    rows = [{"question": "Q?", "good": "Helpful.", "bad": "Curt."}]
+    path = write_jsonl(tmp_path / "m.jsonl", rows)
+    pairs, info = load_rows(path, mapping={"prompt": "question", "chosen": "good", "rejected": "bad"})
+    assert info["format"] == "preference" and pairs[0].chosen == [bot("Helpful.")]
+    with pytest.raises(UserError, match="needs columns for chosen"):
+        load_rows(path, format="transcript_pairs")
+
+
+def test_load_pairs_of_a_file_holds_out_ten_percent(tmp_path):
+    rows = [{"prompt": f"Q{i}?", "chosen": f"Good {i}.", "rejected": f"Bad {i}."} for i in range(50)]
+    path = write_jsonl(tmp_path / "p.jsonl", rows)
+    train, val = load_pairs(str(path), "train"), load_pairs(str(path), "val")
+    assert (len(train), len(val)) == (45, 5)
+    assert not {p.prompt[0]["content"] for p in train} & {p.prompt[0]["content"] for p in val}
+    with pytest.raises(UserError, match="preference pairs"):
+        load_split(str(path), "train")
