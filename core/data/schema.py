@@ -324,10 +324,27 @@ def _turns(value: Any, role_key: str, text_key: str, row: int) -> list[dict]:
     for turn in value:
         if not isinstance(turn, dict) or role_key not in turn:
             raise UserError(f"Row {row}: every turn needs {role_key!r} and {text_key!r} keys; found {turn!r:.80}.")
+        if str(turn[role_key]).strip().lower() == "function_call":  # LLaMA-Factory's ShareGPT tool call
+            out.append(_sharegpt_call(turn.get(text_key), row))
+            continue
         role = _role(turn[role_key], row)
         out.append({"role": role, "content": _text(turn.get(text_key)), **_weight(turn, role, row),
                     **_tool_fields(turn, role, row)})
     return out
+
+
+def _sharegpt_call(value: Any, row: int) -> dict:
+    """A ShareGPT ``function_call`` turn (JSON {"name", "arguments"}) as an assistant turn with a tool call."""
+    try:
+        call = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        call = None
+    if not isinstance(call, dict) or not call.get("name"):
+        raise UserError(f"Row {row}: a function_call turn must hold JSON like {{\"name\": ..., \"arguments\": "
+                        f"{{...}}}}; found {value!r:.80}.")
+    function = {"name": call["name"], "arguments": call.get("arguments") or {}}
+    return {"role": "assistant", "content": "", "tool_calls": [_tool_call({"type": "function", "function": function},
+                                                                          row)]}
 
 
 def _prefix(system: str) -> list[dict]:

@@ -122,3 +122,18 @@ def test_tool_calls_survive_prepare(tmp_path):
     tool_conv = next(c for c in train if c.get("tools"))
     assert [m["role"] for m in tool_conv["messages"]] == ["user", "assistant", "tool", "assistant"]
     assert json.dumps(tool_conv["messages"][1]["tool_calls"][0]["function"]["arguments"]) == '{"city": "Paris"}'
+
+
+def test_sharegpt_function_call_and_observation_become_tool_turns(tmp_path):
+    rows = [{"conversations": [{"from": "human", "value": "Weather in Paris?"},
+                               {"from": "function_call", "value": '{"name": "get_weather", "arguments": {"city": "Paris"}}'},
+                               {"from": "observation", "value": '{"temp_c": 21}'},
+                               {"from": "gpt", "value": "It is 21 degrees in Paris."}]}]
+    convs, info = load_conversations(write_jsonl(tmp_path / "s.jsonl", rows))
+    assert info["format"] == "sharegpt"
+    msgs = convs[0]["messages"]
+    assert [m["role"] for m in msgs] == ["user", "assistant", "tool", "assistant"]
+    assert msgs[1]["tool_calls"][0]["function"] == {"name": "get_weather", "arguments": {"city": "Paris"}}
+    tok = tool_tokenizer()
+    examples, _ = SmartDataLoader(tok, max_seq_len=2048).encode_all(convs)
+    assert learned(examples[0], tok)[0].startswith('\n<tool_call>\n{"name": "get_weather"')
