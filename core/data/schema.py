@@ -45,6 +45,9 @@ EXPECTED_HELP = ("instruction+output[+input] (alpaca); question+answer, query+re
                  "prompt+completion; messages (list of role/content); conversations (ShareGPT from/value); "
                  "text+label (classification); text (plain documents); prompt+chosen+rejected (preference pairs)")
 _META_SKIP_LEN = 200
+# A text column this long on average (and this many times longer than any other prose column) holds documents.
+DOC_FIELD_CHARS = 2000
+DOC_FIELD_RATIO = 10
 
 
 # ---------------------------------------------------------------- column helpers
@@ -129,11 +132,17 @@ def _plausible(fmt: str, mapping: dict[str, str], table: Table) -> bool:
             continue
         if isinstance(_first_value(table.records, col), (list, dict)):
             return False
-    if fmt == "text":  # a text column beside other prose columns is probably a pair we could not name
+    if fmt == "text":  # a text column beside other prose columns is probably a pair we could not name,
         others = [c for c in table.columns if c != mapping["text"] and _column_profile(table, c)[2] == "str"
                   and _column_profile(table, c)[3] >= 0.5]
-        return not others or table.file_type == "txt"
+        return not others or table.file_type == "txt" or _long_field(table, mapping["text"], others)
     return True
+
+
+def _long_field(table: Table, column: str, others: list[str]) -> bool:
+    """A document column (a wiki page, a manual's chapter) beside short prose such as a title: still documents."""
+    mean = _column_profile(table, column)[0]
+    return mean >= DOC_FIELD_CHARS and all(mean >= DOC_FIELD_RATIO * _column_profile(table, c)[0] for c in others)
 
 
 def _column_profile(table: Table, col: str) -> tuple[float, int, str, float]:

@@ -97,3 +97,15 @@ def test_markdown_upload_is_a_document(tmp_path):
     path = save_upload("guide.md", b"# Guide\n\nFirst part of the guide.\n\nSecond part.\n")
     convs, info = load_rows(path)
     assert info["kind"] == "document" and len(convs) == 3
+
+
+def test_long_text_field_beside_a_title_is_a_document(tmp_path):
+    from core.data.kinds import load_rows
+
+    from .helpers import write_jsonl
+
+    rows = [{"title": f"Chapter {d} of the guide", "text": "".join(f"Step {i} of chapter {d}. " for i in range(200))}
+            for d in range(3)]
+    convs, info = load_rows(write_jsonl(tmp_path / "wiki.jsonl", rows))
+    assert (info["kind"], info["mapping"]) == ("document", {"text": "text"})
+    assert convs[0]["meta"]["fields"] == {"title": "Chapter 0 of the guide"}
