@@ -11,8 +11,8 @@ import datetime as _dt
 import json
 import os
 import re
-import shutil
 import secrets
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 

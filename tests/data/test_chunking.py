@@ -5,8 +5,14 @@ import json
 
 import pytest
 
-from core.data.chunking import (IGNORE, chunk_document, chunk_spans, count_chunks, document_examples,
-                                effective_overlap)
+from core.data.chunking import (
+    IGNORE,
+    chunk_document,
+    chunk_spans,
+    count_chunks,
+    document_examples,
+    effective_overlap,
+)
 from core.data.loader import SmartDataLoader
 from core.defaults import DOC_CHUNK_OVERLAP
 from core.models import tiny_tokenizer
