@@ -58,7 +58,8 @@ def _is_transcript(value: Any) -> bool:
 def detect_preference(table: Table) -> tuple[str, dict[str, str]] | None:
     """(format, {field: column}) when the table holds preference pairs, else None."""
     cols = table.columns
-    if {"input", "preferred_output", "non_preferred_output"} <= set(cols):
+    if {"input", "preferred_output", "non_preferred_output"} <= set(cols) and isinstance(
+            _first(table.records, "input"), dict):
         return "openai_dpo", {"prompt": "input", "chosen": "preferred_output", "rejected": "non_preferred_output"}
     chosen, rejected = _find(cols, "chosen"), _find(cols, "rejected")
     if not chosen or not rejected or chosen == rejected:

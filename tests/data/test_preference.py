@@ -203,3 +203,10 @@ def test_load_pairs_of_a_file_holds_out_ten_percent(tmp_path):
     assert not {p.prompt[0]["content"] for p in train} & {p.prompt[0]["content"] for p in val}
     with pytest.raises(UserError, match="preference pairs"):
         load_split(str(path), "train")
+
+
+def test_openai_column_names_with_a_plain_string_input_read_as_prompt_chosen_rejected(tmp_path):
+    path = tmp_path / "flat.csv"
+    path.write_text("input,preferred_output,non_preferred_output\nWhere is it?,Aisle 3.,Dunno\n", encoding="utf-8")
+    pairs, info = load_rows(path)
+    assert info["format"] == "preference" and pairs[0].prompt == [user("Where is it?")]
