@@ -12,7 +12,7 @@ from core.errors import UserError
 from .pairs import PreferencePair
 from .pii import mask_pii as mask_text
 from .preference_quality import identical_or_empty, side_text
-from .processing import AdvancedDataProcessor
+from .processing import SOURCE, SPLITS, AdvancedDataProcessor, parse_split, requested_counts
 from .text import clean_text, norm_key
 
 SIDES = ("prompt", "chosen", "rejected")
@@ -74,4 +74,25 @@ def process_pairs(pairs: list[PreferencePair], *, clean: bool = False, dedupe: b
     if not rows:
         raise UserError("No usable preference pairs are left (every pair had an empty side or identical chosen and "
                         "rejected answers); check the file and the column mapping.")
-    return processor.split(rows, split), processor.operations
+    return split_by_prompt(rows, split, processor), processor.operations
+
+
+def split_by_prompt(rows: list[dict], split: Sequence[float] | str, processor: AdvancedDataProcessor
+                    ) -> dict[str, list[dict]]:
+    """The seeded split, with every pair of one prompt in the same part: no prompt is both trained on and tested.
+
+    Without repeated prompts (or with the file's own splits) it is the plain split. Otherwise the distinct prompts
+    are split and their pairs follow; the split step logs pair counts, ``groups`` and the reason 'grouped'.
+    """
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(norm_key(side_text(row["prompt"])), []).append(row)
+    if len(groups) == len(rows) or parse_split(split) == SOURCE:
+        return processor.split(rows, split)
+    keys = list(groups)
+    parts = processor.split([{"meta": {"group": i}} for i in range(len(keys))], split)
+    out = {name: [r for g in parts[name] for r in groups[keys[g["meta"]["group"]]]] for name in SPLITS}
+    processor.operations[-1].update(before=len(rows), after=len(rows), removed=0, groups=len(groups),
+                                    requested=requested_counts(len(rows), parse_split(split)), reason="grouped",
+                                    **{name: len(out[name]) for name in SPLITS})
+    return out

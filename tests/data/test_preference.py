@@ -210,3 +210,18 @@ def test_openai_column_names_with_a_plain_string_input_read_as_prompt_chosen_rej
     path.write_text("input,preferred_output,non_preferred_output\nWhere is it?,Aisle 3.,Dunno\n", encoding="utf-8")
     pairs, info = load_rows(path)
     assert info["format"] == "preference" and pairs[0].prompt == [user("Where is it?")]
+
+
+def test_pairs_of_one_prompt_stay_in_one_split(tmp_path):
+    rows = [{"prompt": f"Question {i // 3}?", "chosen": f"Helpful answer {i}.", "rejected": f"Curt {i}."}
+            for i in range(90)]  # 30 prompts, three pairs each
+    dataset_id = prepare_dataset(write_jsonl(tmp_path / "pairs.jsonl", rows), model=None)
+    folder = dataset_dir(dataset_id)
+    prompts = {s: {p.prompt[0]["content"] for p in read_preference_split(folder / "splits" / f"{s}.jsonl")}
+               for s in ("train", "val", "test")}
+    assert not prompts["train"] & prompts["val"] and not prompts["train"] & prompts["test"]
+    assert not prompts["val"] & prompts["test"]
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    op = next(o for o in meta["operations"] if o["op"] == "split")
+    assert (op["reason"], op["groups"], op["before"]) == ("grouped", 30, 90)
+    assert (op["train"], op["val"], op["test"]) == (72, 9, 9) == tuple(meta["counts"][s] for s in ("train", "val", "test"))
