@@ -132,12 +132,14 @@ def _value(rec: dict, column: str, row: int, field: str) -> Any:
     if value is None:
         raise _bad(row, f"the '{column}' field ({field}) is missing", f"Every row needs {HELP}; add it or delete the "
                    "row (an empty string is allowed and reported by Analyze).")
-    if isinstance(value, str) and value.strip()[:1] in ("[", "{") and field != "prompt":
-        try:  # message lists stored as JSON text in a CSV cell
+    if isinstance(value, str) and value.strip()[:1] in ("[", "{"):
+        try:  # message lists stored as JSON text in a CSV cell; any other text (code, JSON answers) stays text
             parsed = json.loads(value)
-            return parsed if isinstance(parsed, (list, dict)) else value
         except json.JSONDecodeError:
             return value
+        turns = parsed if isinstance(parsed, list) else [parsed]
+        if turns and all(isinstance(t, dict) and "role" in t for t in turns):
+            return parsed
     return value
 
 

@@ -225,3 +225,12 @@ def test_pairs_of_one_prompt_stay_in_one_split(tmp_path):
     op = next(o for o in meta["operations"] if o["op"] == "split")
     assert (op["reason"], op["groups"], op["before"]) == ("grouped", 30, 90)
     assert (op["train"], op["val"], op["test"]) == (72, 9, 9) == tuple(meta["counts"][s] for s in ("train", "val", "test"))
+
+
+def test_csv_cells_with_json_messages_or_json_text(tmp_path):
+    path = tmp_path / "j.csv"
+    path.write_text('prompt,chosen,rejected\n"Sort [3, 1, 2]","[1, 2, 3]",'
+                    '"[{""role"": ""assistant"", ""content"": ""[3, 2, 1]""}]"\n', encoding="utf-8")
+    pairs, _ = load_rows(path)
+    assert pairs[0].prompt == [user("Sort [3, 1, 2]")] and pairs[0].chosen == [bot("[1, 2, 3]")]
+    assert pairs[0].rejected == [bot("[3, 2, 1]")]  # a JSON message list in a cell is read as messages
