@@ -5,6 +5,8 @@
 - ``support_faq_en.csv``   English customer-support FAQ (question, answer) for the fictional shop "Nimbus Home"
 - ``support_faq_zh.jsonl`` 简体中文 customer-support FAQ as OpenAI ``messages`` lines (shop 「云栖家居」)
 - ``intent_routing.csv``   intent routing (text, label): which team a customer message goes to
+- ``support_preference_en.jsonl`` preference pairs (prompt, chosen, rejected) for "Nimbus Home": a polite,
+  accurate answer is chosen over a curt one or a wrong one (half each, so length alone does not tell them apart)
 
 Every sentence below is written for this project; the products and the shop are invented.
 Each intent has several phrasings of the question, which are combined with products and details,
@@ -291,8 +293,76 @@ def make_routing(rng: random.Random, per_label: int = 40) -> list[dict]:
     return rows
 
 
+# ------------------------------------------------------------------ English preference pairs
+# topic -> (questions, the good answer, a curt answer, a wrong answer that sounds confident)
+PREF_TOPICS = {
+    "return_window": (
+        ["How long do I have to return the {product}?", "Can I still send back a {product} I got three weeks ago?",
+         "What is the deadline for returning the {product}?", "Is there a time limit on returns for the {product}?"],
+        "You can return the {product} within 30 days of delivery. Start the return under Account > Orders > Return "
+        "item and we will email you a prepaid label.",
+        "30 days.",
+        "Returns of the {product} are only possible within 7 days of ordering, not of delivery, and you pay the "
+        "shipping and a handling fee yourself, so it is almost certainly too late now and we cannot make an "
+        "exception."),
+    "refund_time": (
+        ["When will my refund for the {product} arrive?", "How long does a refund take for a returned {product}?",
+         "I sent back the {product}. When do I see the money?", "How fast is the refund for the {product}?"],
+        "Refunds go to your original payment method within 5 working days after the return reaches our warehouse; "
+        "your bank may take 2-3 more days to show it.",
+        "Wait for it.",
+        "Refunds for the {product} are never paid back to your card. You receive store credit instead, and that "
+        "credit is only issued at the end of each quarter, after our finance team has reviewed every return by hand."),
+    "warranty": (
+        ["Is the {product} under warranty?", "How long is the warranty on the {product}?",
+         "My {product} broke after a year. Am I covered?", "What does the warranty of the {product} include?"],
+        "Every {product} has a 2-year warranty against manufacturing defects. Send us your order number and a short "
+        "description of the fault, and we will arrange a repair or a replacement.",
+        "Read the manual.",
+        "The {product} only has a 90-day warranty, which ended long ago, so any repair after a year is at your own "
+        "cost. You could try a local repair shop, but opening the {product} yourself is fine too and will not "
+        "matter now."),
+    "track_order": (
+        ["Where is my {product}?", "How can I track the {product} I ordered?",
+         "My {product} has not arrived yet. What should I do?", "Can I see the delivery status of my {product}?"],
+        "You can follow the parcel under Account > Orders, where the tracking link appears as soon as it leaves our "
+        "warehouse. Standard delivery takes 3-5 working days; if it has been longer, reply with your order number "
+        "and we will check with the carrier.",
+        "It is on the way.",
+        "We do not offer any tracking for the {product}, and the carrier will not tell you anything either, so "
+        "there is nothing to check. Parcels can take four to six weeks, so please wait and do not contact us again "
+        "before then, because we cannot look it up."),
+    "cancel_order": (
+        ["Can I cancel my order for the {product}?", "I changed my mind about the {product}. Can you cancel it?",
+         "How do I cancel the {product} I ordered an hour ago?", "Is it too late to cancel the {product}?"],
+        "Orders can be cancelled free of charge until they are packed, usually within 2 hours. Open Account > Orders "
+        "and choose Cancel order; if the button is grey, the parcel has left and you can return it once it arrives.",
+        "No.",
+        "Orders for the {product} can never be cancelled once they are placed, not even a minute later. You have to "
+        "wait for the delivery, then send it back at your own cost and pay a restocking fee of 25 percent of the "
+        "price before any refund is considered."),
+}
+PREF_PRODUCTS = ["Aurora desk lamp", "Breeze air purifier", "Cirrus robot vacuum", "Drift smart kettle",
+                 "Ember space heater", "Fjord water filter", "Glow night light", "Harbor coffee grinder"]
+
+
+def make_preference(rng: random.Random, per_topic: int = 8) -> list[dict]:
+    """Pairs: the good answer is chosen; the rejected one is curt (even rows) or wrong (odd rows)."""
+    rows = []
+    for questions, good, curt, wrong in PREF_TOPICS.values():
+        start = rng.randrange(len(PREF_PRODUCTS))
+        for i in range(per_topic):  # a different product each time: no prompt repeats
+            product = PREF_PRODUCTS[(start + i) % len(PREF_PRODUCTS)]
+            question = questions[i % len(questions)].format(product=product)
+            rejected = curt if i % 2 == 0 else wrong
+            rows.append({"prompt": question, "chosen": good.format(product=product),
+                         "rejected": rejected.format(product=product)})
+    rng.shuffle(rows)
+    return rows
+
+
 def main() -> None:
-    """Write the three sample files."""
+    """Write the sample files."""
     OUT.mkdir(parents=True, exist_ok=True)
     rng = random.Random(SEED)
     en = make_en(rng)
@@ -309,8 +379,12 @@ def main() -> None:
         writer = csv.DictWriter(fh, fieldnames=["text", "label"])
         writer.writeheader()
         writer.writerows(routing)
+    pairs = make_preference(random.Random(SEED + 1))  # its own generator: the other samples stay byte-identical
+    with open(OUT / "support_preference_en.jsonl", "w", encoding="utf-8") as fh:
+        for row in pairs:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
     print(f"support_faq_en.csv: {len(en)} rows, support_faq_zh.jsonl: {len(zh)} rows, "
-          f"intent_routing.csv: {len(routing)} rows")
+          f"intent_routing.csv: {len(routing)} rows, support_preference_en.jsonl: {len(pairs)} pairs")
 
 
 if __name__ == "__main__":

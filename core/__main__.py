@@ -29,7 +29,8 @@ VERBS = {
 
 
 def _add_data_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
-    fmt_help = "alpaca|qa|prompt_completion|messages|sharegpt|classification|text (auto-detected by default)"
+    fmt_help = ("alpaca|qa|prompt_completion|messages|sharegpt|classification|text|preference|openai_dpo|"
+                "transcript_pairs (auto-detected by default)")
     p = sub["analyze"]
     p.add_argument("data", help="a file: CSV, TSV, JSON, JSONL, Parquet, XLSX or TXT")
     p.add_argument("--format", help=fmt_help)

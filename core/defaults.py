@@ -27,3 +27,11 @@ TRAIN_DEFAULTS = {
 # Minutes of training a recommendation plans for unless the user says otherwise: the whole line (define to chat)
 # on an assets/ sample then fits a sitting on a 2-core laptop.
 DEFAULT_BUDGET_MIN = 6
+
+# ---------------------------------------------------------------- data
+# Documents (continued pretraining) are cut into max_seq_len token windows that overlap by this many tokens, so
+# the first tokens of a window are predicted with context; the overlap is learned once, in the earlier window.
+DOC_CHUNK_OVERLAP = 32
+# Documents shorter on average than this share of max_seq_len are packed (concatenated with eos between them)
+# before chunking: per-document windows would be mostly padding.
+DOC_PACK_BELOW = 0.5

@@ -6,10 +6,11 @@ import streamlit as st
 
 from core.errors import UserError
 from ui import labeler, t, update_project
-from core.data import load_conversations
 from core.data.findings import render_note
 from core.data.io import read_table
+from core.data.kinds import load_rows
 from ui.common import ensure_shell, header, next_step, show_error
+from ui.data_kind_view import render_conversations, render_pairs
 from core.data.uploads import FORMATS, SAMPLES, UPLOAD_TYPES, format_fields, save_sample, save_upload
 
 ensure_shell()
@@ -80,24 +81,24 @@ st.selectbox(t("upload.format"), fmt_options, format_func=labeler("format.{}"), 
 problem = None
 with st.spinner(t("upload.detecting")):
     try:
-        convs, info = load_conversations(upload["path"], format=upload.get("format"), mapping=mapping)
+        rows, info = load_rows(upload["path"], format=upload.get("format"), mapping=mapping)
     except UserError as exc:
-        problem, convs, info = exc, [], {}
+        problem, rows, info = exc, [], {}
 if problem is None:
-    st.success(t("upload.detected", format=t(f"format.{info.get('format', '?')}"), rows=len(convs)), icon="✅")
+    kind = info["kind"]
+    detected = "upload.detected_pairs" if kind == "preference" else "upload.detected"
+    st.success(t(detected, format=t(f"format.{info.get('format', '?')}"), rows=len(rows)), icon="✅")
+    st.caption(t("upload.kind", kind=t(f"kind.{kind}")) + (" " + t("upload.document_note") if kind == "document"
+                                                            else ""))
     with st.expander(t("upload.as_conversations"), expanded=True):
-        for conv in convs[:3]:
-            with st.container(border=True):
-                for msg in conv["messages"]:
-                    role = msg["role"]
-                    st.markdown(f"**{t(f'role.{role}')}:** {msg['content'][:400]}")
+        (render_pairs if kind == "preference" else render_conversations)(rows)
 else:
     show_error(problem)
 
 # Column mapping: offered when detection failed, and on request when it is unsure.
 if problem is not None or st.toggle(t("upload.mapping_toggle"), key="map_toggle"):
     st.markdown(t("upload.mapping_intro"))
-    map_fmt = upload.get("format") or st.selectbox(t("upload.mapping_format"), FORMATS[:4] + ("text",),
+    map_fmt = upload.get("format") or st.selectbox(t("upload.mapping_format"), FORMATS[:4] + ("text", "preference"),
                                                    format_func=labeler("format.{}"), key="map_fmt")
     fields = format_fields(map_fmt)
     cols = ["—", *table.columns]

@@ -6,6 +6,7 @@ import streamlit as st
 from ui import t, update_project
 from core.data import analysis
 from ui.common import ensure_shell, header, need, next_step
+from ui.data_kind_view import render_kind_summary
 from ui.quality_view import render_quality
 
 ensure_shell()
@@ -27,5 +28,6 @@ if report is None or c2.button(t("analyze.rerun"), key="rerun"):
         box.update(label=t("analyze.done"), state="complete")
 if project.get("analyzed") != upload["path"]:
     project = update_project(analyzed=upload["path"])
+render_kind_summary(report)
 render_quality(report, upload)
 next_step("analyze")

@@ -8,6 +8,7 @@ from core.workspace import dataset_dir, new_id, slugify
 from ui import t, update_project
 from core.data import prepare_dataset
 from ui.common import ensure_shell, header, need, next_step
+from ui.data_kind_view import render_dataset_kind
 from ui.prepare_view import drift_text, ops_table, split_counts, split_explanation
 
 ensure_shell()
@@ -55,6 +56,7 @@ if active and dataset_dir(active).exists():
     folder = dataset_dir(active)
     meta = read_json(folder / "meta.json", {}) or {}
     st.subheader(t("prepare.result", id=active))
+    render_dataset_kind(meta)
     counts = split_counts(folder)
     cols = st.columns(4)
     cols[0].metric(t("prepare.rows_in"), f"{(meta.get('counts') or {}).get('records', meta.get('rows_in', '—'))}")

@@ -16,10 +16,11 @@ from core.workspace import dataset_dir
 
 from .dataset import make_analyzer, read_jsonl
 from .io import read_table
+from .kinds import analyze_rows, dataset_kind, load_rows
+from .pairs import PreferencePair
 from .quality import DEFAULT, DataQualityAnalyzer
-from .schema import load_conversations
 
-REPORT_VERSION = 2  # part of the cache key: reports kept before findings had codes are made again
+REPORT_VERSION = 3  # part of the cache key: reports kept before findings had codes (2) or kinds (3) are made again
 
 
 def upload_report_path(path: str | Path, format: str | None, mapping: dict | None, model: str,
@@ -36,8 +37,8 @@ def analyze_upload_cached(path: str | Path, *, format: str | None = None, mappin
     target = upload_report_path(path, format, mapping, model, max_seq_len)
     report = None if refresh else read_json(target, None)
     if report is None:
-        convs, info = load_conversations(path, format=format, mapping=mapping)
-        report = DataQualityAnalyzer(tokenizer=model, max_seq_len=max_seq_len).analyze(convs, info)
+        rows, info = load_rows(path, format=format, mapping=mapping)
+        report = analyze_rows(rows, info, DataQualityAnalyzer(tokenizer=model, max_seq_len=max_seq_len))
         report["info"] = info
         atomic_write_json(target, report)
     return report
@@ -61,7 +62,11 @@ def analyze_dataset_cached(dataset_id: str, model: Any = DEFAULT, max_seq_len: i
                         "`python -m core prepare`.")
     meta = read_json(folder / "meta.json", {}) or {}
     analyzer, approx_note = make_analyzer(model, max_seq_len)
-    report = analyzer.analyze(read_jsonl(source), {"format": meta.get("format")})
+    kind = dataset_kind(folder)
+    rows = read_jsonl(source)
+    if kind == "preference":
+        rows = [PreferencePair.from_dict(r) for r in rows]
+    report = analyze_rows(rows, {"format": meta.get("format"), "kind": kind}, analyzer)
     if approx_note:
         report["notes"] = [approx_note]
     atomic_write_json(folder / "quality.json", report)

@@ -8,8 +8,8 @@ from core.errors import UserError
 
 from .dataset import make_analyzer, prepare_dataset
 from .findings import english, render_note
+from .kinds import analyze_rows, load_rows
 from .quality import DEFAULT
-from .schema import load_conversations
 
 
 def parse_map(items: list[str] | None) -> dict[str, str] | None:
@@ -32,11 +32,22 @@ def _model_arg(value: str | None) -> Any:
 
 
 def _print_report(info: dict, report: dict) -> None:
-    print(f"{info['source']}: {info['file_type']} ({info['encoding'] or 'binary'}), format {info['format']}, "
-          f"{report['rows']} rows" + (f", {info['num_labels']} labels" if info["num_labels"] else ""))
+    print(f"{info['source']}: {info['file_type']} ({info['encoding'] or 'binary'}), format {info['format']} "
+          f"({info['kind']}), {report['rows']} rows" + (f", {info['num_labels']} labels" if info["num_labels"] else ""))
     print(f"mapping: {info['mapping']}")
     for item in info["notes"] + report.get("notes", []):
         print(f"note: {render_note(item)}")
+    docs = report["checks"].get("documents") or {}
+    if docs:
+        print(f"documents: {docs['documents']}, {docs['doc_tokens']} tokens -> {docs['chunks']} chunks of "
+              f"{report['max_seq_len']} tokens (overlap {docs['chunk_overlap']}"
+              + (", short documents packed)" if docs["documents_packed"] else ")"))
+    pref = report["checks"].get("preference") or {}
+    if pref:
+        share = pref["chosen_longer_share"]
+        print(f"pairs: {pref['identical']} identical, {pref['empty']} with an empty side, {pref['duplicate_prompts']} "
+              f"duplicate prompts; chosen longer in {'-' if share is None else f'{share:.0%}'} of pairs, median "
+              f"length ratio chosen/rejected {pref['median_length_ratio']}")
     lengths = report["checks"].get("lengths", {})
     if lengths:
         print(f"tokens ({lengths['tokenizer']}): mean {lengths['mean']}, p95 {lengths['p95']}, max {lengths['max']}; "
@@ -53,13 +64,13 @@ def _print_report(info: dict, report: dict) -> None:
 
 def analyze_command(args) -> int:
     """Detect, normalise and print the quality report (``--json``: one JSON document)."""
-    convs, info = load_conversations(args.data, format=args.format, mapping=parse_map(args.map))
+    rows, info = load_rows(args.data, format=args.format, mapping=parse_map(args.map))
     analyzer, note = make_analyzer(_model_arg(args.model), args.max_seq_len)
-    report = analyzer.analyze(convs, info)
+    report = analyze_rows(rows, info, analyzer)
     if note:
         report["notes"] = [note]
     if args.json:
-        out = {"file": info["source"], "format": info["format"], "rows": report["rows"],
+        out = {"file": info["source"], "format": info["format"], "kind": info["kind"], "rows": report["rows"],
                "labels": info["num_labels"], "columns": info["columns"], "mapping": info["mapping"],
                "file_type": info["file_type"], "encoding": info["encoding"], "notes": info["notes"], **report}
         print(json.dumps(out, ensure_ascii=False, default=str))

@@ -15,7 +15,8 @@ from typing import Any, Callable
 I18N_DIR = Path(__file__).resolve().parents[2] / "assets" / "i18n"
 CODES = ("size_small", "empty_fields", "trailing_user", "exact_duplicates", "near_duplicates", "conflicts_labels",
          "conflicts_answers", "too_long", "script_minority", "pii_repeated", "pii_personal", "labels_rare",
-         "labels_imbalanced", "labels_variants", "low_diversity", "formatting")
+         "labels_imbalanced", "labels_variants", "low_diversity", "formatting", "pref_empty", "pref_identical",
+         "pref_duplicate_prompts", "pref_length_bias_longer", "pref_length_bias_shorter")
 MAX_LISTED = 10  # values of a list parameter spelled out before "…"
 
 Translate = Callable[..., str]

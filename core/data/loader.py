@@ -10,6 +10,14 @@ Truncation keeps the start of a conversation; when that would cut away every ans
 moved to end at the first answer instead (the prompt's beginning is cut). Rows left without any answer token
 are dropped and counted, never silently kept: see ``encode_all``'s stats.
 
+Per-turn ``weight``: an assistant turn with ``"weight": 0`` (OpenAI's fine-tuning format) is context only, never
+learned. Tool turns: ``tool`` messages and assistant ``tool_calls`` are rendered by the model's chat template when
+it supports them (an assistant tool call is learned: from the end of its generation prompt to its end marker);
+a template that drops them is refused with a message naming the model (``check_tool_support``).
+
+Documents (a conversation of one assistant turn and nothing else) are not truncated: ``encode_all`` cuts them
+into max_seq_len windows with an overlap (``core/data/chunking.py``), every token learned once.
+
 Packing: examples are concatenated into rows of at most ``max_seq_len`` tokens (best-fit decreasing, computed
 once per example list so ``num_batches`` does not depend on the seed); ``position_ids`` restart at 0 for each
 example and ``attention_mask`` is None, so transformers 5 (sdpa/eager) builds a block-diagonal causal mask from
@@ -27,7 +35,10 @@ import torch
 
 from core.errors import UserError
 
+from .chunking import document_examples
+
 IGNORE = -100
+TOOL_KEYS = ("tool_calls", "tool_call_id", "name")  # message keys the chat template needs besides role/content
 END_MARKERS = ("<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "</s>", "<|endoftext|>", "<|eot|>")
 
 
@@ -49,23 +60,38 @@ class SmartDataLoader:
 
     # ------------------------------------------------------------ encoding
     def messages(self, conv: dict) -> list[dict]:
-        """The conversation's messages with the system prompt inserted when it has none."""
-        msgs = [{"role": m["role"], "content": m["content"]} for m in conv["messages"]]
+        """The conversation's messages (role, content, tool fields) with the system prompt inserted when it has none."""
+        msgs = [{"role": m["role"], "content": m["content"], **{k: m[k] for k in TOOL_KEYS if m.get(k)}}
+                for m in conv["messages"]]
         if self.system_prompt and not any(m["role"] == "system" for m in msgs) and not _is_text(msgs):
             msgs = [{"role": "system", "content": self.system_prompt}] + msgs
         return msgs
 
-    def _render(self, msgs: list[dict], generation_prompt: bool = False) -> str:
-        return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=generation_prompt)
+    def _render(self, msgs: list[dict], generation_prompt: bool = False, tools: list | None = None) -> str:
+        kwargs = {"tools": tools} if tools else {}
+        return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=generation_prompt, **kwargs)
 
-    def _spans(self, msgs: list[dict], full: str) -> list[tuple[int, int]]:
-        """Character spans (answer + end marker) of every non-empty assistant turn in the rendered text."""
+    def _tool_call_span(self, msgs: list[dict], i: int, start: int, full: str,
+                        tools: list | None) -> tuple[int, int] | None:
+        """The span of an assistant tool-call turn: from its generation prompt's end to its end marker."""
+        try:
+            upto = self._render(msgs[:i + 1], tools=tools)
+        except Exception:  # noqa: BLE001 - a template that cannot end on this turn: nothing safe to label
+            return None
+        if not full.startswith(upto) or len(upto) <= start:
+            return None
+        ends = [at + len(mk) for mk in self.end_markers if (at := full.find(mk, start, len(upto))) >= 0]
+        return start, min(ends) if ends else len(upto.rstrip())  # the turn's first end marker closes it
+
+    def _spans(self, msgs: list[dict], full: str, tools: list | None = None,
+               weights: list | None = None) -> list[tuple[int, int]]:
+        """Character spans (answer + end marker) of every learned assistant turn in the rendered text."""
         spans, cursor, last = [], 0, -1
         for i, m in enumerate(msgs):
             if m["role"] != "assistant":
                 continue
             try:
-                prefix = self._render(msgs[:i], generation_prompt=True) if i else ""
+                prefix = self._render(msgs[:i], generation_prompt=True, tools=tools) if i else ""
             except Exception:  # noqa: BLE001 - some templates refuse a prefix (e.g. must start with user)
                 prefix = None
             if prefix is not None and full.startswith(prefix):
@@ -75,6 +101,16 @@ class SmartDataLoader:
                     pos = full.find(prev["content"], cursor) if prev["content"] else -1
                     cursor = pos + len(prev["content"]) if pos >= 0 else cursor
             last = i
+            if weights is not None and weights[i] == 0:  # context only: step past it, learn nothing
+                pos = full.find(m["content"], cursor) if m["content"] else -1
+                cursor = pos + len(m["content"]) if pos >= 0 else cursor
+                continue
+            if m.get("tool_calls") and prefix is not None and full.startswith(prefix):
+                span = self._tool_call_span(msgs, i, len(prefix), full, tools)
+                if span is not None:
+                    spans.append(span)
+                    cursor = span[1]
+                    continue
             content = m["content"]
             if not content.strip():
                 continue
@@ -118,6 +154,13 @@ class SmartDataLoader:
             pos = end
         return ids, labels
 
+    def _weights(self, conv: dict, msgs: list[dict]) -> list | None:
+        """Per message of ``msgs``: its ``weight`` (None when absent); None when no turn has one."""
+        raw = [m.get("weight") for m in conv["messages"]]
+        if all(w is None for w in raw):
+            return None
+        return [None] * (len(msgs) - len(raw)) + raw  # an inserted system prompt leads
+
     def _rendered(self, conv: dict) -> tuple[str, list[tuple[int, int]], bool]:
         """(text to tokenise, answer spans, is a plain document)."""
         msgs = self.messages(conv)
@@ -126,14 +169,18 @@ class SmartDataLoader:
         if not getattr(self.tok, "chat_template", None):
             raise UserError("This model's tokenizer has no chat template, so conversations cannot be formatted. "
                             "Choose an instruct/chat model (e.g. the default), or use plain-text data.")
+        tools = conv.get("tools") or None
+        row = conv.get("meta", {}).get("row", "?")
         try:
-            full = self._render(msgs)
+            full = self._render(msgs, tools=tools)
         except Exception as exc:  # noqa: BLE001 - jinja errors raised by the template itself (e.g. no system role)
-            row = conv.get("meta", {}).get("row", "?")
+            if any(m["role"] == "tool" or m.get("tool_calls") for m in msgs):
+                raise UserError(tool_limit_message(self.tok, row, str(exc))) from None
             raise UserError(f"The model's chat template refused conversation row {row}: {exc}. Templates of some "
                             "models reject a system prompt or require user/assistant turns to alternate; remove "
                             "the system prompt or fix that row.") from None
-        return full, self._spans(msgs, full), False
+        check_tool_support(self.tok, msgs, full, row)
+        return full, self._spans(msgs, full, tools, self._weights(conv, msgs)), False
 
     def _finish_doc(self, ids: list[int]) -> tuple[list[int], list[int]]:
         """A plain document: every token is learned, eos appended."""
@@ -190,11 +237,14 @@ class SmartDataLoader:
         return self._encode(conv)[0]
 
     def encode_all(self, convs: list[dict]) -> tuple[list[dict], dict]:
-        """Encode many; rows with no answer token left are dropped and reported in the stats."""
+        """Encode many; documents become overlapping windows; rows with no answer token left are dropped (stats)."""
         examples: list[dict] = []
         counts = {"truncated": 0, "answer_truncated": 0, "prompt_truncated": 0}
-        dropped, cut_rows = [], []
+        dropped, cut_rows, docs = [], [], []
         for i, (conv, full) in enumerate(zip(convs, self._encode_many(convs))):
+            if _is_text(self.messages(conv)):
+                docs.append(full[0])  # chunked below, never truncated
+                continue
             ex, flags = self._encode(conv, full)
             rid = conv.get("meta", {}).get("row", i + 1)
             for key, hit in flags.items():
@@ -205,13 +255,15 @@ class SmartDataLoader:
                 dropped.append(rid)
                 continue
             examples.append(ex)
+        chunks, doc_stats = document_examples(docs, self.max_seq_len)
+        examples += chunks
         lengths = [len(e["input_ids"]) for e in examples]
         self.stats = {"rows": len(convs), "examples": len(examples), "dropped_no_answer": len(dropped),
                       "dropped_rows": dropped[:50], **counts, "answer_truncated_rows": cut_rows[:50],
                       "tokens": sum(lengths), "label_tokens": sum(sum(lab != IGNORE for lab in e["labels"])
                                                                   for e in examples),
                       "max_len": max(lengths, default=0), "mean_len": round(sum(lengths) / max(1, len(lengths)), 1),
-                      "max_seq_len": self.max_seq_len}
+                      "max_seq_len": self.max_seq_len, **doc_stats}
         return examples, dict(self.stats)
 
     # ------------------------------------------------------------ batching
@@ -307,4 +359,34 @@ class SmartDataLoader:
 
 
 def _is_text(msgs: list[dict]) -> bool:
-    return len(msgs) == 1 and msgs[0]["role"] == "assistant"
+    return len(msgs) == 1 and msgs[0]["role"] == "assistant" and not msgs[0].get("tool_calls")
+
+
+def model_name(tok) -> str:
+    """The tokenizer's model name for messages (its path or Hub id)."""
+    return str(getattr(tok, "name_or_path", "") or "this model")
+
+
+def tool_limit_message(tok, row, detail: str) -> str:
+    """Why a conversation with tool turns cannot be used with this model, and what to do."""
+    return (f"Conversation row {row} has tool turns (a 'tool' message or assistant 'tool_calls'), but the chat "
+            f"template of {model_name(tok)} does not support them ({detail}). Choose a base model whose chat template "
+            "handles tools (e.g. Qwen2.5-Instruct), or remove the tool turns from the data.")
+
+
+def check_tool_support(tok, msgs: list[dict], full: str, row) -> None:
+    """Refuse tool turns the template ignored: every tool call's name and every tool result must be rendered."""
+    calls = [c for m in msgs for c in m.get("tool_calls") or []]
+    results = [m["content"] for m in msgs if m["role"] == "tool"]
+    if not calls and not results:
+        return
+    template = str(getattr(tok, "chat_template", "") or "")
+    if "tool" not in template:
+        raise UserError(tool_limit_message(tok, row, "its template never mentions tools"))
+    for call in calls:
+        name = (call.get("function") or {}).get("name") if isinstance(call, dict) else None
+        if not name or name not in full:
+            raise UserError(tool_limit_message(tok, row, f"the call to {name!r} is not rendered"))
+    for text in results:
+        if text.strip() and text.strip() not in full:
+            raise UserError(tool_limit_message(tok, row, "a tool result is not rendered"))

@@ -104,8 +104,11 @@ class AdvancedDataProcessor:
         self.seed = seed
         self.operations: list[dict] = []
 
-    def _log(self, op: str, before: int, after: int, **extra) -> None:
+    def log(self, op: str, before: int, after: int, **extra) -> None:
+        """Record a step's before/after counts (steps run outside this class log here too: preference pairs)."""
         self.operations.append({"op": op, "before": before, "after": after, "removed": before - after, **extra})
+
+    _log = log
 
     @staticmethod
     def _map_contents(convs: list[dict], fn: Callable[[str], str]) -> tuple[list[dict], int]:
@@ -120,7 +123,7 @@ class AdvancedDataProcessor:
         """Drop conversations with no non-empty assistant turn; drop empty turns inside the rest."""
         out = []
         for c in convs:
-            msgs = [m for m in c["messages"] if m["content"].strip()]
+            msgs = [m for m in c["messages"] if m["content"].strip() or m.get("tool_calls")]
             has_user = is_text_doc(c) or any(m["role"] == "user" for m in msgs)
             if has_user and any(m["role"] == "assistant" for m in msgs):
                 out.append({**c, "messages": msgs})

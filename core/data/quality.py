@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from .chunking import plan_chunks
 from .findings import render_finding
 from .minhash import near_duplicate_groups
 from .pii import pii_values
@@ -141,8 +142,8 @@ class DataQualityAnalyzer:
         self.max_listed = max_listed
 
     # ------------------------------------------------------------ entry point
-    def analyze(self, convs: list[dict], info: dict | None = None) -> dict:
-        """The quality report of a list of conversations (see the module docstring)."""
+    def analyze(self, convs: list[dict], info: dict | None = None, only: tuple[str, ...] | None = None) -> dict:
+        """The quality report of a list of conversations (see the module docstring); ``only``: these checks."""
         self._deductions: list[dict] = []
         info = info or {}
         self._ids = [row_id(c, i) for i, c in enumerate(convs)]
@@ -150,20 +151,22 @@ class DataQualityAnalyzer:
         self._facts = self._message_facts(convs)
         self._whole, prompts, answers = conversation_keys(convs, key_of=lambda t: self._facts[t][0])
         self._pa = list(zip(prompts, answers))
-        checks = {
-            "size": self._size(convs),
-            "empty": self._empty(convs),
-            "duplicates": self._duplicates(convs),
-            "conflicts": self._conflicts(convs, fmt),
-            "lengths": self._lengths(convs),
-            "script": self._script(convs),
-            "pii": self._pii(convs),
-            "labels": self._labels(convs),
-            "diversity": self._diversity(convs, fmt),
-            "formatting": self._formatting(convs),
+        runs = {
+            "size": lambda: self._size(convs),
+            "empty": lambda: self._empty(convs),
+            "duplicates": lambda: self._duplicates(convs),
+            "conflicts": lambda: self._conflicts(convs, fmt),
+            "lengths": lambda: self._lengths(convs),
+            "documents": lambda: self._documents(convs),
+            "script": lambda: self._script(convs),
+            "pii": lambda: self._pii(convs),
+            "labels": lambda: self._labels(convs),
+            "diversity": lambda: self._diversity(convs, fmt),
+            "formatting": lambda: self._formatting(convs),
         }
+        checks = {name: run() for name, run in runs.items() if only is None or name in only}
         lost = sum(d["points"] for d in self._deductions)
-        return {"rows": len(convs), "format": fmt, "num_labels": checks["labels"].get("num_labels", 0),
+        return {"rows": len(convs), "format": fmt, "num_labels": checks.get("labels", {}).get("num_labels", 0),
                 "score": max(0, 100 - lost), "deductions": sorted(self._deductions, key=lambda d: -d["points"]),
                 "checks": checks, "tokenizer": self._tok_name(), "max_seq_len": self.max_seq_len}
 
@@ -190,14 +193,25 @@ class DataQualityAnalyzer:
             return
         self._add(check, code, params, points, len(indices), [self._ids[i] for i in indices[: self.max_listed]])
 
+    def deduct(self, check: str, code: str, params: dict, points: float, indices: list[int]) -> None:
+        """Record a finding of a check run outside this class (the preference report's pair checks)."""
+        self._deduct(check, code, params, points, indices)
+
+    def findings(self) -> list[dict]:
+        """The findings of the last ``analyze`` call and those recorded since."""
+        return list(self._deductions)
+
     def _add(self, check: str, code: str, params: dict, points: int, count: int, rows: list) -> None:
         cause, fix = render_finding(code, params)
         self._deductions.append({"check": check, "code": code, "params": params, "points": points,
                                  "count": count, "rows": rows, "cause": cause, "fix": fix})
 
     @staticmethod
-    def _points(share: float, weight: float, cap: float, floor: float = 1) -> float:
+    def points(share: float, weight: float, cap: float, floor: float = 1) -> float:
+        """Points a finding costs: its share of rows times a weight, between a floor and a cap."""
         return min(cap, max(floor, share * weight))
+
+    _points = points
 
     # ------------------------------------------------------------ checks
     def _size(self, convs: list[dict]) -> dict:
@@ -210,7 +224,7 @@ class DataQualityAnalyzer:
         empty, no_answer, trailing_user = [], [], []
         for i, c in enumerate(convs):
             msgs = c["messages"]
-            if any(not m["content"].strip() for m in msgs):
+            if any(not m["content"].strip() and not m.get("tool_calls") for m in msgs):
                 empty.append(i)
             if not any(m["role"] == "assistant" and m["content"].strip() for m in msgs):
                 no_answer.append(i)
@@ -262,11 +276,19 @@ class DataQualityAnalyzer:
                      self._points(len(rows) / n, weight, cap, 2), rows)
         return {"questions": len(conflicting), "rows": len(rows)}
 
+    def _documents(self, convs: list[dict]) -> dict:
+        """Plain documents are chunked, not truncated: their token count and the windows they make."""
+        docs = [c for c in convs if is_text_doc(c)]
+        if not docs:
+            return {}
+        return plan_chunks(TokenCounter(self.tokenizer).lengths(docs).tolist(), self.max_seq_len)
+
     def _lengths(self, convs: list[dict]) -> dict:
         lengths = TokenCounter(self.tokenizer).lengths(convs)
         if not len(lengths):
             return {}
-        over = np.nonzero(lengths > self.max_seq_len)[0].tolist()
+        chunked = np.fromiter((is_text_doc(c) for c in convs), dtype=bool, count=len(convs))
+        over = np.nonzero((lengths > self.max_seq_len) & ~chunked)[0].tolist()  # documents are chunked, not cut
         pct = {f"p{p}": int(np.percentile(lengths, p)) for p in (50, 90, 95, 99)}
         hist, edges = np.histogram(lengths, bins=min(20, max(1, len(set(lengths.tolist())))))
         self._deduct("lengths", "too_long", {"rows": len(over), "max_seq_len": self.max_seq_len, "p99": pct["p99"]},

@@ -7,6 +7,7 @@ had splits, and ``fields`` (other short scalar columns). Plain text documents be
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Callable, Iterable
 
 from core.errors import UserError
@@ -39,11 +40,14 @@ OPTIONAL = {"alpaca": ("input", "system", "history"), "qa": ("system",), "prompt
             "messages": (), "sharegpt": ("system",), "classification": (), "text": ()}
 ROLE_MAP = {"system": "system", "user": "user", "human": "user", "customer": "user", "assistant": "assistant",
             "gpt": "assistant", "bot": "assistant", "model": "assistant", "chatgpt": "assistant", "agent": "assistant",
-            "bard": "assistant", "bing": "assistant"}
+            "bard": "assistant", "bing": "assistant", "tool": "tool", "function": "tool", "observation": "tool"}
 EXPECTED_HELP = ("instruction+output[+input] (alpaca); question+answer, query+response or instruction+response (qa); "
                  "prompt+completion; messages (list of role/content); conversations (ShareGPT from/value); "
-                 "text+label (classification); text (plain documents)")
+                 "text+label (classification); text (plain documents); prompt+chosen+rejected (preference pairs)")
 _META_SKIP_LEN = 200
+# A text column this long on average (and this many times longer than any other prose column) holds documents.
+DOC_FIELD_CHARS = 2000
+DOC_FIELD_RATIO = 10
 
 
 # ---------------------------------------------------------------- column helpers
@@ -128,11 +132,17 @@ def _plausible(fmt: str, mapping: dict[str, str], table: Table) -> bool:
             continue
         if isinstance(_first_value(table.records, col), (list, dict)):
             return False
-    if fmt == "text":  # a text column beside other prose columns is probably a pair we could not name
+    if fmt == "text":  # a text column beside other prose columns is probably a pair we could not name,
         others = [c for c in table.columns if c != mapping["text"] and _column_profile(table, c)[2] == "str"
                   and _column_profile(table, c)[3] >= 0.5]
-        return not others or table.file_type == "txt"
+        return not others or table.file_type == "txt" or _long_field(table, mapping["text"], others)
     return True
+
+
+def _long_field(table: Table, column: str, others: list[str]) -> bool:
+    """A document column (a wiki page, a manual's chapter) beside short prose such as a title: still documents."""
+    mean = _column_profile(table, column)[0]
+    return mean >= DOC_FIELD_CHARS and all(mean >= DOC_FIELD_RATIO * _column_profile(table, c)[0] for c in others)
 
 
 def _column_profile(table: Table, col: str) -> tuple[float, int, str, float]:
@@ -267,9 +277,53 @@ def _text(value: Any) -> str:
 def _role(raw: Any, row: int) -> str:
     role = ROLE_MAP.get(str(raw).strip().lower())
     if role is None:
-        raise UserError(f"Row {row}: unknown chat role {raw!r}. Roles must be system, user or assistant "
+        raise UserError(f"Row {row}: unknown chat role {raw!r}. Roles must be system, user, assistant or tool "
                         "(ShareGPT: system, human, gpt).")
     return role
+
+
+def _weight(turn: dict, role: str, row: int) -> dict:
+    """``{"weight": 0|1}`` when the turn has one (OpenAI: 0 = context only, not learned); else {}."""
+    if "weight" not in turn or turn["weight"] is None:
+        return {}
+    value = turn["weight"]
+    if role != "assistant":
+        raise UserError(f"Row {row}: a {role} turn has a 'weight'; only assistant turns are weighted "
+                        "(0 = do not learn this answer, 1 = learn it). Remove the weight from that turn.")
+    if isinstance(value, bool) or value not in (0, 1):
+        raise UserError(f"Row {row}: an assistant turn has weight {value!r}; a weight must be 0 (do not learn "
+                        "this answer) or 1 (learn it).")
+    return {"weight": int(value)}
+
+
+def _tool_call(call: Any, row: int) -> dict:
+    """An OpenAI tool call with its JSON-string arguments parsed (chat templates render them as objects)."""
+    function = call.get("function") if isinstance(call, dict) else None
+    if not isinstance(function, dict) or not function.get("name"):
+        raise UserError(f"Row {row}: a tool call needs a function with a name, like {{\"type\": \"function\", "
+                        f"\"function\": {{\"name\": ..., \"arguments\": ...}}}}; found {call!r:.80}.")
+    args = function.get("arguments")
+    if isinstance(args, str):
+        try:
+            args = json.loads(args) if args.strip() else {}
+        except json.JSONDecodeError:
+            raise UserError(f"Row {row}: the arguments of the call to {function['name']!r} are not valid JSON; "
+                            "write them as a JSON object.") from None
+    return {**call, "function": {**function, "arguments": args}}
+
+
+def _tool_fields(turn: dict, role: str, row: int) -> dict:
+    """Tool calls of an assistant turn, and the call id / name of a tool result, when present."""
+    out: dict[str, Any] = {}
+    calls = turn.get("tool_calls")
+    if calls:
+        if role != "assistant" or not isinstance(calls, list):
+            raise UserError(f"Row {row}: 'tool_calls' must be a list on an assistant turn; found it on a {role} "
+                            "turn or as another type.")
+        out["tool_calls"] = [_tool_call(c, row) for c in calls]
+    if role == "tool":
+        out.update({k: turn[k] for k in ("tool_call_id", "name") if turn.get(k)})
+    return out
 
 
 def _turns(value: Any, role_key: str, text_key: str, row: int) -> list[dict]:
@@ -279,8 +333,27 @@ def _turns(value: Any, role_key: str, text_key: str, row: int) -> list[dict]:
     for turn in value:
         if not isinstance(turn, dict) or role_key not in turn:
             raise UserError(f"Row {row}: every turn needs {role_key!r} and {text_key!r} keys; found {turn!r:.80}.")
-        out.append({"role": _role(turn[role_key], row), "content": _text(turn.get(text_key))})
+        if str(turn[role_key]).strip().lower() == "function_call":  # LLaMA-Factory's ShareGPT tool call
+            out.append(_sharegpt_call(turn.get(text_key), row))
+            continue
+        role = _role(turn[role_key], row)
+        out.append({"role": role, "content": _text(turn.get(text_key)), **_weight(turn, role, row),
+                    **_tool_fields(turn, role, row)})
     return out
+
+
+def _sharegpt_call(value: Any, row: int) -> dict:
+    """A ShareGPT ``function_call`` turn (JSON {"name", "arguments"}) as an assistant turn with a tool call."""
+    try:
+        call = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        call = None
+    if not isinstance(call, dict) or not call.get("name"):
+        raise UserError(f"Row {row}: a function_call turn must hold JSON like {{\"name\": ..., \"arguments\": "
+                        f"{{...}}}}; found {value!r:.80}.")
+    function = {"name": call["name"], "arguments": call.get("arguments") or {}}
+    return {"role": "assistant", "content": "", "tool_calls": [_tool_call({"type": "function", "function": function},
+                                                                          row)]}
 
 
 def _prefix(system: str) -> list[dict]:
@@ -355,15 +428,24 @@ def normalize(table: Table, fmt: str, mapping: dict[str, str]) -> list[dict]:
     build = _builders()[fmt]
     convs = []
     for row, rec in enumerate(table.records, 1):
+        tools = rec.get("tools") if fmt == "messages" and isinstance(rec.get("tools"), list) else None
         for messages in build(rec, mapping, row):
-            convs.append({"messages": messages, "meta": _meta(rec, mapping, fmt, row)})
+            conv = {"messages": messages, "meta": _meta(rec, mapping, fmt, row)}
+            if tools:  # OpenAI's per-row tool definitions, passed to the chat template
+                conv["tools"] = tools
+            convs.append(conv)
     return convs
 
 
 def load_conversations(path, format: str | None = None, mapping: dict[str, str] | None = None
                        ) -> tuple[list[dict], dict]:
     """Read a file and normalise it: (conversations, info) where info has format, columns, rows, mapping, notes."""
-    table = read_table(path)
+    return conversations_from_table(read_table(path), format, mapping)
+
+
+def conversations_from_table(table: Table, format: str | None = None, mapping: dict[str, str] | None = None
+                             ) -> tuple[list[dict], dict]:
+    """``load_conversations`` of a table already read; info's ``kind`` is 'document' for plain text, else 'chat'."""
     fmt, resolved = resolve_mapping(table, format, mapping)
     convs = normalize(table, fmt, resolved)
     if not convs:
@@ -376,7 +458,7 @@ def load_conversations(path, format: str | None = None, mapping: dict[str, str] 
     if chat_col and chat_col not in ("messages", "conversations"):
         notes.append(note("chat_column", column=chat_col))
     labels = sorted({c["meta"]["label"] for c in convs if "label" in c["meta"]})
-    info = {"format": fmt, "mapping": resolved, "columns": table.columns, "rows": len(convs),
+    info = {"format": fmt, "kind": "document" if fmt == "text" else "chat", "mapping": resolved, "columns": table.columns, "rows": len(convs),
             "records": len(table.records), "file_type": table.file_type, "encoding": table.encoding,
             "notes": notes, "source": table.source, "num_labels": len(labels)}
     return convs, info

@@ -10,15 +10,19 @@ from core.workspace import slugify, workspace_home
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets" / "samples"
 SAMPLES = {"support_en": "support_faq_en.csv", "support_zh": "support_faq_zh.jsonl",
-           "routing": "intent_routing.csv"}
-UPLOAD_TYPES = ("csv", "tsv", "json", "jsonl", "parquet", "xlsx", "txt")
-FORMATS = ("qa", "alpaca", "prompt_completion", "classification", "messages", "sharegpt", "text")
+           "routing": "intent_routing.csv", "preference_en": "support_preference_en.jsonl"}
+UPLOAD_TYPES = ("csv", "tsv", "json", "jsonl", "parquet", "xlsx", "txt", "md")
+FORMATS = ("qa", "alpaca", "prompt_completion", "classification", "messages", "sharegpt", "text", "preference",
+           "openai_dpo", "transcript_pairs")
 
 
 def format_fields(fmt: str) -> tuple[str, ...]:
     """Required then optional mapping fields of a format (the engine's schema), for the upload page's mapping."""
+    from core.data.preference import PAIR_FIELDS
     from core.data.schema import OPTIONAL, REQUIRED
 
+    if fmt in PAIR_FIELDS:
+        return PAIR_FIELDS[fmt]
     return tuple(REQUIRED.get(fmt, ())) + tuple(OPTIONAL.get(fmt, ()))
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from tests.app.conftest import LANGS, open_page, seed_upload, texts, write_project
 from ui.i18n import t
-from core.data.uploads import SAMPLES, safe_name, save_upload
+from core.data.uploads import SAMPLES, UPLOAD_TYPES, safe_name, save_upload
 
 
 @pytest.mark.parametrize("lang", LANGS)
@@ -16,15 +16,15 @@ def test_sample_is_copied_detected_and_previewed(workspace, lang, sample):
     write_project(workspace)
     at = open_page("2_upload", lang)
     assert any(i.value == t("upload.nothing", lang) for i in at.info)
-    assert t("upload.limit", lang, mb=200, types=", ".join(("csv", "tsv", "json", "jsonl", "parquet", "xlsx", "txt"))) \
-        in texts(at)
+    assert t("upload.limit", lang, mb=200, types=", ".join(UPLOAD_TYPES)) in texts(at)
     at.radio(key="sample_pick").set_value(sample)
     at.button(key="sample_use").click().run()
     assert not at.exception
     upload = json.loads((workspace / "project.json").read_text())["upload"]
     assert upload["display_name"] == SAMPLES[sample]
     assert upload["path"].startswith(str(workspace / "uploads"))
-    expected = {"support_en": "qa", "support_zh": "messages", "routing": "classification"}[sample]
+    expected = {"support_en": "qa", "support_zh": "messages", "routing": "classification",
+                "preference_en": "preference"}[sample]
     assert any(t(f"format.{expected}", lang) in s.value for s in at.success), [s.value for s in at.success]
     assert at.dataframe  # the raw preview
 

@@ -14,7 +14,7 @@ def test_upload_report_is_computed_once_and_kept_beside_the_upload(tmp_path, mon
     report = analyze_upload_cached(path, **settings)
     assert report["rows"] == 30 and report["info"]["format"] == "qa"
     assert upload_report_path(path, **settings).parent == tmp_path
-    monkeypatch.setattr("core.data.analysis.load_conversations", lambda *a, **k: 1 / 0)  # must not run again
+    monkeypatch.setattr("core.data.analysis.load_rows", lambda *a, **k: 1 / 0)  # must not run again
     assert analyze_upload_cached(path, **settings) == report == cached_upload_report(path, **settings)
     assert cached_upload_report(path, **{**settings, "max_seq_len": 512}) is None  # other settings, other report
 

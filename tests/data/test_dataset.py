@@ -142,7 +142,7 @@ def test_cli_analyze_text_report(tmp_path, capsys):
     src = write_jsonl(tmp_path / "d.jsonl", rows)
     assert main(["analyze", str(src), "--model", "approx"]) == 0
     out = capsys.readouterr().out
-    assert "format qa, 30 rows" in out and "quality score" in out and "--mask-pii" in out and "rows: 3" in out
+    assert "format qa (chat), 30 rows" in out and "quality score" in out and "--mask-pii" in out and "rows: 3" in out
 
 
 def test_cli_prepare_split_source(tmp_path, capsys):
