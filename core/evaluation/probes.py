@@ -3,13 +3,14 @@
 Each probe in ``assets/probes/general.jsonl`` is one JSON line::
 
     {"id": "en-fact-01", "lang": "en", "category": "fact", "prompt": "…",
-     "check": {"type": "answer", "any": ["Paris"]}}
+     "check": {"type": "answer", "any": ["Paris"]}, "example": "The capital of France is Paris."}
 
 A check needs no model: ``answer`` passes when one of ``any`` appears in the answer as a run of whole tokens
 (:func:`core.evaluation.textmetrics.segment`: words, one token per Chinese character), so "12" does not pass "112";
 ``regex`` passes when ``pattern`` (with ``flags``, "i" by default) is found; ``refuse`` passes when the answer
 declines or says it does not know, ``not_refuse`` when it is a non-empty answer that does neither
-(:mod:`core.evaluation.refusals`). The file is validated on load; a bad line is named.
+(:mod:`core.evaluation.refusals`). ``example``, optional, is an answer that passes: loading checks that it does,
+so every check in the file is known to be passable. The file is validated on load; a bad line is named.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class Probe:
     category: str
     prompt: str
     check: dict
+    example: Optional[str] = None
 
     def messages(self) -> list[dict]:
         """The chat messages that ask this probe."""
@@ -115,6 +117,9 @@ def _probe_error(row) -> Optional[str]:
     wanted = _CATEGORY_CHECK.get(row["category"])
     if wanted and row["check"]["type"] != wanted:
         return f"a {row['category']} probe must use a `{wanted}` check"
+    example = row.get("example")
+    if example is not None and not (isinstance(example, str) and check_answer(row["check"], example)):
+        return "`example` must be an answer that passes the probe's check"
     return None
 
 
@@ -133,7 +138,8 @@ def parse_probes(text: str, source: str = "probes") -> list[Probe]:
         if problem:
             raise ProbeFileError(f"{source} line {number}: {problem}")
         seen.add(row["id"])
-        probes.append(Probe(row["id"], row["lang"], row["category"], row["prompt"], row["check"]))
+        probes.append(Probe(row["id"], row["lang"], row["category"], row["prompt"], row["check"],
+                            row.get("example")))
     return probes
 
 
