@@ -94,8 +94,11 @@ def _normal_value(item) -> Optional[tuple[str, str]]:
         kind, value = None, item
     if not isinstance(value, str) or not value.strip():
         return None
-    kind = kind or ("email" if "@" in value else "phone" if len(re.sub(r"\D", "", value)) >= 7 else "secret")
-    return str(kind), value.strip()
+    value = value.strip()
+    if not kind:  # Analyze's detector names the kind when the whole string is one match; anything else is a secret
+        matches = pii_values(value)
+        kind = matches[0][0] if len(matches) == 1 and matches[0][1] == value else "secret"
+    return str(kind), value
 
 
 def _key(kind: str, value: str) -> str:
