@@ -2,8 +2,9 @@
 
 The questions come from ``assets/probes/out_of_scope.jsonl``: other domains (cooking, medicine, law …) and
 questions about the product that support data rarely holds (its CEO, revenue, Wi-Fi password), with the product's
-name taken from the system prompt. A question is dropped when the assistant's purpose or data covers it: when at
-least COVERED_SHARE of its content words (Chinese: character pairs) occur in the system prompt or the training rows.
+name taken from the system prompt. A question is dropped when the assistant's purpose or data covers it: when the
+system prompt or one training row holds at least COVERED_SHARE of its content words (Chinese: character pairs), and
+two of them at least. One row, not the whole data: ten thousand rows hold "moon" and "earth" somewhere.
 An answer abstains when :func:`core.evaluation.refusals.is_abstention` says so.
 
 The fix the line can apply: :func:`abstention_examples` writes "I can't help with that" rows from the system
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -33,10 +35,12 @@ FALLBACK_NAME = {"en": "your company", "zh": "你们公司"}
 _STOP_EN = frozenset(
     "what which when where who whom whose does have with about that this there their your from will would could "
     "should much many into than then them they were been being some more most make made only also just like know "
-    "need want tell please here year next last time good best instead long often exact".split())
+    "need want tell please here year next last time good best instead long often exact the and for you can how "
+    "why who are was did has had not but any all get got its our out one two may use way day new now see "
+    "let own too very yes".split())
 _STOP_ZH = frozenset("什么 怎么 怎样 可以 如何 我们 你们 是否 多少 哪些 哪里 哪个 为什么 一个 没有 请问 应该 时候 "
                      "这个 那个 现在 还是 就是 可能 需要 知道 告诉 是谁 有多".split())
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{3,}")
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]{2,}")
 _REPLIES = {
     "en": ("I'm sorry, I can't help with that. I am {role}, so I only answer questions within that role.",
            "That is outside my scope, and I don't want to guess. I am {role}; please ask me about that instead.",
@@ -85,7 +89,7 @@ def product_name(system_prompt: str, lang: str = "en") -> str:
 
 
 def _content_units(text: str) -> set[str]:
-    """Content words (Latin, 4+ letters, stop words out) and Chinese character pairs (common pairs out)."""
+    """Content words (Latin, 3+ letters, stop words out) and Chinese character pairs (common pairs out)."""
     text = text.lower()
     units = {w for w in _WORD.findall(text) if w not in _STOP_EN}
     run = ""
@@ -98,15 +102,25 @@ def _content_units(text: str) -> set[str]:
     return units
 
 
-def _row_texts(rows: Iterable[dict]) -> Iterable[str]:
-    for row in rows:
-        for m in row.get("messages") or []:
-            yield m.get("content") or ""
+def _row_text(row: dict) -> str:
+    return "\n".join(m.get("content") or "" for m in row.get("messages") or [])
 
 
-def _covered(question: str, name: str, vocabulary: set[str]) -> bool:
+def _index(texts: Iterable[str]) -> dict[str, set[int]]:
+    """Content unit → the texts (by position) that hold it."""
+    index: dict[str, set[int]] = {}
+    for i, text in enumerate(texts):
+        for unit in _content_units(text):
+            index.setdefault(unit, set()).add(i)
+    return index
+
+
+def _covered(question: str, name: str, index: dict[str, set[int]]) -> bool:
+    """True when one text of the index holds COVERED_SHARE of the question's content units, two at least (one
+    shared word is no evidence)."""
     units = _content_units(question.replace(name, " "))
-    return bool(units) and len(units & vocabulary) / len(units) >= COVERED_SHARE
+    best = max(Counter(i for u in units for i in index.get(u, ())).values(), default=0)
+    return best >= 2 and best / len(units) >= COVERED_SHARE
 
 
 def _round_robin(groups: list[list[str]]) -> list[str]:
@@ -129,8 +143,8 @@ def out_of_scope_questions(system_prompt: str, train_rows: list[dict], lang: str
                            limit: Optional[int] = None) -> list[str]:
     """Questions the assistant's purpose and data do not cover (other domains, unmentioned product facts)."""
     name = product_name(system_prompt, lang)
-    vocabulary = set().union(*map(_content_units, [system_prompt or "", *_row_texts(train_rows)]))
-    kept = [q for q in _questions(lang, "eval", name) if not _covered(q, name, vocabulary)]
+    index = _index([system_prompt or "", *map(_row_text, train_rows)])
+    kept = [q for q in _questions(lang, "eval", name) if not _covered(q, name, index)]
     return kept[:limit] if limit is not None else kept
 
 
