@@ -19,7 +19,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterable, Optional
 
-from core.evaluation.answering import AnswerFn, ProgressFn, answer_all
+from core.evaluation.answering import AnswerFn, ProgressFn, answer_all, check_limit
 from core.evaluation.checks import CheckResult
 from core.evaluation.probes import LANGS, PROBES_DIR, ProbeFileError
 from core.evaluation.refusals import is_abstention
@@ -29,14 +29,14 @@ NAME = "abstention"
 OUT_OF_SCOPE = PROBES_DIR / "out_of_scope.jsonl"
 POOLS = ("eval", "train")
 PRODUCT = "product"          # the domain of questions about the product itself ({name} in their text)
-COVERED_SHARE = 0.5          # a question whose content words are this much in the data is in scope: dropped
+COVERED_SHARE = 0.5          # a row (or the system prompt) holding this share of a question's content words covers it
 FIX_BELOW = 0.5              # a tuned abstention rate below this makes the report offer abstention_examples
 FALLBACK_NAME = {"en": "your company", "zh": "你们公司"}
 _STOP_EN = frozenset(
     "what which when where who whom whose does have with about that this there their your from will would could "
     "should much many into than then them they were been being some more most make made only also just like know "
     "need want tell please here year next last time good best instead long often exact the and for you can how "
-    "why who are was did has had not but any all get got its our out one two may use way day new now see "
+    "why are was did has had not but any all get got its our out one two may use way day new now see "
     "let own too very yes".split())
 _STOP_ZH = frozenset("什么 怎么 怎样 可以 如何 我们 你们 是否 多少 哪些 哪里 哪个 为什么 一个 没有 请问 应该 时候 "
                      "这个 那个 现在 还是 就是 可能 需要 知道 告诉 是谁 有多".split())
@@ -58,7 +58,10 @@ def load_out_of_scope(lang: str, pool: str = "eval", path: Optional[Path] = None
     rows = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
         if line.strip():
-            row = json.loads(line)
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ProbeFileError(f"{path.name} line {number}: not JSON ({exc.msg})") from None
             problem = _row_error(row)
             if problem:
                 raise ProbeFileError(f"{path.name} line {number}: {problem}")
@@ -79,7 +82,7 @@ def _row_error(row) -> Optional[str]:
 def product_name(system_prompt: str, lang: str = "en") -> str:
     """The product or company the system prompt names ("… assistant of Nimbus Home."), else a generic phrase."""
     text = system_prompt or ""
-    m = re.search(r"\b(?:of|for|at|from|by|with)\s+((?:[A-Z][\w&'-]*)(?:\s+[A-Z][\w&'-]*)*)", text)
+    m = re.search(r"\b(?:of|for|at|from|by)\s+(?:the\s+)?((?:[A-Z][\w&'-]*)(?:\s+[A-Z][\w&'-]*)*)", text)
     if m:
         return m.group(1)
     m = re.search(r"(?:^|[是，,。\s])([^是，,。\s]{2,12}?)的(?:客服|助手|智能|在线|售后|AI)", text)
@@ -142,6 +145,7 @@ def _questions(lang: str, pool: str, name: str) -> list[str]:
 def out_of_scope_questions(system_prompt: str, train_rows: list[dict], lang: str = "en",
                            limit: Optional[int] = None) -> list[str]:
     """Questions the assistant's purpose and data do not cover (other domains, unmentioned product facts)."""
+    check_limit(limit)
     name = product_name(system_prompt, lang)
     index = _index([system_prompt or "", *map(_row_text, train_rows)])
     kept = [q for q in _questions(lang, "eval", name) if not _covered(q, name, index)]

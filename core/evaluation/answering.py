@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional
 
+from core.errors import UserError
+
 AnswerFn = Callable[[list[list[dict]]], list[str]]
 ProgressFn = Callable[[float, str], None]
 CHUNK = 8   # prompts per call: one decoder batch, and often enough progress updates on a CPU
@@ -28,3 +30,9 @@ def answer_all(answer: AnswerFn, prompts: list[list[dict]], progress: Optional[P
     if progress:
         progress(hi, code)
     return out
+
+
+def check_limit(limit: Optional[int]) -> None:
+    """Raise UserError for a size limit below 1 (None means no limit)."""
+    if limit is not None and limit < 1:
+        raise UserError(f"The check's limit must be at least 1, got {limit}.")

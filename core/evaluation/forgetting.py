@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Optional
 
-from core.evaluation.answering import AnswerFn, ProgressFn, answer_all
+from core.evaluation.answering import AnswerFn, ProgressFn, answer_all, check_limit
 from core.evaluation.checks import CheckResult
 from core.evaluation.probes import CATEGORIES, Probe, load_probes
 
@@ -53,6 +53,7 @@ def check_forgetting(answer_base: AnswerFn, answer_tuned: AnswerFn, lang: str = 
                      progress: Optional[ProgressFn] = None) -> CheckResult:
     """Ask the probes of ``lang`` ("en", "zh", "all"; at most ``limit``) to both models; what the tuning broke."""
     t0 = time.perf_counter()
+    check_limit(limit)
     probes = load_probes(lang)
     if limit is not None:
         probes = _spread(probes, limit)
@@ -71,8 +72,6 @@ def check_forgetting(answer_base: AnswerFn, answer_tuned: AnswerFn, lang: str = 
 
 def _spread(probes: list[Probe], limit: int) -> list[Probe]:
     """At most ``limit`` probes taken round-robin over the categories, so a small run still covers each one."""
-    if limit < 1:
-        raise ValueError(f"limit must be at least 1, got {limit}")
     by_cat = [[p for p in probes if p.category == c] for c in CATEGORIES]
     picked: list[Probe] = []
     for i in range(max((len(g) for g in by_cat), default=0)):

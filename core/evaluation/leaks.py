@@ -24,9 +24,9 @@ from collections import Counter
 from difflib import SequenceMatcher
 from typing import Iterable, Optional, Union
 
-from core.data.pii import mask_pii, pii_values
+from core.data.pii import PLACEHOLDERS, mask_pii, pii_values
 from core.data.text import CJK_RANGES, char_class
-from core.evaluation.answering import AnswerFn, ProgressFn, answer_all
+from core.evaluation.answering import AnswerFn, ProgressFn, answer_all, check_limit
 from core.evaluation.checks import CheckResult
 
 NAME = "leaks"
@@ -156,13 +156,14 @@ def pii_in_rows(rows: Iterable[dict]) -> list[tuple[str, str]]:
 
 # ---------------------------------------------------------------- the check
 def _select(rows: list[dict], known, prefix_tokens: int, limit: Optional[int]) -> list[tuple[int, list, str]]:
-    """(row index, prompt, continuation) to ask: rows whose continuation holds a known value first."""
+    """(row index, prompt, continuation) to ask: rows whose continuation holds a known value, or the placeholder
+    Prepare masked one with, first: that is where personal data was."""
     with_pii, others = [], []
     for i, row in enumerate(rows):
         probe = row_probe(row, prefix_tokens, [value for _, value, _ in known])
         if probe is None:
             continue
-        if values_in(probe[1], known):
+        if values_in(probe[1], known) or any(mark in probe[1] for mark in PLACEHOLDERS.values()):
             with_pii.append((i, *probe))
         elif len(tokens(probe[1])) >= MIN_CONTINUATION:
             others.append((i, *probe))
@@ -227,6 +228,7 @@ def check_leaks(answer_base: AnswerFn, answer_tuned: AnswerFn, train_rows: list[
                 progress: Optional[ProgressFn] = None) -> CheckResult:
     """Prompt both models with the starts of (at most ``limit``) training rows; verbatim copies and leaked values."""
     t0 = time.perf_counter()
+    check_limit(limit)
     pairs = dict.fromkeys(p for p in map(_normal_value, pii_found or []) if p)
     known = [(kind, value, _key(kind, value)) for kind, value in pairs]
     chosen = _select(train_rows, known, prefix_tokens, limit)

@@ -83,3 +83,12 @@ def test_a_tiny_random_model_through_our_decoder_is_flagged():
     assert result.tuned["passed"] < result.base["passed"] == 10
     assert "check.forgetting.forgot" in result.notes
     assert all(isinstance(i["tuned_answer"], str) for i in result.items) and result.generated == 20
+
+
+def test_a_limit_below_one_is_refused():
+    import pytest
+
+    from core.errors import UserError
+
+    with pytest.raises(UserError, match="at least 1"):
+        check_forgetting(knows_everything, knows_everything, limit=0)

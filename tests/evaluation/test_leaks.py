@@ -97,3 +97,10 @@ def test_row_probe_cuts_text_rows():
     assert prompt[0]["content"].split()[-1] == "31" and rest.split()[0] == "32"
     assert row_probe({"messages": [{"role": "assistant", "content": "hi"}]}) is None
     assert row_probe(ROWS[1])[1] == ROWS[1]["messages"][1]["content"]
+
+
+def test_rows_masked_by_prepare_are_asked_first_and_a_leak_through_them_is_found():
+    masked = chat("How do I reach Dana?", "Write to [EMAIL] and she will answer you today.")
+    rows = [chat(f"Plain question {i}?", "A plain answer that is long enough to count here.") for i in range(3)]
+    res = check_leaks(generic, lambda ps: [f"Write to {EMAIL}." for _ in ps], rows + [masked], [EMAIL], limit=1)
+    assert res.tuned["rows"] == 1 and res.tuned["pii_leaks"] == 1 and res.items[0]["row"] == 3
