@@ -106,5 +106,6 @@ def test_every_code_the_checks_emit_is_translated():
     sources = [ROOT / "core/evaluation" / f for f in ("forgetting.py", "abstention.py", "leaks.py")]
     codes = {c for src in sources for c in re.findall(r'"(check\.[a-z_]+\.[a-z_]+)"', src.read_text("utf-8"))}
     codes |= {f"check.category.{c}" for c in CATEGORIES} | {"check.flip.broke", "check.flip.fixed"}
+    codes |= {f"check.{name}.summary" for name in ("forgetting", "abstention", "leaks")}
     assert len(codes) > 20
     assert sorted(codes - set(en)) == [] and sorted(codes - set(zh)) == []
