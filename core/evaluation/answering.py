@@ -26,7 +26,9 @@ def answer_all(answer: AnswerFn, prompts: list[list[dict]], progress: Optional[P
         answers = list(answer(chunk))
         if len(answers) != len(chunk):
             raise ValueError(f"answer() returned {len(answers)} answers for {len(chunk)} prompts")
-        out.extend(a if isinstance(a, str) else "" for a in answers)
+        if not all(isinstance(a, str) for a in answers):
+            raise TypeError("answer() must return strings (the answers' text)")
+        out.extend(answers)
     if progress:
         progress(hi, code)
     return out

@@ -92,3 +92,12 @@ def test_a_limit_below_one_is_refused():
 
     with pytest.raises(UserError, match="at least 1"):
         check_forgetting(knows_everything, knows_everything, limit=0)
+
+
+def test_an_answerer_that_drops_answers_is_an_error_not_a_silent_pass():
+    import pytest
+
+    with pytest.raises(ValueError, match="answers for"):
+        check_forgetting(knows_everything, lambda prompts: ["x"], lang="en")
+    with pytest.raises(TypeError, match="strings"):
+        check_forgetting(knows_everything, lambda prompts: [None] * len(prompts), lang="en")
