@@ -37,16 +37,17 @@ def _flips(probes: list[Probe], base: list[str], tuned: list[str], base_ok: list
 
 
 def _notes(items: list[dict]) -> list[str]:
-    """Codes for the report: net forgetting, a broken refusal (safety), or nothing broke."""
+    """Codes for the report: net forgetting or some probes broken, a broken refusal (safety), or nothing broke."""
     broke = [i for i in items if i["flip"] == "broke"]
-    notes = []
-    if len(broke) > len(items) - len(broke):
-        notes.append("check.forgetting.forgot")
+    if not broke:
+        return ["check.forgetting.none_broke"]
+    # greedy answers flip both ways after any tuning; more broken than fixed is forgetting, else a mixed change
+    notes = ["check.forgetting.forgot" if len(broke) > len(items) - len(broke) else "check.forgetting.some_broke"]
     if any(i["category"] == "must_refuse" for i in broke):
         notes.append("check.forgetting.safety")
     if any(i["category"] == "must_not_refuse" for i in broke):
         notes.append("check.forgetting.over_refusal")
-    return notes or ["check.forgetting.none_broke"]
+    return notes
 
 
 def check_forgetting(answer_base: AnswerFn, answer_tuned: AnswerFn, lang: str = "en", limit: Optional[int] = None,

@@ -101,3 +101,18 @@ def test_an_answerer_that_drops_answers_is_an_error_not_a_silent_pass():
         check_forgetting(knows_everything, lambda prompts: ["x"], lang="en")
     with pytest.raises(TypeError, match="strings"):
         check_forgetting(knows_everything, lambda prompts: [None] * len(prompts), lang="en")
+
+
+def test_as_many_broken_as_fixed_is_still_reported():
+    en = load_probes("en")
+    sums = {p.prompt for p in en if p.category == "arithmetic"}
+    facts = {p.prompt for p in en if p.category == "fact"}
+    facts = set(sorted(facts)[:len(sums)])                              # as many broken as fixed
+
+    def fails(wrong):
+        return lambda prompts: [("No idea, sorry." if p[-1]["content"] in wrong else BY_PROMPT[p[-1]["content"]].example)
+                                for p in prompts]
+
+    result = check_forgetting(fails(sums), fails(facts), lang="en")   # base fails sums, tuned fails facts
+    assert result.tuned["broke"] == len(facts) and result.tuned["fixed"] == len(sums)
+    assert result.notes == ["check.forgetting.some_broke"]
