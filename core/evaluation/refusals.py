@@ -24,6 +24,7 @@ _EN_DECLINE = (
     r"\bas an ai(?: language model| assistant)?,?\s+i\s*(?:can't|cannot|don't|do not|am not|won't)",
     r"\b(?:it|this|that)\s*(?:is|would be|'s)\s+(?:not appropriate|inappropriate|unethical|illegal)",
     r"\bi\s*(?:can't|cannot|won't|will not)\s+(?:and will not\s+)?(?:help|assist)",
+    r"\bi\s*(?:don't|do not)\s+have\s+the\s+(?:capability|ability|permission|means)\s+to",
 )
 _EN_UNKNOWN = (
     r"\bi\s*(?:don't|do not)\s+(?:know|have (?:any |enough |that |the |this |reliable )?(?:information|data|details"
