@@ -21,7 +21,7 @@ from typing import Iterable, Optional
 
 from core.evaluation.answering import AnswerFn, ProgressFn, answer_all, check_limit
 from core.evaluation.checks import CheckResult
-from core.evaluation.probes import LANGS, PROBES_DIR, ProbeFileError
+from core.evaluation.probes import LANGS, PROBES_DIR, ProbeFileError, round_robin
 from core.evaluation.refusals import is_abstention
 from core.evaluation.textmetrics import is_cjk
 
@@ -126,20 +126,13 @@ def _covered(question: str, name: str, index: dict[str, set[int]]) -> bool:
     return best >= 2 and best / len(units) >= COVERED_SHARE
 
 
-def _round_robin(groups: list[list[str]]) -> list[str]:
-    out: list[str] = []
-    for i in range(max((len(g) for g in groups), default=0)):
-        out.extend(g[i] for g in groups if i < len(g))
-    return out
-
-
 def _questions(lang: str, pool: str, name: str) -> list[str]:
     """Every question of a pool, the product's name filled in, interleaved so a prefix covers every domain."""
     groups: dict[str, list[str]] = {}
     for row in load_out_of_scope(lang, pool):
         groups.setdefault(row["domain"], []).append(row["question"].replace("{name}", name))
     product = groups.pop(PRODUCT, [])
-    return _round_robin([product, *groups.values()])   # the product's own questions lead
+    return round_robin([product, *groups.values()])   # the product's own questions lead
 
 
 def out_of_scope_questions(system_prompt: str, train_rows: list[dict], lang: str = "en",

@@ -11,7 +11,7 @@ from typing import Optional
 
 from core.evaluation.answering import AnswerFn, ProgressFn, answer_all, check_limit
 from core.evaluation.checks import CheckResult
-from core.evaluation.probes import CATEGORIES, Probe, load_probes
+from core.evaluation.probes import CATEGORIES, Probe, load_probes, round_robin
 
 NAME = "forgetting"
 
@@ -73,9 +73,6 @@ def check_forgetting(answer_base: AnswerFn, answer_tuned: AnswerFn, lang: str = 
 
 def _spread(probes: list[Probe], limit: int) -> list[Probe]:
     """At most ``limit`` probes taken round-robin over the categories, so a small run still covers each one."""
-    by_cat = [[p for p in probes if p.category == c] for c in CATEGORIES]
-    picked: list[Probe] = []
-    for i in range(max((len(g) for g in by_cat), default=0)):
-        picked.extend(g[i] for g in by_cat if i < len(g))
+    picked = round_robin([[p for p in probes if p.category == c] for c in CATEGORIES])
     chosen = {p.id for p in picked[:limit]}
     return [p for p in probes if p.id in chosen]

@@ -123,6 +123,14 @@ def _probe_error(row) -> Optional[str]:
     return None
 
 
+def round_robin(groups: list[list]) -> list:
+    """The items of ``groups`` interleaved (first of each, then second of each …), so a prefix covers every group."""
+    out: list = []
+    for i in range(max((len(g) for g in groups), default=0)):
+        out.extend(g[i] for g in groups if i < len(g))
+    return out
+
+
 def parse_probes(text: str, source: str = "probes") -> list[Probe]:
     """Every probe in JSONL ``text``, validated; a bad line raises ProbeFileError naming ``source`` and the line."""
     probes: list[Probe] = []
