@@ -147,3 +147,39 @@ def params_fields(method: str, params: dict) -> dict:
     if method != "lora":
         return {"rank": None, "targets": None, "dropout": None}
     return {"rank": params.get("r"), "targets": params.get("target_modules"), "dropout": params.get("dropout")}
+
+
+def pick(cal: Calibration, task: str, n: int, num_labels: int, run_seconds, budget_s: float | None):
+    """(measured choice, a better-measured one that does not fit, notes) for the task, size and budget.
+
+    Among the table's configurations for data of this kind and size band, the one with the best measured task
+    metric whose planned run (``run_seconds(candidate)``, evaluations included) fits ``budget_s``. None with a note
+    when the table has nothing for this data, or nothing that fits.
+    """
+    from core.defaults import METHODS
+    from core.peft.config import default_section
+    from core.strategy.reasons import minutes, reason
+    from core.strategy.rules import Choice
+
+    kind, band = data_kind(task, num_labels), size_band(data_kind(task, num_labels), n, num_labels)
+    cands = [c for c in cal.candidates(kind, band) if c["method"] in METHODS]
+    if not cands:
+        return None, None, [reason("calibration_none", kind=kind, band=band)]
+    seconds = {id(c): run_seconds(c) for c in cands}
+    fitting = [c for c in cands if not budget_s or seconds[id(c)] <= budget_s]
+    if not fitting:
+        return None, None, [reason("calibration_none_fits", kind=kind, band=band, budget_min=minutes(budget_s),
+                                   need_min=minutes(min(seconds.values())))]
+
+    def choice(c: dict, why: list, against: list | None = None) -> Choice:
+        params = {**default_section(c["method"]), **c["params"]} if c["method"] != "full" else {}
+        return Choice(c["method"], params, why, against or [], epochs=c["epochs"], lr=c["lr"])
+
+    best = fitting[0]  # candidates come best first
+    why = [reason("calibration_pick", value=round(100 * best["value"], 1), metric=best["metric"],
+                  rows=", ".join(best["rows"]), kind=kind, band=band, epochs=best["epochs"])]
+    better = next((c for c in cands if c["value"] > best["value"]), None)
+    runner = None if better is None else choice(better, [reason("calibration_better", value=round(
+        100 * better["value"], 1), metric=better["metric"], rows=", ".join(better["rows"]))], [reason(
+            "calibration_over_budget", run_min=minutes(seconds[id(better)]), budget_min=minutes(budget_s or 0))])
+    return choice(best, why), runner, []
