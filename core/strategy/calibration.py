@@ -52,10 +52,12 @@ class Calibration:
                         "metric": first["metric"], "rows": [r["id"] for r in rows]})
         return sorted(out, key=lambda c: -c["value"])
 
-    def quality_band(self, kind: str, band: str, method: str, params: dict) -> dict | None:
-        """The range of the task metric runs of this configuration reached on similar data, or None."""
+    def quality_band(self, kind: str, band: str, method: str, params: dict, epochs: int | None = None) -> dict | None:
+        """The range of the task metric runs of this configuration (for ``epochs`` whole epochs, when given)
+        reached on similar data, or None."""
         key = config_key({"method": method, **params_fields(method, params)}, full=False)
-        rows = [r for r in self.measured(kind, band) if config_key(r, full=False) == key]
+        rows = [r for r in self.measured(kind, band) if config_key(r, full=False) == key
+                and (epochs is None or whole_epochs(r.get("epochs")) == epochs)]
         if not rows:
             return None
         seconds = [r["train_s"] for r in rows if r.get("train_s")]
@@ -168,8 +170,7 @@ def pick(cal: Calibration, task: str, n: int, num_labels: int, run_seconds, budg
     seconds = {id(c): run_seconds(c) for c in cands}
     fitting = [c for c in cands if not budget_s or seconds[id(c)] <= budget_s]
     if not fitting:
-        return None, None, [reason("calibration_none_fits", kind=kind, band=band, budget_min=minutes(budget_s),
-                                   need_min=minutes(min(seconds.values())))]
+        return None, None, [reason("calibration_none_fits", kind=kind, band=band, budget_min=minutes(budget_s))]
 
     def choice(c: dict, why: list, against: list | None = None) -> Choice:
         params = {**default_section(c["method"]), **c["params"]} if c["method"] != "full" else {}

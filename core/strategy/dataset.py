@@ -56,6 +56,8 @@ def recommend_for_dataset(data: str, purpose: str | None = None, model: str | No
     rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
     if not pairs:
         fit_time_budget(rec, time_budget_s, estimator)
+        rec.quality_band = selector.band_for(task, len(train), int((quality or {}).get("num_labels") or 0),
+                                             rec.method, rec.params, rec.train)
     return rec
 
 

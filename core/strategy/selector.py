@@ -105,13 +105,19 @@ class StrategySelector:
                                           time_budget_s if fit_steps else None, factor)
         reasons += table_notes + ([seq_note] if seq_note else []) + fit_notes
         reasons += plan_reasons(plan, time_budget_s if fit_steps else None, n < SMALL)
-        kind = data_kind(task, labels)
-        band = self.calibration.quality_band(kind, size_band(kind, n, labels), primary.method, primary.params)
+        band = self.band_for(task, n, labels, primary.method, primary.params, train)
         return Recommendation(task=task, method=primary.method, params=primary.params, train=train, reasons=reasons,
                               runner_up=runner_up or {"method": runner.method, "params": runner.params,
                                                       "why": list(runner.reasons), "why_not": list(runner.against)},
                               estimate=self._estimate(primary, train, plan), notes=quality_notes(quality),
                               objective=objective, quality_band=band)
+
+    def band_for(self, task: str, n: int, labels: int, method: str, params: dict, train: dict) -> dict | None:
+        """What runs of this configuration and length reached on similar data; None for a partial epoch."""
+        if train.get("max_steps"):  # a run cut short of its epochs is not what the table measured
+            return None
+        kind = data_kind(task, labels)
+        return self.calibration.quality_band(kind, size_band(kind, n, labels), method, params, int(train["epochs"]))
 
     def _measured(self, task: str, n: int, labels: int, seq: int, mean_tokens: float, budget: float | None,
                   primary: Choice, runner: Choice) -> tuple[Choice, Choice, list]:
