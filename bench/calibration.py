@@ -35,7 +35,7 @@ from core.defaults import DEFAULT_MODEL
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = (ROOT / ".." / "shared" / "data").resolve()
 SEED = 42
-BUDGETS_MIN = (3, 10)
+BUDGETS_MIN = (3, 5, 10)  # 3 and 10 as the issue asks; 5 because its acceptance check is at 5 minutes
 SYSTEM = {"classification": "Classify the user's message. Answer with the intent label only.",
           "faq": "You are a friendly customer support assistant. Answer briefly and helpfully.",
           "instructions": "You are a helpful assistant. Follow the instruction."}
@@ -240,6 +240,34 @@ def format_rows(rows: list[dict]) -> str:
     return "\n".join(lines + ["* = the best task metric for its data and budget"])
 
 
+def verify(rows: list[dict], budget_min: float = 5.0, model: str | None = None,
+           table_path: str | None = None, quick: bool = False) -> list[dict]:
+    """Per swept dataset: the recommendation under ``budget_min`` (following ``table_path``) against the sweep's best
+    at that budget; ``ratio`` is the recommended configuration's measured metric over the best's (None: not swept)."""
+    from core.strategy import recommend_for_dataset
+    from core.strategy.calibration import config_key, params_fields
+
+    out = []
+    for name in sorted({r["dataset"] for r in rows if r.get("budget_min") == budget_min}):
+        at_budget = [r for r in rows if r["dataset"] == name and r.get("budget_min") == budget_min
+                     and r.get("value") is not None]
+        if not at_budget:
+            continue
+        best = max(at_budget, key=lambda r: r["value"])
+        dataset_id = f"calib-{name}{'-quick' if quick else ''}"
+        rec = recommend_for_dataset(dataset_id, model=model, time_budget_s=60 * budget_min, calibration=table_path)
+        key = config_key({"method": rec.method, **params_fields(rec.method, rec.params)}, full=False)
+        same = [r for r in at_budget if config_key(r, full=False) == key and r.get("lr") == rec.train.get("lr")]
+        value = max((r["value"] for r in same), default=None)
+        out.append({"dataset": name, "recommended": key, "epochs": rec.train["epochs"], "value": value,
+                    "best": best["value"], "best_id": best["id"],
+                    "ratio": None if value is None or not best["value"] else round(value / best["value"], 3)})
+    for v in out:
+        print(f"{v['dataset']}: recommended {v['recommended']} x{v['epochs']} epochs -> {v['value']}, best "
+              f"{v['best']} ({v['best_id']}), ratio {v['ratio']} (target >= 0.9)")
+    return out
+
+
 def merge(rows: list[dict], path: Path) -> None:
     """Replace rows with the same id in the calibration table at ``path`` and add the new ones (validated)."""
     from core.fileio import atomic_write_json, read_json
@@ -270,6 +298,8 @@ def main(quick: bool = False, names: list[str] | None = None, configs: list[str]
     if merge_into:
         merge(rows, Path(merge_into) if merge_into != "default" else CALIBRATION_FILE)
     print(format_rows(rows), flush=True)
+    if merge_into and not quick:  # the issue's acceptance check: the 5-minute recommendation against the best
+        verify(rows, 5.0, model, None if merge_into == "default" else merge_into)
     return rows
 
 
