@@ -52,12 +52,24 @@ def recommend_for_dataset(data: str, purpose: str | None = None, model: str | No
     selector = StrategySelector(estimator=estimator, calibration=calibration)
     if not pairs:  # the trainer's loader reads conversations; pairs are timed by the selector's own shapes
         quality = _with_run_lengths(quality, train, model, system_prompt, estimator.arch.max_positions)
-    rec = selector.recommend(task, len(train), quality=quality, time_budget_s=time_budget_s, fit_steps=pairs)
-    rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
-    if not pairs:
-        fit_time_budget(rec, time_budget_s, estimator)
-        rec.quality_band = selector.band_for(task, len(train), int((quality or {}).get("num_labels") or 0),
-                                             rec.method, rec.params, rec.train)
+    def recommend() -> Recommendation:
+        rec = selector.recommend(task, len(train), quality=quality, time_budget_s=time_budget_s, fit_steps=pairs)
+        rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
+        if not pairs:
+            typical_epoch_s = rec.estimate["epoch_s"]
+            fit_time_budget(rec, time_budget_s, estimator)
+            rec.estimate["time_scale"] = rec.estimate["epoch_s"] / typical_epoch_s if typical_epoch_s else 1.0
+            rec.quality_band = selector.band_for(task, len(train), int((quality or {}).get("num_labels") or 0),
+                                                 rec.method, rec.params, rec.train)
+        return rec
+
+    rec = recommend()
+    scale = rec.estimate.get("time_scale") or 1.0
+    if time_budget_s and abs(scale - 1.0) > 0.1:
+        # The table's candidates were weighed at typical lengths; weigh them again at the real batches' pace, so
+        # "fits your budget" means the same in the choice as in the plan.
+        selector.time_scale = scale
+        rec = recommend()
     return rec
 
 

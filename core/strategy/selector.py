@@ -69,6 +69,7 @@ class StrategySelector:
         self.machine = self.estimator.machine
         # The measured table the choice follows (a path: a copy, as tests pass; default assets/calibration.json).
         self.calibration = calibration if isinstance(calibration, Calibration) else load_calibration(calibration)
+        self.time_scale = 1.0  # real batches' seconds over this selector's typical-length estimate (set by dataset.py)
 
     def recommend(self, task: str, n_examples: int | None = None, quality: dict | None = None,
                   time_budget_s: float | None = None, fit_steps: bool = True) -> Recommendation:
@@ -125,7 +126,8 @@ class StrategySelector:
         def seconds(c: dict) -> float:
             micro_s, micro_steps = self.epoch_time(c["method"], c["params"], n, BATCH, seq, mean_tokens)
             eval_s = self._eval_s(Choice(c["method"], c["params"], []), n, BATCH, seq, mean_tokens)
-            return run_seconds(c["epochs"] * micro_steps, micro_s, eval_s, TRAIN_DEFAULTS["eval_every"])
+            return self.time_scale * run_seconds(c["epochs"] * micro_steps, micro_s, eval_s,
+                                                 TRAIN_DEFAULTS["eval_every"])
 
         chosen, better, notes = pick(self.calibration, task, n, labels, seconds, budget)
         if chosen is None:

@@ -162,3 +162,15 @@ def test_the_estimator_scales_a_preference_config_by_its_passes():
     base = est.step.seconds
     est.data.update(tokens=300, label_tokens=100)
     assert with_objective(est, "orpo").step.seconds == pytest.approx(base * time_factor("orpo", 2 / 3, 1 / 3))
+
+
+def test_candidates_are_weighed_at_the_real_batches_pace(tmp_path):
+    """dataset.py sets time_scale from the real batches: a candidate that fits at typical lengths may not."""
+    s = sel(table(tmp_path, [row(id="one", epochs=1, value=0.5)]))
+    one_epoch = s.recommend("classification", 1540, quality={"num_labels": 77}).estimate["epoch_run_s"]
+    budget = 1.5 * one_epoch
+    assert "calibration_pick" in codes(s.recommend("classification", 1540, quality={"num_labels": 77},
+                                                   time_budget_s=budget).reasons)
+    s.time_scale = 2.0
+    assert "calibration_none_fits" in codes(s.recommend("classification", 1540, quality={"num_labels": 77},
+                                                        time_budget_s=budget).reasons)
