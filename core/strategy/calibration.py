@@ -12,8 +12,12 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from core.defaults import METHODS
 from core.errors import UserError
 from core.fileio import read_json
+from core.peft.config import default_section
+from core.strategy.reasons import minutes, reason
+from core.strategy.rules import Choice
 
 CALIBRATION_FILE = Path(__file__).resolve().parents[2] / "assets" / "calibration.json"
 KINDS = ("classification-many-labels", "classification", "faq", "instructions", "preference")
@@ -158,12 +162,8 @@ def pick(cal: Calibration, task: str, n: int, num_labels: int, run_seconds, budg
     metric whose planned run (``run_seconds(candidate)``, evaluations included) fits ``budget_s``. None with a note
     when the table has nothing for this data, or nothing that fits.
     """
-    from core.defaults import METHODS
-    from core.peft.config import default_section
-    from core.strategy.reasons import minutes, reason
-    from core.strategy.rules import Choice
-
-    kind, band = data_kind(task, num_labels), size_band(data_kind(task, num_labels), n, num_labels)
+    kind = data_kind(task, num_labels)
+    band = size_band(kind, n, num_labels)
     cands = [c for c in cal.candidates(kind, band) if c["method"] in METHODS]
     if not cands:
         return None, None, [reason("calibration_none", kind=kind, band=band)]
@@ -179,8 +179,10 @@ def pick(cal: Calibration, task: str, n: int, num_labels: int, run_seconds, budg
     best = fitting[0]  # candidates come best first
     why = [reason("calibration_pick", value=round(100 * best["value"], 1), metric=best["metric"],
                   rows=", ".join(best["rows"]), kind=kind, band=band, epochs=best["epochs"])]
-    better = next((c for c in cands if c["value"] > best["value"]), None)
-    runner = None if better is None else choice(better, [reason("calibration_better", value=round(
-        100 * better["value"], 1), metric=better["metric"], rows=", ".join(better["rows"]))], [reason(
-            "calibration_over_budget", run_min=minutes(seconds[id(better)]), budget_min=minutes(budget_s or 0))])
-    return choice(best, why), runner, []
+    better = next((c for c in cands if c["value"] > best["value"]), None)  # measured higher, but over the budget
+    if better is None:
+        return choice(best, why), None, []
+    better_why = [reason("calibration_better", value=round(100 * better["value"], 1), metric=better["metric"],
+                         rows=", ".join(better["rows"]))]
+    over = [reason("calibration_over_budget", run_min=minutes(seconds[id(better)]), budget_min=minutes(budget_s))]
+    return choice(best, why), choice(better, better_why, over), []
