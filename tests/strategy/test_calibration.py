@@ -174,3 +174,10 @@ def test_candidates_are_weighed_at_the_real_batches_pace(tmp_path):
     s.time_scale = 2.0
     assert "calibration_none_fits" in codes(s.recommend("classification", 1540, quality={"num_labels": 77},
                                                         time_budget_s=budget).reasons)
+
+
+def test_without_measurements_many_labels_get_the_rule_taken_from_the_banking77_row(tmp_path):
+    rec = sel(table(tmp_path, [])).recommend("classification", 960, quality={"num_labels": 64})
+    assert codes(rec.reasons)[:2] == ["lora_many_labels_measured", "calibration_none"]
+    assert (rec.params["r"], rec.params["target_modules"], rec.params["dropout"]) == (16, QKVO, 0.0)
+    assert rec.train["epochs"] == 2
