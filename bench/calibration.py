@@ -282,15 +282,16 @@ def merge(rows: list[dict], path: Path) -> None:
 
 def main(quick: bool = False, names: list[str] | None = None, configs: list[str] | None = None,
          budgets: list[float] | None = None, model: str | None = None, out: str | None = None,
-         merge_into: str | None = None, runner: str = "subprocess", eval_limit: int | None = None) -> list[dict]:
+         merge_into: str | None = None, runner: str = "subprocess", eval_limit: int | None = None,
+         command: str = "python -m core bench calibration") -> list[dict]:
     """Run the sweep, write its rows (``out``, ``merge_into``) and print the table with the winners."""
     from core.strategy.calibration import CALIBRATION_FILE
 
     names = names or (["banking77-10"] if quick else list(DATASETS))
     configs = configs or list(QUICK_GRID if quick else GRID)
     budgets = budgets or ([0.5] if quick else list(BUDGETS_MIN))
-    command = "python -m bench.calibration " + " ".join(sys.argv[1:])
-    rows = run_sweep(names, configs, budgets, model or DEFAULT_MODEL, quick, runner, eval_limit, command.strip())
+    command += " --quick" if quick and "--quick" not in command else ""
+    rows = run_sweep(names, configs, budgets, model or DEFAULT_MODEL, quick, runner, eval_limit, command)
     if out:
         from core.fileio import atomic_write_json
 
@@ -332,7 +333,8 @@ def _cli(argv: list | None = None) -> int:
     if args.workspace:
         os.environ["ASSISTANT_FACTORY_HOME"] = str(Path(args.workspace).resolve())
     main(quick=args.quick, names=split(args.data), configs=split(args.configs), budgets=budgets, model=args.model,
-         out=args.out, merge_into=args.merge, eval_limit=args.eval_limit)
+         out=args.out, merge_into=args.merge, eval_limit=args.eval_limit,
+         command=" ".join(["python -m bench.calibration", *(argv if argv is not None else sys.argv[1:])]))
     return 0
 
 
