@@ -89,7 +89,7 @@ class StrategySelector:
         mean_tokens = self._mean_tokens(task, quality)
         primary, runner, table_notes = self._measured(task, n, labels, seq, mean_tokens, time_budget_s,
                                                       primary, runner)
-        if n >= LARGE:  # enough data to use every weight, if memory and time allow
+        if n >= LARGE and table_notes:  # enough data to use every weight (unless the table measured a better choice)
             primary, runner = self._consider_full(primary, n, seq, mean_tokens, time_budget_s)
         chosen, batch, fitted_seq, fit_notes = self._fit_memory(primary, runner, seq)
         reasons = list(primary.reasons)

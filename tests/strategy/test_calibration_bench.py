@@ -23,7 +23,7 @@ def test_quick_sweep_writes_valid_rows_merges_them_and_the_selector_reads_them(w
         assert (r["method"], r["rank"], r["targets"], r["lr"], r["dropout"]) == (method, rank, targets, lr, dropout)
         assert r["from_sweep"] and r["state"] == "completed" and r["metric"] == "accuracy"
         assert r["data_kind"] == "classification-many-labels" and r["budget_min"] == 0.5 and r["train_s"] > 0
-        assert r["value"] is not None and r["val_loss"] is not None and "bench.calibration" in r["source"]
+        assert r["value"] is not None and r["val_loss"] is not None and "bench calibration --quick (lab calib-" in r["source"]
     merged = load_calibration(table)  # validated by the loader the selector uses
     assert [r["id"] for r in merged.rows] == [r["id"] for r in rows]
     printed = capsys.readouterr().out
