@@ -138,6 +138,8 @@ train["lr"] = float(train["lr"]) or None
 config = {"method": method, method: params, "train": train, "x_preset": preset} if method != "full" else \
     {"method": method, "train": train, "x_preset": preset}
 config = with_expected_speed(config, rec)
+if rec and rec.get("objective") not in (None, "sft"):  # preference pairs train with the recommended objective
+    config["objective"] = rec["objective"]
 if saved_ok:
     project = update_project(method=method, run_config=config)
     st.success(t("choose.saved"), icon="💾")
