@@ -74,16 +74,16 @@ def recommend_command(args: argparse.Namespace) -> int:
     rec = recommend_for_dataset(args.data, model=args.model, system_prompt=args.system_prompt,
                                 time_budget_s=60.0 * budget if budget is not None else None,
                                 purpose=getattr(args, "task", None))
-    config = {k: v for k, v in rec.config.items()}
+    doc = rec.to_dict()
+    text = config_yaml(rec.config, doc)
     if args.out:
-        atomic_write_text(args.out, config_yaml(config, rec.to_dict()))
+        atomic_write_text(args.out, text)  # the comments ride along; train reads only the config
     if args.json:
-        out = rec.to_dict()
-        out["reasons"] = [{**r, "text": render(r)} for r in rec.reasons]
-        out["quality_band_text"] = band_text(rec.quality_band)
-        print(json.dumps(out, indent=2, default=str))
+        doc["reasons"] = [{**r, "text": render(r)} for r in rec.reasons]
+        doc["quality_band_text"] = band_text(rec.quality_band)
+        print(json.dumps(doc, indent=2, default=str))
     else:
-        print(config_yaml(config, rec.to_dict()), end="")
+        print(text, end="")
         if args.out:
             print(f"# written to {args.out}; train it with: python -m core train --config {args.out}")
     return 0
