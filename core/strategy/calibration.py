@@ -56,6 +56,19 @@ class Calibration:
                         "metric": first["metric"], "rows": [r["id"] for r in rows]})
         return sorted(out, key=lambda c: -c["value"])
 
+    def best(self, kind: str, band: str, budget_min: float | None = None) -> dict | None:
+        """The best measured row for this kind and size band within ``budget_min`` minutes of training (measured
+        at that budget, or trained in no more than it), or None."""
+        def within(r: dict) -> bool:
+            if budget_min is None:
+                return True
+            if r.get("budget_min") is not None:
+                return r["budget_min"] <= budget_min
+            return r.get("train_s") is not None and r["train_s"] <= 60 * budget_min
+
+        rows = [r for r in self.measured(kind, band) if within(r)]
+        return max(rows, key=lambda r: r["value"], default=None)
+
     def quality_band(self, kind: str, band: str, method: str, params: dict, epochs: int | None = None) -> dict | None:
         """The range of the task metric runs of this configuration (for ``epochs`` whole epochs, when given)
         reached on similar data, or None."""

@@ -181,3 +181,12 @@ def test_without_measurements_many_labels_get_the_rule_taken_from_the_banking77_
     assert codes(rec.reasons)[:2] == ["lora_many_labels_measured", "calibration_none"]
     assert (rec.params["r"], rec.params["target_modules"], rec.params["dropout"]) == (16, QKVO, 0.0)
     assert rec.train["epochs"] == 2
+
+
+def test_best_row_per_kind_band_and_budget():
+    cal = load_calibration()
+    kind, band = "classification-many-labels", "per_label_13_30"
+    assert cal.best(kind, band)["id"] == "issue23-banking77-20"          # 69.6%, its time not recorded
+    assert cal.best(kind, band, 5)["id"] == "issue23-defaults-64intent"  # 14% in 214 s beats 12% at 5 min
+    assert cal.best(kind, band, 3) is None                                 # nothing measured in 3 min
+    assert cal.best("faq", "rows_300_2999") is None                      # measured, but no task metric
