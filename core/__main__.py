@@ -18,6 +18,8 @@ VERBS = {
     "analyze": ("core.data.cli", "analyze_command", "detect the format, normalise, print the quality report"),
     "prepare": ("core.data.cli", "prepare_command", "write a dataset into the workspace; prints its id"),
     "estimate": ("core.strategy", "estimate_command", "trainable parameters, memory and time per epoch for a config"),
+    "recommend": ("core.strategy.cli", "recommend_command",
+                  "the run config the Choose page recommends for a dataset, with reasons and an estimate"),
     "train": ("core.training.cli", "train_command", "run training in this process (works under torchrun)"),
     "eval": ("core.evaluation.cli", "eval_command", "metrics, error analysis, robustness, performance of a run"),
     "chat": ("core.chat", "chat_command", "one answer (--prompt) or an interactive chat with a run"),
@@ -60,6 +62,14 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     _add_data_arguments(sub)
     p = sub["estimate"]
     p.add_argument("--config", required=True, help="a run config, YAML or JSON")
+    p.add_argument("--json", action="store_true")
+    p = sub["recommend"]
+    p.add_argument("data", help="a data file (CSV, TSV, JSON, JSONL, Parquet, XLSX, TXT) or a prepared dataset id")
+    p.add_argument("--budget", type=float, metavar="MINUTES", help="training time budget in minutes")
+    p.add_argument("--model", default=None, help="base model (default: the default model)")
+    p.add_argument("--system-prompt", default=None, help="the assistant's system prompt (counts in the lengths)")
+    p.add_argument("--task", default=None, help="style|knowledge_qa|classification|multi_turn (default: from the data)")
+    p.add_argument("--out", help="write the run config here (YAML) for `python -m core train --config`")
     p.add_argument("--json", action="store_true")
     p = sub["train"]
     p.add_argument("--config", help="a run config, YAML or JSON")

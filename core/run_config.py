@@ -30,6 +30,8 @@ def recommended_config(rec: dict) -> dict:
     cfg = {"method": method, "train": {**FORM_TRAIN_DEFAULTS, **(rec.get("train") or {})}}
     if method != "full":
         cfg[method] = dict(rec.get("params") or {})
+    if rec.get("objective") not in (None, "sft"):  # preference pairs: dpo or orpo
+        cfg["objective"] = rec["objective"]
     return cfg
 
 

@@ -36,6 +36,14 @@ if rec is None:
     st.info(t("choose.engine_strategy"), icon="🚧")
 else:
     render_recommendation(rec)
+    band = rec.get("quality_band")  # from the calibration table (core/strategy/calibration.py)
+    if band:
+        key = "choose.quality_band" if band["low"] != band["high"] else "choose.quality_band_one"
+        st.info(t(key, low=100 * band["low"], high=100 * band["high"], metric=band["metric"],
+                  minutes=band["minutes"] if band.get("minutes") is not None else t("choose.minutes_unknown"),
+                  rows=", ".join(band["rows"])), icon="📏")
+    else:
+        st.caption(t("choose.quality_band_none"))
 
     def use_recommendation() -> None:
         """Save the recommended settings and set the form's widgets to them (a callback: before they render)."""
@@ -130,6 +138,8 @@ train["lr"] = float(train["lr"]) or None
 config = {"method": method, method: params, "train": train, "x_preset": preset} if method != "full" else \
     {"method": method, "train": train, "x_preset": preset}
 config = with_expected_speed(config, rec)
+if rec and rec.get("objective") not in (None, "sft"):  # preference pairs train with the recommended objective
+    config["objective"] = rec["objective"]
 if saved_ok:
     project = update_project(method=method, run_config=config)
     st.success(t("choose.saved"), icon="💾")

@@ -8,7 +8,11 @@
   does not fit. :func:`recommend_for_dataset` (dataset.py) re-times it on the dataset's own batches right now.
 * :func:`fit_time_budget` / :func:`fit_budget` (budget.py) — the one fitter of epochs and steps to a time budget.
 * :func:`fit_check` (fit.py) — the problems of a config on this machine and the smallest change that fits.
-* :func:`estimate_command` (cli.py) — ``python -m core estimate --config RUN.yaml [--json]``.
+* :func:`load_calibration` (calibration.py) — the measured table (assets/calibration.json) the selector follows:
+  the best measured configuration that fits the budget, and the quality band similar runs reached.
+* objective.py — what DPO and ORPO cost against SFT, counted in passes (the estimator and the selector use it).
+* :func:`estimate_command`, :func:`recommend_command` (cli.py) — ``python -m core estimate --config RUN.yaml`` and
+  ``python -m core recommend DATA [--budget MIN] [--out run.yaml] [--json]``.
 
     from core.strategy import ResourceEstimator, StrategySelector, fit_check
     est = ResourceEstimator(DEFAULT_MODEL)
@@ -20,7 +24,8 @@
 """
 from core.strategy.arch import Arch, MethodShape, ParamCount, arch_of, model_config
 from core.strategy.budget import MIN_BUDGET_STEPS, Plan, fit_budget, run_seconds
-from core.strategy.cli import estimate_command, format_estimate, human
+from core.strategy.calibration import Calibration, load_calibration
+from core.strategy.cli import estimate_command, format_estimate, human, recommend_command
 from core.strategy.dataset import fit_time_budget, recommend_for_dataset
 from core.strategy.estimator import BYTES, CAL, Estimate, MemoryEstimate, ResourceEstimator, StepTime
 from core.strategy.fit import FitReport, checked_estimate, fit_check
@@ -33,11 +38,11 @@ from core.strategy.selector import Recommendation, StrategySelector
 from core.strategy.shapes import dataset_shapes, normalize_config
 
 __all__ = [
-    "ADAPTER", "Arch", "BYTES", "CAL", "Choice", "Estimate", "FitReport", "GiB", "LARGE", "LORA_ALL", "LORA_ATTN",
+    "ADAPTER", "Arch", "BYTES", "CAL", "Calibration", "Choice", "Estimate", "FitReport", "GiB", "LARGE", "LORA_ALL", "LORA_ATTN",
     "LORA_QV", "LossProfile", "MIN_BUDGET_STEPS", "Machine", "MachineSpeed", "MemoryEstimate", "MethodShape",
     "MiB", "PREFIX", "ParamCount", "Plan", "Recommendation", "ResourceEstimator", "SMALL", "StepTime",
     "StrategySelector", "TASKS", "TASK_ALIASES", "TINY", "arch_of", "dataset_shapes", "estimate_command",
-    "checked_estimate", "fit_budget", "fit_check", "fit_time_budget", "format_estimate", "human", "loss_profile", "machine_speed",
+    "checked_estimate", "fit_budget", "fit_check", "fit_time_budget", "format_estimate", "human", "load_calibration", "loss_profile", "machine_speed",
     "measure_machine", "model_config", "normalize_config", "normalize_task", "probe_speed", "reason",
-    "recommend_for_dataset", "render", "run_seconds",
+    "recommend_command", "recommend_for_dataset", "render", "run_seconds",
 ]

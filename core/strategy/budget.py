@@ -28,6 +28,11 @@ class Plan:
         """Whether the run sees all the data at least once."""
         return self.max_steps is None
 
+    @property
+    def suggested_budget_min(self) -> int | None:
+        """Whole minutes that would cover one epoch, when the budget cut the run short of it; else None."""
+        return None if self.full_epochs else math.ceil(self.epoch_run_s / 60)
+
 
 def run_seconds(steps: int, step_s: float, eval_s: float, eval_every: int) -> float:
     """A run's seconds: its steps plus an evaluation every ``eval_every`` steps and one at the end."""
@@ -69,7 +74,9 @@ def plan_reasons(plan: Plan, budget_s: float | None, small_data: bool) -> list[d
     if not plan.full_epochs:
         share = round(100.0 * plan.steps / plan.steps_per_epoch)
         code = "budget_partial_epoch" if plan.run_s <= budget_s else "budget_below_minimum"
-        return [reason(code, share=share, epoch_min=math.ceil(plan.epoch_run_s / 60), **numbers)]
+        # Never less than one epoch without saying so, and the budget that would fit one.
+        return [reason(code, share=share, epoch_min=plan.suggested_budget_min, **numbers),
+                reason("budget_suggest", suggested_min=plan.suggested_budget_min, budget_min=numbers["budget_min"])]
     if plan.epochs < plan.wanted_epochs:
         return [why, reason("budget_fewer_epochs", epochs=plan.epochs, wanted=plan.wanted_epochs, **numbers)]
     return [why, reason("budget_fits", epochs=plan.epochs, **numbers)]
@@ -77,4 +84,4 @@ def plan_reasons(plan: Plan, budget_s: float | None, small_data: bool) -> list[d
 
 # The reasons about a run's length: replaced as a whole when the run is re-timed on real batches.
 PLAN_CODES = ("epochs_small_data", "epochs_large_data", "budget_partial_epoch", "budget_below_minimum",
-              "budget_fewer_epochs", "budget_fits")
+              "budget_fewer_epochs", "budget_fits", "budget_suggest")

@@ -1,9 +1,12 @@
-"""The CLI face: ``python -m core estimate --config RUN.yaml [--json]``, and reasons rendered in English."""
+"""The CLI faces: ``python -m core estimate --config RUN.yaml [--json]`` and ``python -m core recommend DATA``."""
 from __future__ import annotations
 
 import argparse
 import json
+import math
 
+from core.errors import UserError
+from core.fileio import atomic_write_text
 from core.strategy.estimator import Estimate, ResourceEstimator
 from core.strategy.fit import checked_estimate
 from core.strategy.machine import GiB, Machine, MiB
@@ -59,3 +62,60 @@ def format_estimate(e: Estimate) -> str:
     if e.suggestion:
         lines.append("Smallest change that fits: " + ", ".join(f"{k}={v}" for k, v in e.suggestion.items()))
     return "\n".join(lines)
+
+
+def recommend_command(args: argparse.Namespace) -> int:
+    """``python -m core recommend DATA``: the Choose page's recommended run config, its reasons and estimate."""
+    from core.strategy.dataset import recommend_for_dataset  # loads the tokenizer and torch: only for this verb
+
+    budget = getattr(args, "budget", None)
+    if budget is not None and not (budget > 0 and math.isfinite(budget)):
+        raise UserError(f"--budget must be a positive number of minutes, got {budget!r}; for example --budget 5.")
+    rec = recommend_for_dataset(args.data, model=args.model, system_prompt=args.system_prompt,
+                                time_budget_s=60.0 * budget if budget is not None else None,
+                                purpose=getattr(args, "task", None))
+    doc = rec.to_dict()
+    text = config_yaml(rec.config, doc)
+    if args.out:
+        atomic_write_text(args.out, text)  # the comments ride along; train reads only the config
+    if args.json:
+        doc["reasons"] = [{**r, "text": render(r)} for r in rec.reasons]
+        doc["quality_band_text"] = band_text(rec.quality_band)
+        print(json.dumps(doc, indent=2, default=str))
+    else:
+        print(text, end="")
+        if args.out:
+            print(f"# written to {args.out}; train it with: python -m core train --config {args.out}")
+    return 0
+
+
+def config_yaml(config: dict, rec: dict) -> str:
+    """The run config as YAML, with the reasons, the estimate and the expected quality as comments."""
+    import yaml
+
+    lines = [yaml.safe_dump(config, sort_keys=False, allow_unicode=True).rstrip("\n"), "", "# Why:"]
+    lines += [f"#  - {render(r)}" for r in rec.get("reasons") or []]
+    runner = rec.get("runner_up") or {}
+    if runner.get("method"):
+        lines.append(f"# Runner-up: {runner['method']} {runner.get('objective') or ''} "
+                     + " ".join(render(r) for r in runner.get("why") or []))
+        lines += [f"#   why not first: {render(r)}" for r in runner.get("why_not") or []]
+    est = rec.get("estimate") or {}
+    if est.get("memory_bytes"):
+        lines.append(f"# Estimate: peak memory {est['memory_bytes'] / GiB:.2f} GiB of {est['memory_budget'] / GiB:.2f} "
+                     f"GiB; {est.get('total_steps')} steps, about {human(est.get('total_s') or 0)} with evaluations "
+                     f"(one epoch {human(est.get('epoch_run_s') or 0)})")
+    lines.append(f"# Expected quality: {band_text(rec.get('quality_band'))}")
+    return "\n".join(lines) + "\n"
+
+
+def band_text(band: dict | None) -> str:
+    """The expected quality band in English, from the calibration table."""
+    if not band:
+        return render({"code": "choose.quality_band_none", "params": {}}, prefix="")
+    when = band["minutes"] if band.get("minutes") is not None else render(
+        {"code": "choose.minutes_unknown", "params": {}}, prefix="")
+    code = "choose.quality_band" if band["low"] != band["high"] else "choose.quality_band_one"
+    params = {"low": 100 * band["low"], "high": 100 * band["high"], "metric": band["metric"], "minutes": when,
+              "rows": ", ".join(band["rows"])}
+    return render({"code": code, "params": params}, prefix="")

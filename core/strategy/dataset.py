@@ -21,29 +21,69 @@ from core.workspace import dataset_dir
 
 
 def recommend_for_dataset(data: str, purpose: str | None = None, model: str | None = None,
-                          time_budget_s: float | None = None, system_prompt: str | None = None) -> Recommendation:
+                          time_budget_s: float | None = None, system_prompt: str | None = None,
+                          calibration: str | None = None) -> Recommendation:
     """The recommendation for a prepared dataset (id or folder) or a data file, with a ready run config.
 
     The size is the training split's; the quality report is the dataset's ``quality.json`` when there is one. Without
     a purpose the task is multi-turn or knowledge Q&A by the data's shape; data with labels is classification
     whatever the purpose. Its time comes from
     the dataset's real batches at this machine's speed measured now (:func:`core.strategy.machine.probe_speed`).
+    Preference pairs get a preference objective (DPO or ORPO), timed by the selector with its extra passes.
+    ``calibration``: the measured table to follow (default assets/calibration.json).
     """
+    if time_budget_s is not None and (isinstance(time_budget_s, bool) or not time_budget_s > 0):
+        raise UserError(f"The time budget must be a positive number of minutes, got {time_budget_s!r} s; "
+                        "give e.g. --budget 5.")
     model = model or DEFAULT_MODEL
     train = load_split(data, "train")
+    if not train:
+        raise UserError(f"{data!r} has no training examples; check that the file has rows (and a header "
+                        "the readers understand), or prepare it with `python -m core prepare FILE`.")
     folder = _dataset_folder(data)
-    quality = read_json(folder / "quality.json", None) if folder else None
-    guessed = _guess_task(train, quality)
-    # Labelled data is classification whatever the purpose says: the answers to learn are its labels.
-    task = guessed if guessed == "classification" or not purpose else normalize_task(purpose)
+    quality = _with_labels(read_json(folder / "quality.json", None) if folder else None, train)
+    pairs = is_preference(train)
+    guessed = "preference" if pairs else _guess_task(train, quality)
+    # Labelled data is classification whatever the purpose says: the answers to learn are its labels (and pairs
+    # are preference data).
+    task = guessed if guessed in ("classification", "preference") or not purpose else normalize_task(purpose)
     machine = Machine.detect()
     estimator = ResourceEstimator(model, machine=machine, speed=machine_module.probe_speed(machine))
-    selector = StrategySelector(estimator=estimator)
-    quality = _with_run_lengths(quality, train, model, system_prompt, estimator.arch.max_positions)
-    rec = selector.recommend(task, len(train), quality=quality, time_budget_s=time_budget_s, fit_steps=False)
-    rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
-    fit_time_budget(rec, time_budget_s, estimator)
+    selector = StrategySelector(estimator=estimator, calibration=calibration)
+    if not pairs:  # the trainer's loader reads conversations; pairs are timed by the selector's own shapes
+        quality = _with_run_lengths(quality, train, model, system_prompt, estimator.arch.max_positions)
+    def recommend() -> Recommendation:
+        rec = selector.recommend(task, len(train), quality=quality, time_budget_s=time_budget_s, fit_steps=pairs)
+        rec.config = rec.to_config(str(folder or data), model=model, system_prompt=system_prompt)
+        if not pairs:
+            typical_epoch_s = rec.estimate["epoch_s"]
+            fit_time_budget(rec, time_budget_s, estimator)
+            rec.estimate["time_scale"] = rec.estimate["epoch_s"] / typical_epoch_s if typical_epoch_s else 1.0
+            rec.quality_band = selector.band_for(task, len(train), int((quality or {}).get("num_labels") or 0),
+                                                 rec.method, rec.params, rec.train)
+        return rec
+
+    rec = recommend()
+    scale = rec.estimate.get("time_scale") or 1.0
+    if time_budget_s and abs(scale - 1.0) > 0.1:
+        # The table's candidates were weighed at typical lengths; weigh them again at the real batches' pace, so
+        # "fits your budget" means the same in the choice as in the plan.
+        selector.time_scale = scale
+        rec = recommend()
     return rec
+
+
+def is_preference(rows: list) -> bool:
+    """Whether the rows are preference pairs ({prompt, chosen, rejected}, core/data/pairs.py)."""
+    return bool(rows) and all(isinstance(r, dict) and "chosen" in r and "rejected" in r for r in rows[:50])
+
+
+def _with_labels(quality: dict | None, train: list) -> dict | None:
+    """The quality report with the number of distinct labels of the training rows when it lacks one."""
+    if (quality or {}).get("num_labels"):
+        return quality
+    labels = {c.get("meta", {}).get("label") for c in train if isinstance(c, dict)} - {None, ""}
+    return {**(quality or {}), "num_labels": len(labels)} if len(labels) >= 2 else quality
 
 
 def _dataset_folder(data: str) -> Path | None:
@@ -88,7 +128,8 @@ def fit_time_budget(rec: Recommendation, budget_s: float | None, estimator: Reso
     rec.reasons += plan_reasons(plan, budget_s, small)
     rec.estimate.update(total_steps=plan.steps, total_s=plan.run_s, step_s=step_s, epoch_s=est.epoch_s,
                         steps_per_epoch=est.steps_per_epoch, eval_s=plan.eval_s, epoch_run_s=plan.epoch_run_s,
-                        full_epochs=plan.full_epochs, timing="probe")
+                        full_epochs=plan.full_epochs, suggested_budget_min=plan.suggested_budget_min,
+                        timing="probe")
 
 
 def _with_run_lengths(quality: dict | None, convs: list, model: str, system_prompt: str | None,

@@ -17,6 +17,7 @@ from core.strategy.arch import (
 )
 from core.strategy.loss_profile import logit_rows, loss_profile
 from core.strategy.machine import Machine, MachineSpeed, MiB
+from core.strategy.objective import answer_share, time_factor
 from core.strategy.shapes import dataset_shapes, normalize_config
 from core.training.loss import UNPAD_MIN_ROW_TOKENS, UNPADDED
 
@@ -333,7 +334,21 @@ class ResourceEstimator:
                        steps_per_epoch=steps, total_steps=total_steps, total_s=total_s,
                        data={k: v for k, v in data.items() if k != "batches"},
                        machine=asdict(self.machine), speed=asdict(self.speed))
-        return est  # problems and the smallest change that fits: core.strategy.fit.checked_estimate
+        return with_objective(est, cfg.get("objective"))  # problems and fixes: core.strategy.fit.checked_estimate
+
+
+def with_objective(est: Estimate, objective: str | None) -> Estimate:
+    """The estimate with a preference objective's extra passes counted (core/strategy/objective.py), in place."""
+    if objective not in ("dpo", "orpo"):
+        return est
+    share = answer_share(est.data.get("tokens") or 0, est.data.get("label_tokens") or 0)
+    factor = time_factor(objective, 1.0 - share, share)
+    est.step.seconds *= factor
+    est.step.breakdown = {k: v * factor for k, v in est.step.breakdown.items()}
+    est.epoch_s = est.epoch_s * factor if est.epoch_s is not None else None
+    est.total_s = est.total_s * factor if est.total_s is not None else None
+    est.data["objective"], est.data["objective_factor"] = objective, round(factor, 3)
+    return est
 
 
 def _rows_per_group(batch: int, seq_len: int, train: dict) -> int:

@@ -24,9 +24,9 @@ def _english() -> dict:
     return json.loads(EN_TABLE.read_text(encoding="utf-8"))
 
 
-def render(item: dict) -> str:
-    """The English sentence of a reason (the code itself when the table lacks it)."""
-    text = _english().get(PREFIX + item["code"])
+def render(item: dict, prefix: str = PREFIX) -> str:
+    """The English sentence of a reason (the code itself when the table lacks it); ``prefix`` "" for any UI key."""
+    text = _english().get(prefix + item["code"])
     return text.format(**item.get("params") or {}) if text else item["code"]
 
 

@@ -37,8 +37,10 @@ def test_never_below_the_minimum_steps():
 def test_a_partial_epoch_says_so_and_suggests_the_budget_for_one():
     plan = fit_budget(3, 100, 1.0, 5.0, 50, budget_s=60)
     assert not plan.full_epochs
-    [item] = plan_reasons(plan, 60, small_data=True)
+    item, suggest = plan_reasons(plan, 60, small_data=True)
     assert item["code"] == "budget_partial_epoch"
+    assert suggest["code"] == "budget_suggest" and suggest["params"]["suggested_min"] == plan.suggested_budget_min
+    assert plan.suggested_budget_min == item["params"]["epoch_min"] and f"{plan.suggested_budget_min} min" in render(suggest)
     assert item["params"]["epoch_min"] == math.ceil(run_seconds(100, 1.0, 5.0, 50) / 60)
     assert item["params"]["steps"] == plan.max_steps and item["params"]["per_epoch"] == 100
     text = render(item)

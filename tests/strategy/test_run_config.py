@@ -22,6 +22,8 @@ def test_recommended_config_fills_the_form_keys_and_keeps_the_recommendation():
     assert cfg["train"]["epochs"] == 1 and cfg["train"]["max_steps"] == 40 and cfg["train"]["expected_step_s"] == 0.5
     assert cfg["train"]["max_seq_len"] == TRAIN_DEFAULTS["max_seq_len"]
     assert "full" not in recommended_config({"method": "full", "train": {}})
+    assert "objective" not in cfg and "objective" not in recommended_config({**rec, "objective": "sft"})
+    assert recommended_config({**rec, "objective": "orpo"})["objective"] == "orpo"  # preference pairs keep theirs
 
 
 def test_build_run_config_adds_the_project_and_drops_page_only_keys():
