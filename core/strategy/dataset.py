@@ -4,7 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import core.strategy.machine as machine_module
-from core.data import load_split
+from core.data import load_pairs, load_rows, load_split
+from core.data.kinds import dataset_kind
 from core.data.loader import SmartDataLoader
 from core.defaults import DEFAULT_MODEL
 from core.errors import UserError
@@ -36,7 +37,7 @@ def recommend_for_dataset(data: str, purpose: str | None = None, model: str | No
         raise UserError(f"The time budget must be a positive number of minutes, got {time_budget_s!r} s; "
                         "give e.g. --budget 5.")
     model = model or DEFAULT_MODEL
-    train = load_split(data, "train")
+    train = train_rows(data)
     if not train:
         raise UserError(f"{data!r} has no training examples; check that the file has rows (and a header "
                         "the readers understand), or prepare it with `python -m core prepare FILE`.")
@@ -71,6 +72,18 @@ def recommend_for_dataset(data: str, purpose: str | None = None, model: str | No
         selector.time_scale = scale
         rec = recommend()
     return rec
+
+
+def train_rows(data: str) -> list[dict]:
+    """The training split: conversations, or preference pairs as dicts ({prompt, chosen, rejected})."""
+    folder = _dataset_folder(data)
+    if folder is not None:
+        kind = dataset_kind(folder)
+    else:
+        kind = load_rows(data)[1]["kind"] if Path(data).is_file() else None
+    if kind == "preference":
+        return [pair.to_dict() for pair in load_pairs(data, "train")]
+    return load_split(data, "train")
 
 
 def is_preference(rows: list) -> bool:
