@@ -1,4 +1,5 @@
-"""Step 8 · Chat & Export: stream answers from the tuned assistant beside the base model; download the results.
+"""Step 8 · Chat & Export: stream answers from the tuned assistant beside the base model; download the results;
+serve the run as an OpenAI-compatible API in the background.
 
 Any run with usable weights works here: the final adapter, or a stopped or failed run's newest checkpoint
 ("as of step N"). Models load in background threads; the page shows their progress and never waits on them.
@@ -16,6 +17,7 @@ from ui.chatview import base_loader, chat_stream, conversation, tuned_loader
 from ui.common import ensure_shell, header, need, show_error
 from ui.models import loading_fragment
 from ui.runview import run_status, weights_panel
+from ui.serveview import serve_tab
 
 ensure_shell()
 
@@ -155,8 +157,10 @@ def export_tab() -> None:
             st.caption(t("export.report.missing"))
 
 
-tab_chat, tab_export = st.tabs([t("chat.tab_chat"), t("chat.tab_export")])
+tab_chat, tab_export, tab_serve = st.tabs([t("chat.tab_chat"), t("chat.tab_export"), t("chat.tab_serve")])
 with tab_chat:
     chat_tab()
 with tab_export:
     export_tab()
+with tab_serve:
+    serve_tab(run_id)
