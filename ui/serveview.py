@@ -50,6 +50,12 @@ def _key_name(run_id: str) -> str:
     return f"serve_key_{run_id}"
 
 
+def _kept_key(run_id: str) -> str:
+    # the key the server was started with: Streamlit drops a widget's state while it is not drawn (the key box is
+    # hidden while the server runs), so the snippets read this plain session entry instead
+    return f"serve_started_key_{run_id}"
+
+
 def _generate_key(run_id: str) -> None:
     st.session_state[_key_name(run_id)] = new_api_key()  # a callback: runs before the key's widget is drawn
 
@@ -84,11 +90,14 @@ def settings_and_start(run_id: str) -> None:
     port = c2.number_input(t("serve.port"), min_value=1024, max_value=65535, value=DEFAULT_PORT, step=1,
                            key="serve_port", help=t("serve.port_help"))
     k1, k2 = st.columns([3, 1])
+    if _key_name(run_id) not in st.session_state and st.session_state.get(_kept_key(run_id)):
+        st.session_state[_key_name(run_id)] = st.session_state[_kept_key(run_id)]  # the same key after a Stop
     api_key = k1.text_input(t("serve.api_key"), key=_key_name(run_id), type="password", help=t("serve.api_key_help"))
     k2.button(t("serve.generate_key"), key="serve_genkey", on_click=_generate_key, args=(run_id,))
     if st.button(t("serve.start"), key="serve_start", type="primary"):
         try:
             start_server(run_id, port=int(port), api_key=api_key.strip(), base=side == "base")
+            st.session_state[_kept_key(run_id)] = api_key.strip()
         except Exception as exc:  # noqa: BLE001 - a UserError in the engine's words, anything else as a note
             show_error(exc)
             return
@@ -110,7 +119,7 @@ def running(run_id: str, status: dict) -> None:
     model = status.get("model") or model_id(run_id, status["base"])
     st.success(t("serve.running", url=status["url"], model=model), icon="🟢")
     st.caption(t("serve.auth_on") if status["auth"] else t("serve.auth_off"))
-    known = st.session_state.get(_key_name(run_id)) or None
+    known = st.session_state.get(_kept_key(run_id)) or None
     if status["auth"] and not known:
         st.caption(t("serve.key_unknown"))
     code = snippets(status["url"], model, known, status["auth"])
