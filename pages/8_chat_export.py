@@ -8,12 +8,12 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.chat import build_messages
 from core.export import FORMATS, available, build_export, report_html, zip_path
 from core.fileio import read_json
 from core.workspace import run_dir
 from ui import t
-from ui.chatview import base_loader, chat_stream, conversation, tuned_loader
+from ui.chatview import (base_loader, chat_session, chat_stream, conversation, reset_sessions, side_history,
+                         tuned_loader)
 from ui.common import ensure_shell, header, need, show_error
 from ui.models import loading_fragment
 from ui.runview import run_status, weights_panel
@@ -56,11 +56,11 @@ def show_history(conv: dict) -> None:
             _bubble(cols[1], "base", base)
 
 
-def _stream_into(where, who: str, loader, messages: list, max_new: int) -> str:
+def _stream_into(where, who: str, loader, conv: dict, prompt: str, system_prompt, max_new: int) -> str:
     with where.chat_message("assistant", avatar="🏭" if who == "tuned" else "🧱"):
         st.caption(t(f"chat.{who}"))
-        model, tok = loader.result
-        text = _text(st.write_stream(chat_stream(model, tok, messages, max_new)))
+        session = chat_session(who, loader, system_prompt)  # keeps its KV cache: only the new turn is encoded
+        text = _text(st.write_stream(chat_stream(session, side_history(conv, who), prompt, max_new)))
         if not text.strip():
             st.caption(t("model.empty_answer"))
     return text
@@ -81,10 +81,10 @@ def answer(conv: dict, prompt: str, system_prompt: str, compare: bool, max_new: 
     if failed is not None:
         show_error(failed)
         return
-    messages = build_messages(system_prompt.strip() or None, conv["messages"], prompt)
+    system = system_prompt.strip() or None
     cols = st.columns(2) if compare else [st.container()]
-    tuned = _stream_into(cols[0], "tuned", loaders[0], messages, max_new)
-    base = _stream_into(cols[1], "base", loaders[1], messages, max_new) if compare else None
+    tuned = _stream_into(cols[0], "tuned", loaders[0], conv, prompt, system, max_new)
+    base = _stream_into(cols[1], "base", loaders[1], conv, prompt, system, max_new) if compare else None
     conv["messages"] += [{"role": "user", "content": prompt}, {"role": "assistant", "content": tuned}]
     if base is not None:
         conv["base"][len(conv["messages"]) - 1] = base
@@ -101,6 +101,7 @@ def chat_tab() -> None:
     if c3.button(t("chat.clear"), key="clear"):
         conv["messages"].clear()
         conv["base"].clear()
+        reset_sessions()
         st.session_state.pop(PENDING, None)
     show_history(conv)
     turn = st.container()  # the new exchange appears above the input, after the history
