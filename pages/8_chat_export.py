@@ -16,6 +16,7 @@ from ui.chatview import (base_loader, chat_session, chat_stream, conversation, r
                          tuned_loader)
 from ui.common import ensure_shell, header, need, show_error
 from ui.models import loading_fragment
+from ui.exportview import gguf_card
 from ui.runview import run_status, weights_panel
 from ui.serveview import serve_tab
 
@@ -148,6 +149,7 @@ def export_tab() -> None:
         st.caption(t("export.as_of", step=weights.step))
     for fmt in FORMATS:
         export_card(fmt, config.get("method", "lora"))
+    gguf_card(run_id, weights, config.get("method", "lora"))
     with st.container(border=True):
         st.markdown(f"**{t('export.report.title')}**")
         html = report_html(run_id)
