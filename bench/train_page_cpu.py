@@ -23,6 +23,7 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # run as a script: `core` is imported from the repository
 CHROMIUM = "/usr/bin/chromium"
 SAMPLE = ROOT / "assets" / "samples" / "support_faq_en.csv"
 
