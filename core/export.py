@@ -25,9 +25,10 @@ GGUF_QUANTS = ("f16", "q8_0")
 
 
 def available(method: str, fmt: str) -> bool:
-    """Whether ``fmt`` (a format, or ``gguf``) exists for a run of ``method`` (the others are refused with a message)."""
-    return fmt == "adapter" or (fmt == "peft" and method == "lora") or (fmt in ("merged", "gguf")
-                                                                        and method in MERGEABLE)
+    """Whether ``fmt`` (a format, or ``gguf``) exists for a run of ``method`` (others are refused with a message)."""
+    if fmt in ("merged", "gguf"):
+        return method in MERGEABLE
+    return fmt == "adapter" or (fmt == "peft" and method == "lora")
 
 
 def _tag(weights: UsableWeights) -> str:

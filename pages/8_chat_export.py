@@ -15,8 +15,8 @@ from ui import t
 from ui.chatview import (base_loader, chat_session, chat_stream, conversation, reset_sessions, side_history,
                          tuned_loader)
 from ui.common import ensure_shell, header, need, show_error
-from ui.models import loading_fragment
 from ui.exportview import gguf_card
+from ui.models import loading_fragment
 from ui.runview import run_status, weights_panel
 from ui.serveview import serve_tab
 

@@ -15,6 +15,7 @@ import streamlit as st
 
 from core.serve import server_status, start_server, stop_server
 from core.serve.cli import DEFAULT_PORT, model_id
+from core.serve.control import key_id
 from ui.common import guarded, show_error
 from ui.i18n import labeler, t
 
@@ -120,6 +121,8 @@ def running(run_id: str, status: dict) -> None:
     st.success(t("serve.running", url=status["url"], model=model), icon="🟢")
     st.caption(t("serve.auth_on") if status["auth"] else t("serve.auth_off"))
     known = st.session_state.get(_kept_key(run_id)) or None
+    if known and key_id(known) != status.get("key_id"):
+        known = None  # started from another browser session with another key: never show a wrong one
     if status["auth"] and not known:
         st.caption(t("serve.key_unknown"))
     code = snippets(status["url"], model, known, status["auth"])

@@ -5,6 +5,7 @@ the child in its environment, never on its command line (which other local users
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -51,11 +52,18 @@ def start_server(run_id: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
             os.environ[API_KEY_ENV] = api_key
         try:
             return jobs.spawn(folder, "serve", args, log_name=LOG_FILE, job_file=JOB_FILE,
-                              extra={"run_id": run_id, "auth": bool(api_key), "base": base, "merged": merged})
+                              extra={"run_id": run_id, "auth": bool(api_key), "key_id": key_id(api_key),
+                                     "base": base, "merged": merged})
         finally:
             os.environ.pop(API_KEY_ENV, None)
             if old is not None:
                 os.environ[API_KEY_ENV] = old
+
+
+def key_id(api_key: Optional[str]) -> Optional[str]:
+    """A short fingerprint of an API key (the first 16 hex digits of its SHA-256): tells which key a server
+    expects without storing the key; None without a key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
 
 
 def server_status(run_id: str) -> dict:
@@ -72,7 +80,7 @@ def server_status(run_id: str) -> dict:
     job = job or {}
     return {"state": state, "running": running, "ready": bool(progress), "url": (progress or {}).get("url"),
             "model": (progress or {}).get("model"),
-            "pid": job.get("pid") if running else None, "auth": bool(job.get("auth")),
+            "pid": job.get("pid") if running else None, "auth": bool(job.get("auth")), "key_id": job.get("key_id"),
             "base": bool(job.get("base")), "merged": bool(job.get("merged")),
             "log_tail": jobs.log_tail(folder / LOG_FILE)}
 

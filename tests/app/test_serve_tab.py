@@ -75,6 +75,11 @@ def test_serve_tab_starts_calls_and_stops_a_server_with_a_generated_key(serve_ru
     assert _ask(status["url"], key)["choices"][0]["message"]["role"] == "assistant"
     for path in serve_dir(RUN_ID).iterdir():  # the key is in no file: not the job record, log or status
         assert key not in path.read_text(errors="replace"), path
+    at.session_state[f"serve_started_key_{RUN_ID}"] = "af-another-key"  # as if another session had started it
+    at.run()
+    shown = "\n".join(c.value for c in at.code)
+    assert f"OPENAI_API_KEY={KEY_PLACEHOLDER}" in shown and "af-another-key" not in shown  # never a wrong key
+    at.session_state[f"serve_started_key_{RUN_ID}"] = key
     at.button(key="serve_stop").click().run(timeout=60)
     assert not at.exception
     assert server_status(RUN_ID)["state"] == "stopped"
