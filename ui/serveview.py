@@ -90,6 +90,8 @@ def settings_and_start(run_id: str) -> None:
                     horizontal=True)
     port = c2.number_input(t("serve.port"), min_value=1024, max_value=65535, value=DEFAULT_PORT, step=1,
                            key="serve_port", help=t("serve.port_help"))
+    merged = st.toggle(t("serve.merged"), key="serve_merged", value=False, disabled=side == "base",
+                       help=t("serve.merged_help"))
     k1, k2 = st.columns([3, 1])
     if _key_name(run_id) not in st.session_state and st.session_state.get(_kept_key(run_id)):
         st.session_state[_key_name(run_id)] = st.session_state[_kept_key(run_id)]  # the same key after a Stop
@@ -97,7 +99,8 @@ def settings_and_start(run_id: str) -> None:
     k2.button(t("serve.generate_key"), key="serve_genkey", on_click=_generate_key, args=(run_id,))
     if st.button(t("serve.start"), key="serve_start", type="primary"):
         try:
-            start_server(run_id, port=int(port), api_key=api_key.strip(), base=side == "base")
+            start_server(run_id, port=int(port), api_key=api_key.strip(), base=side == "base",
+                         merged=merged and side != "base")
             st.session_state[_kept_key(run_id)] = api_key.strip()
         except Exception as exc:  # noqa: BLE001 - a UserError in the engine's words, anything else as a note
             show_error(exc)

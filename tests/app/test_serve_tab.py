@@ -64,9 +64,10 @@ def test_serve_tab_starts_calls_and_stops_a_server_with_a_generated_key(serve_ru
     key = at.text_input(key=f"serve_key_{RUN_ID}").value
     assert key.startswith("af-") and len(key) > 20
     at.number_input(key="serve_port").set_value(free_port())
+    at.toggle(key="serve_merged").set_value(True)
     at.button(key="serve_start").click().run()
     assert not at.exception
-    assert server_status(RUN_ID)["state"] in ("starting", "running")
+    assert server_status(RUN_ID)["state"] in ("starting", "running") and server_status(RUN_ID)["merged"]
     status = wait_ready(RUN_ID, timeout=300)
     at = _settle(at, "running")
     assert any(s.value == t("serve.running", url=status["url"], model=RUN_ID) for s in at.success)
