@@ -104,11 +104,17 @@ def ended(run_id: str, status: dict) -> None:
             page_link("chat_export", t("train.chat_checkpoint", step=weights.step), icon="💬")
 
 
-def _snapshot(run_id: str, stamp: tuple) -> dict:
-    """Status, progress text and figures for one state of the run's files."""
+def _snapshot(run_id: str, stamp: tuple, old: dict | None) -> dict:
+    """Status, progress text and figures for one state of the run's files; metrics.jsonl is read and the figures
+    rebuilt only when that file changed (status.json alone changes during validation and on the clock tick)."""
     status = run_status(run_id)
-    rows = metrics(run_id)
-    return {"stamp": stamp, "status": status, "rows": rows, "figures": curves(rows)}
+    metrics_stamp = stamp[0][1]
+    if old is not None and old["metrics_stamp"] == metrics_stamp:
+        rows, figures = old["rows"], old["figures"]
+    else:
+        rows = metrics(run_id)
+        figures = curves(rows)
+    return {"stamp": stamp, "metrics_stamp": metrics_stamp, "status": status, "rows": rows, "figures": figures}
 
 
 @st.fragment(run_every=LIVE_EVERY_S)
@@ -120,7 +126,7 @@ def live(run_id: str) -> None:
     key = f"_train_live_{run_id}"
     snap = st.session_state.get(key)
     if snap is None or snap["stamp"] != stamp:
-        snap = st.session_state[key] = _snapshot(run_id, stamp)
+        snap = st.session_state[key] = _snapshot(run_id, stamp, snap)
     if snap["status"].get("state") not in ACTIVE_STATES:
         st.session_state.pop(key, None)
         st.rerun(scope="app")

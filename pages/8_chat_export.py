@@ -1,4 +1,5 @@
-"""Step 8 · Chat & Export: stream answers from the tuned assistant beside the base model; download the results.
+"""Step 8 · Chat & Export: stream answers from the tuned assistant beside the base model; download the results;
+serve the run as an OpenAI-compatible API in the background.
 
 Any run with usable weights works here: the final adapter, or a stopped or failed run's newest checkpoint
 ("as of step N"). Models load in background threads; the page shows their progress and never waits on them.
@@ -7,16 +8,18 @@ from pathlib import Path
 
 import streamlit as st
 
-from core.chat import build_messages
 from core.export import FORMATS, available, build_export, report_html, zip_path
 from core.fileio import read_json
 from core.workspace import run_dir
 from ui import t
-from ui.chatview import base_loader, chat_stream, conversation, tuned_loader
+from ui.chatview import (base_loader, chat_session, chat_stream, conversation, reset_sessions, side_history,
+                         tuned_loader)
 from ui.checksview import export_gate, record_confirmation
 from ui.common import ensure_shell, header, need, show_error
+from ui.exportview import gguf_card
 from ui.models import loading_fragment
 from ui.runview import run_status, weights_panel
+from ui.serveview import serve_tab
 
 ensure_shell()
 
@@ -55,11 +58,11 @@ def show_history(conv: dict) -> None:
             _bubble(cols[1], "base", base)
 
 
-def _stream_into(where, who: str, loader, messages: list, max_new: int) -> str:
+def _stream_into(where, who: str, loader, conv: dict, prompt: str, system_prompt, max_new: int) -> str:
     with where.chat_message("assistant", avatar="🏭" if who == "tuned" else "🧱"):
         st.caption(t(f"chat.{who}"))
-        model, tok = loader.result
-        text = _text(st.write_stream(chat_stream(model, tok, messages, max_new)))
+        session = chat_session(who, loader, system_prompt)  # keeps its KV cache: only the new turn is encoded
+        text = _text(st.write_stream(chat_stream(session, side_history(conv, who), prompt, max_new)))
         if not text.strip():
             st.caption(t("model.empty_answer"))
     return text
@@ -80,10 +83,10 @@ def answer(conv: dict, prompt: str, system_prompt: str, compare: bool, max_new: 
     if failed is not None:
         show_error(failed)
         return
-    messages = build_messages(system_prompt.strip() or None, conv["messages"], prompt)
+    system = system_prompt.strip() or None
     cols = st.columns(2) if compare else [st.container()]
-    tuned = _stream_into(cols[0], "tuned", loaders[0], messages, max_new)
-    base = _stream_into(cols[1], "base", loaders[1], messages, max_new) if compare else None
+    tuned = _stream_into(cols[0], "tuned", loaders[0], conv, prompt, system, max_new)
+    base = _stream_into(cols[1], "base", loaders[1], conv, prompt, system, max_new) if compare else None
     conv["messages"] += [{"role": "user", "content": prompt}, {"role": "assistant", "content": tuned}]
     if base is not None:
         conv["base"][len(conv["messages"]) - 1] = base
@@ -100,6 +103,7 @@ def chat_tab() -> None:
     if c3.button(t("chat.clear"), key="clear"):
         conv["messages"].clear()
         conv["base"].clear()
+        reset_sessions()
         st.session_state.pop(PENDING, None)
     show_history(conv)
     turn = st.container()  # the new exchange appears above the input, after the history
@@ -150,6 +154,7 @@ def export_tab() -> None:
     allowed, record = export_gate(run_id)
     for fmt in FORMATS:
         export_card(fmt, config.get("method", "lora"), allowed, record)
+    gguf_card(run_id, weights, config.get("method", "lora"), allowed, record)
     with st.container(border=True):
         st.markdown(f"**{t('export.report.title')}**")
         html = report_html(run_id)
@@ -160,8 +165,10 @@ def export_tab() -> None:
             st.caption(t("export.report.missing"))
 
 
-tab_chat, tab_export = st.tabs([t("chat.tab_chat"), t("chat.tab_export")])
+tab_chat, tab_export, tab_serve = st.tabs([t("chat.tab_chat"), t("chat.tab_export"), t("chat.tab_serve")])
 with tab_chat:
     chat_tab()
 with tab_export:
     export_tab()
+with tab_serve:
+    serve_tab(run_id)

@@ -1,7 +1,11 @@
-"""The chat page's models (loaded in background threads) and its conversation in the session.
+"""The chat page's models (loaded in background threads), its conversation and its chat sessions.
 
 A conversation is the standard list of ``{"role", "content"}`` messages (user turns and the tuned model's answers)
 plus, for the turns asked with "compare", the base model's answer by message index.
+
+Each side (tuned, base) answers through a ``core.decoding.ChatSession`` kept in the browser session for its
+(model, system prompt): the session keeps its KV cache between turns, so a new turn runs only the new message's
+tokens. The base side's history holds the base model's own answers (the tuned one's where it was not asked).
 """
 from __future__ import annotations
 
@@ -9,8 +13,9 @@ from typing import Iterator
 
 import streamlit as st
 
-from core.chat import generate, load_run_model
+from core.chat import load_run_model
 from core.checkpoints import UsableWeights
+from core.decoding import ChatSession, SamplingParams
 from ui.loader import ModelLoader, forget, get_loader
 
 
@@ -35,6 +40,40 @@ def conversation(run_id: str, weights: UsableWeights) -> dict:
     return st.session_state.setdefault(f"chat_{run_id}_{weights.step}_{weights.final}", {"messages": [], "base": {}})
 
 
-def chat_stream(model, tok, messages: list[dict], max_new_tokens: int) -> Iterator[str]:
-    """Text pieces of the answer, for ``st.write_stream``."""
-    return generate(model, tok, messages, max_new_tokens=max_new_tokens, stream=True)
+SESSIONS = "chat_sessions"  # st.session_state: {side: (key, ChatSession)}, one live session per side
+
+
+def chat_session(side: str, loader: ModelLoader, system_prompt: str | None) -> ChatSession:
+    """The side's ChatSession for this model and system prompt; a new one (empty cache) when either changed."""
+    store = st.session_state.setdefault(SESSIONS, {})
+    key = (loader.name, system_prompt)
+    if side not in store or store[side][0] != key:
+        model, tok = loader.result
+        store[side] = (key, ChatSession(model, tok, system_prompt))
+    return store[side][1]
+
+
+def reset_sessions() -> None:
+    """Forget every side's conversation and cache ("clear conversation")."""
+    for _, session in st.session_state.get(SESSIONS, {}).values():
+        session.reset()
+
+
+def side_history(conv: dict, side: str) -> list[dict]:
+    """The conversation as ``side`` saw it: for the base side its own answers where it gave one."""
+    if side == "tuned":
+        return [dict(m) for m in conv["messages"]]
+    return [{**m, "content": conv["base"].get(i, m["content"])} if m["role"] == "assistant" else dict(m)
+            for i, m in enumerate(conv["messages"])]
+
+
+def chat_stream(session: ChatSession, history: list[dict], prompt: str, max_new_tokens: int) -> Iterator[str]:
+    """Text pieces of the answer to ``prompt`` after ``history``, for ``st.write_stream`` (greedy).
+
+    The session's messages are set to ``history`` first: when they already match (the usual turn) its cache covers
+    all of it and only the new message is encoded; after a change (a turn asked without this side, another run's
+    conversation) the cache is cut where the tokens first differ.
+    """
+    system = [{"role": "system", "content": session.system_prompt}] if session.system_prompt else []
+    session.messages = system + history
+    return session.stream(prompt, SamplingParams(max_new_tokens=max_new_tokens))

@@ -12,6 +12,10 @@ from typing import Any, Callable, Optional
 
 ProgressFn = Callable[[float, str], None]
 _LOCK = threading.Lock()
+# One load at a time: transformers' from_pretrained builds models on the meta device through process-wide state, so
+# two loads in parallel threads (the tuned and the base model of one chat) can leave weights on "meta"; loads are
+# CPU-bound anyway, so running them one after the other costs nothing.
+_LOAD_LOCK = threading.Lock()
 _LOADERS: dict[str, "ModelLoader"] = {}
 
 
@@ -37,7 +41,8 @@ class ModelLoader:
 
     def _run(self) -> None:
         try:
-            self.result = self.load(self._progress)
+            with _LOAD_LOCK:
+                self.result = self.load(self._progress)
             self._progress(1.0, "ready")
         except Exception as exc:  # noqa: BLE001 - kept and shown by the page
             self.error = exc

@@ -5,6 +5,7 @@ the child in its environment, never on its command line (which other local users
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
 import time
@@ -13,6 +14,7 @@ from typing import Optional
 
 from core import jobs
 from core.errors import UserError
+from core.fileio import atomic_write_json
 from core.serve.cli import API_KEY_ENV, DEFAULT_HOST, DEFAULT_PORT
 from core.workspace import run_dir
 
@@ -50,22 +52,35 @@ def start_server(run_id: str, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT
             os.environ[API_KEY_ENV] = api_key
         try:
             return jobs.spawn(folder, "serve", args, log_name=LOG_FILE, job_file=JOB_FILE,
-                              extra={"run_id": run_id, "auth": bool(api_key), "base": base, "merged": merged})
+                              extra={"run_id": run_id, "auth": bool(api_key), "key_id": key_id(api_key),
+                                     "base": base, "merged": merged})
         finally:
             os.environ.pop(API_KEY_ENV, None)
             if old is not None:
                 os.environ[API_KEY_ENV] = old
 
 
+def key_id(api_key: Optional[str]) -> Optional[str]:
+    """A short fingerprint of an API key (the first 16 hex digits of its SHA-256): tells which key a server
+    expects without storing the key; None without a key."""
+    return hashlib.sha256(api_key.encode()).hexdigest()[:16] if api_key else None
+
+
 def server_status(run_id: str) -> dict:
-    """running, ready (listening), url, pid, auth, base, merged and the log's last lines of a run's server."""
+    """state, running, ready (listening), url, model, pid, auth, base, merged and the log's last lines of a run's
+    server. state: none (never started), starting, running, stopped (by stop_server) or failed (exited by itself)."""
     folder = serve_dir(run_id)
     job = jobs.read_job(folder, JOB_FILE)
     running = jobs.alive(job)
     progress = jobs.read_progress(folder / STATUS_FILE, job) if running else None
+    if running:
+        state = "running" if progress else "starting"
+    else:
+        state = "none" if not job else "stopped" if job.get("stopped") else "failed"
     job = job or {}
-    return {"running": running, "ready": bool(progress), "url": (progress or {}).get("url"),
-            "pid": job.get("pid") if running else None, "auth": bool(job.get("auth")),
+    return {"state": state, "running": running, "ready": bool(progress), "url": (progress or {}).get("url"),
+            "model": (progress or {}).get("model"),
+            "pid": job.get("pid") if running else None, "auth": bool(job.get("auth")), "key_id": job.get("key_id"),
             "base": bool(job.get("base")), "merged": bool(job.get("merged")),
             "log_tail": jobs.log_tail(folder / LOG_FILE)}
 
@@ -86,6 +101,10 @@ def wait_ready(run_id: str, timeout: float = 120.0, poll_s: float = 0.2) -> dict
 def stop_server(run_id: str, timeout: float = 10.0) -> bool:
     """Stop the run's server (SIGTERM, then SIGKILL after ``timeout``); False when none was running."""
     job = jobs.read_job(serve_dir(run_id), JOB_FILE)
+    if not jobs.alive(job):
+        return False
+    # marked before the signal: a server that ends now was stopped, not failed (server_status tells them apart)
+    atomic_write_json(serve_dir(run_id) / JOB_FILE, {**job, "stopped": True})
     if not jobs.stop(job):
         return False
     end = time.monotonic() + timeout

@@ -63,6 +63,23 @@ def test_live_view_reads_the_run_files_again_only_when_they_changed(workspace, m
     assert not at.exception
 
 
+def test_a_status_change_alone_redraws_the_status_but_not_the_charts(workspace, monkeypatch):
+    import ui.runview
+
+    run_id = _running(workspace)
+    monkeypatch.setattr(ui.runview, "RECHECK_S", 10**9)
+    reads, built = [], []
+    real_metrics, real_curves = ui.runview.metrics, ui.runview.curves
+    monkeypatch.setattr(ui.runview, "metrics", lambda rid: reads.append(rid) or real_metrics(rid))
+    monkeypatch.setattr(ui.runview, "curves", lambda rows: built.append(len(rows)) or real_curves(rows))
+    at = open_page("6_train")
+    path = workspace / "runs" / run_id / "status.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "phase": "eval", "eval_batch": 1, "eval_batches": 4}))
+    at.run()  # validation started: status.json changed, metrics.jsonl did not
+    assert t("train.eval_progress", batch=1, batches=4) in [p.proto.text for p in at.get("progress")]
+    assert reads == [run_id] and len(built) == 1 and len(at.get("plotly_chart")) == 3
+
+
 @pytest.mark.parametrize("lang", LANGS)
 def test_damaged_run_is_named_with_its_reason(workspace, monkeypatch, lang):
     import core.runs
