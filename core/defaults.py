@@ -27,3 +27,9 @@ TRAIN_DEFAULTS = {
 # Minutes of training a recommendation plans for unless the user says otherwise: the whole line (define to chat)
 # on an assets/ sample then fits a sitting on a 2-core laptop.
 DEFAULT_BUDGET_MIN = 6
+
+# ---------------------------------------------------------------- decoding
+# A decode step uses every core only when other programs leave them idle: OpenMP threads that share a busy core
+# spin-wait, and a SmolLM2 batch-8 step went from 220 ms on 1 thread to 3,083 ms on 2 on a loaded 2-core machine.
+# $ASSISTANT_FACTORY_DECODE_THREADS fixes the count instead.
+DECODE_IDLE_CORE_SLACK = 0.2  # a core counts as idle when other programs leave at least 80% of it
