@@ -13,6 +13,7 @@ BENCHES = {
     "throughput": "bench.throughput",
     "methods": "bench.methods",
     "eval": "bench.eval_bench",
+    "generation": "bench.generation",
 }
 
 
