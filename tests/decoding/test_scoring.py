@@ -39,3 +39,17 @@ def test_label_scores_equal_full_forward(kind, method):
     width = max(map(len, labels))
     assert runner.forward_tokens == len(prompt) + len(labels) * (width - 1)
     assert scores.std() > 0.1  # the labels really score differently
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_label_chunks_share_one_prompt_run_and_give_the_same_scores(kind):
+    model, tok = build(kind, "prefix")
+    prompt = chat_prompts(tok)[2]
+    labels = [tok(lab + "<|im_end|>", add_special_tokens=False)["input_ids"] for lab in LABELS]
+    whole = label_token_logprobs(model, prompt, labels)
+    runner = Runner(model)
+    chunked = label_token_logprobs(model, prompt, labels, runner, chunk=2)
+    assert torch.allclose(chunked, whole, atol=1e-4, rtol=0)  # other batch shapes: float32 rounding only
+    # one prompt run, then three label batches (2 + 2 + 1 labels), each only as wide as its own longest label
+    widths = [max(map(len, labels[i:i + 2])) - 1 for i in range(0, len(labels), 2)]
+    assert runner.forward_tokens == len(prompt) + sum(len(labels[i:i + 2]) * w for i, w in zip(range(0, 5, 2), widths))
