@@ -253,7 +253,7 @@ def main(quick: bool = False, model: str = DEFAULT_MODEL, prompts: int | None = 
     chat = {impl: run_case({**base, "kind": "chat", "impl": impl}) for impl in ("hf", "ours")}
     evals = [run_case({**base, "kind": "eval", "impl": impl, "batch": b, "prompts": n_prompts})
              for b in (1, 8, 32) for impl in ("hf", "ours")]
-    int8 = run_case({**base, "kind": "int8", "impl": "ours", "prompts": 8 if quick else 50})
+    int8 = run_case({**base, "kind": "int8", "impl": "ours", "prompts": min(8, n_prompts) if quick else 50})
     print(f"Generation on {os.cpu_count()} CPU cores, {model} float32, greedy, up to {base['max_new_tokens']} new "
           f"tokens; chat: 3 turns; eval: {n_prompts} Bitext prompts (tok/s t1 = eval tokens/s):")
     print(table(chat, evals, int8))

@@ -28,7 +28,8 @@ def test_label_scores_equal_full_forward(kind, method):
     per_token = label_token_logprobs(model, prompt, labels, runner)
     for i, lab in enumerate(labels):
         ref = full_forward_logprobs(model, prompt, lab)
-        assert torch.allclose(per_token[i, :len(lab)], ref, atol=1e-5, rtol=0), (per_token[i, :len(lab)] - ref)
+        # float32: the prompt alone and prompt+label in one pass take different kernels (1e-5 seen at -4.7)
+        assert torch.allclose(per_token[i, :len(lab)], ref, atol=3e-5, rtol=0), (per_token[i, :len(lab)] - ref)
         assert (per_token[i, len(lab):] == 0).all()
     # sums of ~16 terms near -200 sit at float32's resolution (one ulp at 200 is 1.5e-5): compare relatively
     scores = label_logprobs(model, prompt, labels)
