@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from core.defaults import EVAL_DECODE_ROWS
 from core.errors import UserError
 from core.evaluation.errors import ErrorAnalyzer
 from core.evaluation.generation import Decoding
@@ -225,7 +226,7 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
 
     progress(0.02, "loading the base model")
     model, tok, _ = load_base_model(run_id)
-    decoding = Decoding(max_new_tokens=_max_new_tokens(tok, labels), batch_size=8)
+    decoding = Decoding(max_new_tokens=_max_new_tokens(tok, labels), batch_size=EVAL_DECODE_ROWS)
     evaluator = MultiMetricEvaluator(tok, cfg.get("system_prompt"), decoding, labels, label_scoring,
                                      max_seq_len=int((cfg.get("train") or {}).get("max_seq_len") or 512))
     span = lambda a, b: (lambda f, m: progress(a + (b - a) * f, m))  # noqa: E731 - phase → overall progress
