@@ -14,6 +14,7 @@ BENCHES = {
     "methods": "bench.methods",
     "eval": "bench.eval_bench",
     "calibration": "bench.calibration",
+    "generation": "bench.generation",
 }
 ON_REQUEST = ("calibration",)  # hours of training: runs only when named (python -m core bench calibration)
 

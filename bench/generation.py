@@ -2,14 +2,21 @@
 
 Every case runs in a fresh subprocess (its own peak RSS), and the cases alternate HF/ours so machine noise hits
 both alike. Greedy decoding throughout.
-  * chat: a 3-turn conversation on Bitext questions. HF re-encodes the whole conversation every turn (as
-    core/chat.py does); ours keeps the conversation's KV cache (ChatSession). Time to first token (TTFT: first
+  * chat: a 3-turn conversation on Bitext questions. HF ``generate`` with a ``TextIteratorStreamer`` re-encodes
+    the whole conversation every turn; ours keeps the conversation's KV cache (ChatSession). Time to first token (TTFT: first
     streamed text) and decode tokens/s on turns 1 and 3.
   * eval: answers to N Bitext questions (system prompt + chat template) at batch 1, 8, 32. HF is today's
     hf_generate_batch below (length-sorted, left-padded ``generate``, what evaluation used before); ours is
     Decoder.generate (shared prefix once, continuous batching). Tokens/s and prompts/s over generated tokens, and
     the share of answers identical to HF's at batch 1 (the unpadded reference).
 
+  * int8: single-stream answers of the fp32 model and its int8 copy (core.decoding.quantize_for_chat, the chat's
+    "fast answers"), alternating prompt by prompt: tokens/s of each and the share of greedy answers that agree.
+
+Threads: ours decodes with core.decoding.decode_threads() (the idle cores); HF runs with torch's default count, as
+``generate`` does out of the box, unless ``--same-threads`` gives it ours. The table shows each case's count.
+
+    python -m core bench generation [--quick]          # the same as running this file
     python bench/generation.py --quick                  # SmolLM2-135M, 16 prompts, short answers
     python bench/generation.py --model tiny-llama --quick   # smoke run
 """
@@ -29,9 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere
 from core.defaults import DEFAULT_MODEL  # noqa: E402 - after the path insert
 
-BITEXT = Path("/work/shared/data/bitext_customer_support")
-if not BITEXT.is_dir():
-    BITEXT = ROOT / ".." / "shared" / "data" / "bitext_customer_support"
+BITEXT = ROOT / ".." / "shared" / "data" / "bitext_customer_support"  # see its SOURCE.md (CDLA-Sharing-1.0)
 CSV = "v1_short_responses/Bitext_Sample_Customer_Support_Training_Dataset.csv"
 SYSTEM = "You are a friendly customer-support assistant."
 
@@ -58,9 +63,28 @@ def _timed_stream(chunks) -> tuple[str, float, float]:
     return "".join(parts), first or 0.0, time.perf_counter() - t0
 
 
+def hf_stream(model, tok, messages: list[dict], max_new_tokens: int):
+    """HF ``generate`` (greedy) on the whole conversation, streamed through a ``TextIteratorStreamer``."""
+    import threading
+
+    from transformers import TextIteratorStreamer
+
+    from core.chat_template import end_token_ids, prompt_ids
+
+    ids = torch.tensor([prompt_ids(tok, messages)])
+    ends = end_token_ids(tok)
+    streamer = TextIteratorStreamer(tok, skip_prompt=True, skip_special_tokens=True)
+    kwargs = dict(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                  do_sample=False, temperature=None, top_p=None, top_k=None, eos_token_id=ends,
+                  pad_token_id=ends[0], streamer=streamer)
+    worker = threading.Thread(target=lambda: torch.no_grad()(model.generate)(**kwargs))
+    worker.start()
+    yield from streamer
+    worker.join()
+
+
 def chat_worker(spec: dict, model, tok) -> dict:
     """Three turns; per turn TTFT, decode tokens/s and the answer."""
-    from core.chat import generate as hf_chat
     from core.decoding import ChatSession, SamplingParams
 
     n_new = spec["max_new_tokens"]
@@ -69,7 +93,7 @@ def chat_worker(spec: dict, model, tok) -> dict:
     for q in questions(3, seed=1):
         messages.append({"role": "user", "content": q})
         if spec["impl"] == "hf":
-            text, ttft, total = _timed_stream(hf_chat(model, tok, messages, max_new_tokens=n_new, stream=True))
+            text, ttft, total = _timed_stream(hf_stream(model, tok, messages, n_new))
         else:
             text, ttft, total = _timed_stream(session.stream(q))
         n = len(tok(text, add_special_tokens=False)["input_ids"])
@@ -146,16 +170,40 @@ def eval_worker(spec: dict, model, tok) -> dict:
             "texts": [a.text for a in answers]}
 
 
+def int8_worker(spec: dict, model, tok) -> dict:
+    """Single-stream greedy answers of fp32 and int8, alternating per prompt: tokens/s each, answers that agree."""
+    from core.decoding import Decoder, SamplingParams, quantize_for_chat
+    from core.evaluation.prompts import prompt_ids
+
+    fast = quantize_for_chat(model)
+    params = SamplingParams(max_new_tokens=spec["max_new_tokens"])
+    tokens, seconds, answers = {"fp32": 0, "int8": 0}, {"fp32": 0.0, "int8": 0.0}, {"fp32": [], "int8": []}
+    for q in questions(spec["prompts"]):
+        ids = prompt_ids(tok, [{"role": "system", "content": SYSTEM}, {"role": "user", "content": q}])
+        for name, m in (("fp32", model), ("int8", fast)):
+            t0 = time.perf_counter()
+            answer = Decoder(m, tok).generate([ids], params, batch_size=1)[0]
+            seconds[name] += time.perf_counter() - t0
+            tokens[name] += answer.n_tokens
+            answers[name].append(answer.token_ids)
+    agree = sum(a == b for a, b in zip(answers["fp32"], answers["int8"]))
+    return {"tokens_per_s": {k: tokens[k] / seconds[k] for k in tokens}, "agree": agree,
+            "answers": len(answers["fp32"])}
+
+
 def worker(spec: dict) -> dict:
     """One case in this (fresh) process."""
+    from core.decoding import decode_threads
     from core.models import load_model
 
-    torch.set_num_threads(int(spec.get("threads", os.cpu_count() or 1)))
     model, tok = load_model(spec["model"])
     model.eval()
+    threads = decode_threads() if spec["impl"] != "hf" or spec.get("same_threads") else torch.get_num_threads()
+    torch.set_num_threads(threads)  # ours sets it per step anyway; HF keeps it for the whole case
+    work = {"chat": chat_worker, "eval": eval_worker, "int8": int8_worker}[spec["kind"]]
     with torch.no_grad():
-        out = chat_worker(spec, model, tok) if spec["kind"] == "chat" else eval_worker(spec, model, tok)
-    return {**spec, **out, "peak_rss_mb": _rss_mb()}
+        out = work(spec, model, tok)
+    return {**spec, **out, "threads": threads, "peak_rss_mb": _rss_mb()}
 
 
 def run_case(spec: dict) -> dict:
@@ -167,37 +215,49 @@ def run_case(spec: dict) -> dict:
     return run_worker(__file__, spec, f"{spec['kind']}/{spec['impl']}")
 
 
-def table(chat: dict, evals: list[dict]) -> str:
-    """The printed table: chat TTFT and tokens/s per turn, then eval throughput per batch size."""
+def table(chat: dict, evals: list[dict], int8: dict) -> str:
+    """The printed table: chat TTFT and tokens/s per turn, eval throughput per batch size, int8 against fp32."""
     lines = [f"{'case':<22} {'TTFT t1 s':>9} {'TTFT t3 s':>9} {'tok/s t1':>8} {'tok/s t3':>8} {'prompts/s':>9} "
-             f"{'peak RSS MB':>11} {'same as HF':>10}"]
+             f"{'peak RSS MB':>11} {'same as HF':>10} {'threads':>7}"]
     ref_chat = [t["text"] for t in chat["hf"]["turns"]]
     for impl in ("hf", "ours"):
         t = chat[impl]["turns"]
         same = sum(a["text"] == b for a, b in zip(t, ref_chat)) / len(t)
         lines.append(f"{'chat ' + impl:<22} {t[0]['ttft_s']:9.3f} {t[2]['ttft_s']:9.3f} "
                      f"{t[0]['decode_tokens_per_s']:8.1f} {t[2]['decode_tokens_per_s']:8.1f} {'-':>9} "
-                     f"{chat[impl]['peak_rss_mb']:11.0f} {same:10.0%}")
+                     f"{chat[impl]['peak_rss_mb']:11.0f} {same:10.0%} {chat[impl]['threads']:7d}")
     ref = next(r["texts"] for r in evals if r["impl"] == "hf" and r["batch"] == 1)
     for r in evals:
         same = sum(a == b for a, b in zip(r["texts"], ref)) / len(ref)
         lines.append(f"{'eval ' + r['impl'] + ' batch ' + str(r['batch']):<22} {'-':>9} {'-':>9} "
                      f"{r['tokens_per_s']:8.1f} {'-':>8} {r['prompts_per_s']:9.2f} {r['peak_rss_mb']:11.0f} "
-                     f"{same:10.0%}")
+                     f"{same:10.0%} {r['threads']:7d}")
+    by = {r["impl"]: r for r in evals if r["batch"] == 8}
+    ratio = by["ours"]["tokens_per_s"] / by["hf"]["tokens_per_s"]
+    turns = {impl: chat[impl]["turns"] for impl in ("hf", "ours")}
+    lines.append(f"eval batch 8: ours/HF tokens/s = {ratio:.2f}x; chat turn 1: ours/HF tokens/s = "
+                 f"{turns['ours'][0]['decode_tokens_per_s'] / turns['hf'][0]['decode_tokens_per_s']:.2f}x")
+    tps = int8["tokens_per_s"]
+    lines.append(f"int8 chat (single stream, {int8['answers']} prompts): fp32 {tps['fp32']:.1f} tok/s, int8 "
+                 f"{tps['int8']:.1f} tok/s ({tps['int8'] / tps['fp32']:.2f}x); greedy answers equal to fp32's: "
+                 f"{int8['agree']}/{int8['answers']} ({int8['agree'] / int8['answers']:.0%}); "
+                 f"peak RSS {int8['peak_rss_mb']:.0f} MB")
     return "\n".join(lines)
 
 
-def main(quick: bool = False, model: str = DEFAULT_MODEL, prompts: int | None = None) -> dict:
-    """Run the chat and eval cases (HF and ours alternated) and print one table."""
+def main(quick: bool = False, model: str = DEFAULT_MODEL, prompts: int | None = None,
+         same_threads: bool = False) -> dict:
+    """Run the chat and eval cases (HF and ours alternated), the int8 case, and print one table."""
     n_prompts = prompts or (16 if quick else 50)
-    base = {"model": model, "max_new_tokens": 32 if quick else 64}
+    base = {"model": model, "max_new_tokens": 32 if quick else 64, "same_threads": same_threads}
     chat = {impl: run_case({**base, "kind": "chat", "impl": impl}) for impl in ("hf", "ours")}
     evals = [run_case({**base, "kind": "eval", "impl": impl, "batch": b, "prompts": n_prompts})
              for b in (1, 8, 32) for impl in ("hf", "ours")]
+    int8 = run_case({**base, "kind": "int8", "impl": "ours", "prompts": min(8, n_prompts) if quick else 50})
     print(f"Generation on {os.cpu_count()} CPU cores, {model} float32, greedy, up to {base['max_new_tokens']} new "
           f"tokens; chat: 3 turns; eval: {n_prompts} Bitext prompts (tok/s t1 = eval tokens/s):")
-    print(table(chat, evals))
-    return {"chat": chat, "eval": evals}
+    print(table(chat, evals, int8))
+    return {"chat": chat, "eval": evals, "int8": int8}
 
 
 if __name__ == "__main__":
@@ -206,8 +266,9 @@ if __name__ == "__main__":
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--model", default=DEFAULT_MODEL, help="default SmolLM2-135M; tiny-llama for a smoke run")
     parser.add_argument("--prompts", type=int, help="eval prompts (default 50; 16 with --quick)")
+    parser.add_argument("--same-threads", action="store_true", help="run HF with our decode thread count too")
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(json.loads(args.worker))))
     else:
-        main(args.quick, args.model, args.prompts)
+        main(args.quick, args.model, args.prompts, args.same_threads)

@@ -94,6 +94,8 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p.add_argument("run_id")
     p.add_argument("--prompt")
     p.add_argument("--base", action="store_true", help="answer with the base model instead of the tuned one")
+    p.add_argument("--fast", action="store_true",
+                   help="fast answers: int8 weights (about 2x tokens/s on CPU; answers may differ from float ones)")
     _add_serve_arguments(sub["serve"])
     p = sub["export"]
     p.add_argument("run_id")

@@ -35,3 +35,11 @@ DOC_CHUNK_OVERLAP = 32
 # Documents shorter on average than this share of max_seq_len are packed (concatenated with eos between them)
 # before chunking: per-document windows would be mostly padding.
 DOC_PACK_BELOW = 0.5
+# ---------------------------------------------------------------- decoding
+# A decode step uses every core only when other programs leave them idle: OpenMP threads that share a busy core
+# spin-wait, and a SmolLM2 batch-8 step went from 220 ms on 1 thread to 3,083 ms on 2 on a loaded 2-core machine.
+# $ASSISTANT_FACTORY_DECODE_THREADS fixes the count instead.
+DECODE_IDLE_CORE_SLACK = 0.2  # a core counts as idle when other programs leave at least 80% of it
+# Rows evaluation decodes at once (continuous batching refills them): a SmolLM2 step on one thread took 220 ms for
+# 8 rows and 348 ms for 32, so 32 rows answer ~2.5x the tokens per second; greedy answers do not depend on it.
+EVAL_DECODE_ROWS = 32

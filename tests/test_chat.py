@@ -135,3 +135,14 @@ def test_model_folder_that_cannot_load_is_exit_2(tmp_path, capsys):
     assert main(["chat", run_id, "--prompt", "hello", "--base"]) == 2
     err = capsys.readouterr().err
     assert "could not be loaded" in err and "Traceback" not in err
+
+
+def test_chat_verb_fast_answers_with_int8_weights(tmp_path, monkeypatch, capsys):
+    from core.decoding import int8
+
+    run_id = make_run(tmp_path)
+    made = []
+    monkeypatch.setattr(chat, "quantize_for_chat", lambda m: made.append(int8.quantize_for_chat(m)) or made[-1])
+    assert main(["chat", run_id, "--prompt", "hello", "--fast"]) == 0
+    assert made and getattr(made[0], "int8_quantized", False)
+    assert capsys.readouterr().out.endswith("\n")

@@ -18,6 +18,8 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 
+from core.decoding.threads import threads_for_decoding
+
 Tensor = torch.Tensor
 
 
@@ -106,8 +108,9 @@ class Runner:
 
         ``mask`` (B, real columns + q) and ``pos`` (B, q) are in real-token units (see the module docstring)."""
         self.forward_tokens += ids.numel()
-        out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                         position_ids=pos.to(self.device), cache=cache, use_cache=True, logits_to_keep=keep)
+        with threads_for_decoding():
+            out = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                             position_ids=pos.to(self.device), cache=cache, use_cache=True, logits_to_keep=keep)
         return out.logits
 
 

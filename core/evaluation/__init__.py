@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from core.defaults import EVAL_DECODE_ROWS
 from core.errors import UserError
 from core.evaluation.errors import ErrorAnalyzer
 from core.evaluation.generation import Decoding
@@ -30,7 +31,8 @@ VAL_LIMIT = 200          # validation-loss examples (enough for a stable mean, b
 ROBUSTNESS_LIMIT = 100   # prompts per perturbation at most...
 ROBUSTNESS_MIN = 10      # ...half the test prompts, but at least this many: five perturbations re-answer them all,
                          # which on a CPU cost more than the test itself (measured on SmolLM2: 190 s for 20 prompts)
-PERF_PROMPTS = 5
+PERF_PROMPTS = 3          # single-stream answers per speed measure (three measures: base, tuned, merged)...
+PERF_TOKENS = 24          # ...of at most this many tokens; the batch measure answers min(8, test examples) rows
 BASE_CACHE_VERSION = 1   # bump when the evaluator's numbers change, so older cached base results are not reused
 
 __all__ = ["evaluate_run", "MultiMetricEvaluator", "ErrorAnalyzer", "RobustnessTester", "PerformanceTester",
@@ -224,20 +226,25 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
 
     progress(0.02, "loading the base model")
     model, tok, _ = load_base_model(run_id)
-    decoding = Decoding(max_new_tokens=_max_new_tokens(tok, labels), batch_size=8)
+    decoding = Decoding(max_new_tokens=_max_new_tokens(tok, labels), batch_size=EVAL_DECODE_ROWS)
     evaluator = MultiMetricEvaluator(tok, cfg.get("system_prompt"), decoding, labels, label_scoring,
                                      max_seq_len=int((cfg.get("train") or {}).get("max_seq_len") or 512))
     span = lambda a, b: (lambda f, m: progress(a + (b - a) * f, m))  # noqa: E731 - phase → overall progress
+    t0 = time.perf_counter()
     base = _base_results(evaluator, model, cfg, test, val, span(0.03, 0.35), reuse_base)
+    parts = {"base": {"answers": 0 if base.get("cached") else len(test), "seconds": time.perf_counter() - t0}}
     perf_msgs = [e["messages"] for e in base["examples"][:PERF_PROMPTS]]
-    perf_tester = PerformanceTester(tok, perf_msgs, max_new_tokens=min(32, decoding.max_new_tokens))
+    perf_tester = PerformanceTester(tok, perf_msgs, max_new_tokens=min(PERF_TOKENS, decoding.max_new_tokens),
+                                    batch_size=min(8, len(test)))  # --limit bounds the speed test too
     speed = [perf_tester.measure(model, "base")] if performance else []
 
     progress(0.45, "loading the adapter" if weights.final else f"loading the weights {weights.describe()}")
     model = load_weights(model, weights, cfg)
     model.eval()
+    t0 = time.perf_counter()
     tuned = evaluator.evaluate_model(model, test, val, span(0.46, 0.75), "tuned")
-    rob_limit = min(ROBUSTNESS_LIMIT, max(ROBUSTNESS_MIN, len(tuned["examples"]) // 2))
+    parts["tuned"] = {"answers": len(test), "seconds": time.perf_counter() - t0}
+    rob_limit = min(ROBUSTNESS_LIMIT, max(ROBUSTNESS_MIN, len(tuned["examples"]) // 2), len(test))
     rob = (_robustness(evaluator, model, tuned, rob_limit, int((cfg.get("train") or {}).get("seed") or 0),
                        span(0.75, 0.92)) if robustness else None)
     if performance:
@@ -247,8 +254,13 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
             model = merge_lora(model)
             speed.append(perf_tester.measure(model, "tuned (merged LoRA)"))
 
+    if rob:
+        parts["robustness"] = {"answers": rob["answers"], "seconds": rob["seconds"]}
+    if speed:
+        parts["performance"] = {"answers": sum(m["answers"] for m in speed), "seconds": sum(m["seconds"] for m in speed)}
     report = _build_report(run_id, cfg, weights, source=source, test=test, val=val, limit=limit, labels=labels,
                            decoding=decoding, base=base, tuned=tuned, rob=rob, speed=speed)
+    report["generation"] = parts  # answers each part generated and its seconds (--limit bounds all of them)
     report["seconds"] = time.perf_counter() - t_start
     progress(0.98, "writing the report")
     write_report(report, run_dir(run_id) / "eval")

@@ -14,8 +14,10 @@ its subtree is skipped (branch and bound). Early steps dive depth-first along th
 bound; later steps expand, best first, every node still above it. Labels cut off this way get ``-inf`` in the score
 matrix; the winner's score and every completed label's score are exact.
 
-The "batched" mode (prompt + each label as a right-padded batch, plain 2-D masks) is the fallback for models whose
-forward rewrites the attention mask (prefix tuning) and the reference the trie modes are tested against.
+The "batched" mode is the fallback for models whose forward rewrites the attention mask (prefix tuning) and the
+reference the trie modes are tested against: our decoder's ``label_logprobs`` (core/decoding/scoring.py) runs the
+prompt ONCE into its KV cache (prefix tuning's virtual tokens first) and all labels, right-padded, against copies
+of it, with plain 2-D masks.
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from typing import Callable, Optional, Sequence
 
 import torch
 
+from core.decoding import Runner, label_logprobs
 from core.evaluation.prompts import answer_ids
 
 ProgressFn = Callable[[float, str], None]
@@ -235,14 +238,10 @@ class LabelScorer:
 
     # ------------------------------------------------------------ batched mode (fallback and reference)
     def _score_batched(self, prompts: Sequence[Sequence[int]], label_ids: Sequence[Sequence[int]]) -> torch.Tensor:
-        rows = []
-        for prompt in prompts:
-            scores = []
-            for start in range(0, len(label_ids), self.labels_per_batch):
-                scores.append(sequence_logprobs(self.model, self.tok, prompt,
-                                                label_ids[start:start + self.labels_per_batch]))
-            rows.append(torch.cat(scores))
-        return torch.stack(rows)
+        runner = Runner(self.model)
+        # every label against one cached prompt; labels_per_batch bounds the label rows (and logits) run at once
+        return torch.stack([label_logprobs(self.model, prompt, label_ids, runner, self.labels_per_batch).double()
+                            for prompt in prompts])
 
 
 class _PrunedSearch:

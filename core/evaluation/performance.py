@@ -1,5 +1,9 @@
 """PerformanceTester: time to first token, latency p50/p95, tokens/s, peak memory and batch throughput.
 
+It measures our decoder (core/decoding), the one chat and evaluation answer with: single-stream answers one by one
+(TTFT: the first sampled token), then all prompts as one continuous batch. Each measure reports how many answers it
+generated and how long it took, so ``--limit`` can be checked to bound it.
+
 Peak memory is the process's resident set size (psutil RSS) sampled every 5 ms while the model answers, so it
 covers the weights, activations and the KV cache of that phase (and anything else the process holds).
 """
@@ -11,25 +15,9 @@ from typing import Optional, Sequence
 
 import psutil
 import torch
-from transformers.generation.streamers import BaseStreamer
 
-from core.evaluation.generation import Decoding, generate_batch
-from core.evaluation.prompts import end_token_ids, prompt_ids
-
-
-class _FirstTokenClock(BaseStreamer):
-    """A streamer that only notes when the first generated token arrives (the first put() is the prompt)."""
-
-    def __init__(self):
-        self.calls, self.first = 0, None
-
-    def put(self, value):
-        self.calls += 1
-        if self.calls == 2 and self.first is None:
-            self.first = time.perf_counter()
-
-    def end(self):
-        pass
+from core.decoding import Decoder, SamplingParams
+from core.evaluation.prompts import prompt_ids
 
 
 class _RSSSampler:
@@ -78,37 +66,28 @@ class PerformanceTester:
         self.prompts = [prompt_ids(tok, m) for m in self.messages]
 
     @torch.no_grad()
-    def _one(self, model, ids: list[int]) -> tuple[float, float, int]:
+    def _one(self, decoder: Decoder, ids: list[int], limit: int) -> tuple[float, float, int]:
         """(time to first token, total latency, generated tokens) of one unbatched greedy answer."""
-        device = next(model.parameters()).device
-        ends = end_token_ids(self.tok)
-        clock = _FirstTokenClock()
-        x = torch.tensor([ids], device=device)
-        t0 = time.perf_counter()
-        out = model.generate(input_ids=x, attention_mask=torch.ones_like(x), max_new_tokens=self.max_new_tokens,
-                             do_sample=False, temperature=None, top_p=None, top_k=None, streamer=clock,
-                             pad_token_id=self.tok.pad_token_id if self.tok.pad_token_id is not None else ends[0],
-                             eos_token_id=ends)
-        total = time.perf_counter() - t0
-        new = out[0, len(ids):].tolist()
-        n = next((i + 1 for i, t in enumerate(new) if t in ends), len(new))
-        return ((clock.first or time.perf_counter()) - t0, total, n)
+        t0, first, row = time.perf_counter(), None, None
+        for row in decoder.events([ids], SamplingParams(max_new_tokens=limit), batch_size=1):
+            first = first or time.perf_counter()
+        return first - t0, time.perf_counter() - t0, row.fed  # fed: the end token counts, as HF's did
 
     def measure(self, model, name: str = "model") -> dict:
-        """TTFT and latency percentiles, tokens/s (single and batched), peak RSS for one model."""
-        for ids in self.prompts[:self.warmup]:
-            self._one(model, ids)
+        """TTFT and latency percentiles, tokens/s (single and batched), peak RSS, answers and seconds."""
+        t_start, decoder = time.perf_counter(), Decoder(model, self.tok)
+        for ids in self.prompts[:self.warmup]:  # first-call costs (allocations, thread pools), not a real answer
+            self._one(decoder, ids, 2)
         ttft, latency, tokens = [], [], []
         with _RSSSampler() as mem:
             for ids in self.prompts:
-                a, b, n = self._one(model, ids)
+                a, b, n = self._one(decoder, ids, self.max_new_tokens)
                 ttft.append(a)
                 latency.append(b)
                 tokens.append(n)
             batch = (self.prompts * ((self.batch_size + len(self.prompts) - 1) // len(self.prompts)))[:self.batch_size]
             t0 = time.perf_counter()
-            answers = generate_batch(model, self.tok, batch,
-                                     Decoding(max_new_tokens=self.max_new_tokens, batch_size=self.batch_size))
+            answers = decoder.generate(batch, SamplingParams(max_new_tokens=self.max_new_tokens), self.batch_size)
             batch_s = time.perf_counter() - t0
         batch_tokens = sum(a.n_tokens + (1 if a.finished else 0) for a in answers)
         return {"name": name, "n_prompts": len(self.prompts), "max_new_tokens": self.max_new_tokens,
@@ -117,4 +96,6 @@ class PerformanceTester:
                 "tokens_per_s": sum(tokens) / sum(latency) if sum(latency) else None,
                 "mean_new_tokens": sum(tokens) / len(tokens),
                 "batch_size": self.batch_size, "batch_tokens_per_s": batch_tokens / batch_s if batch_s else None,
-                "peak_rss_mb": mem.peak / 2**20}
+                "peak_rss_mb": mem.peak / 2**20,
+                "answers": min(self.warmup, len(self.prompts)) + len(self.prompts) + len(batch),
+                "seconds": time.perf_counter() - t_start}

@@ -7,6 +7,7 @@ Only the last user message is perturbed; the system prompt stays.
 from __future__ import annotations
 
 import random
+import time
 import re
 import string
 from typing import Callable, Optional, Sequence
@@ -165,12 +166,23 @@ class RobustnessTester:
     def run(self, messages: Sequence[list[dict]], references: Sequence[str], clean_answers: Sequence[str],
             answer_fn: Callable[[list[list[dict]]], list[str]], score_fn: Callable[[list[str], list[str]], float],
             metric: str = "score", progress: Optional[ProgressFn] = None, n_examples: int = 3) -> dict:
-        """{"metric", "clean", "perturbations": {name: {score, drop, unchanged_share, examples}}}."""
+        """{"metric", "clean", "answers", "seconds", "perturbations": {name: {score, drop, unchanged_share, ...}}}.
+
+        Every perturbation's prompts go to ``answer_fn`` in ONE call, so a batching decoder keeps its rows full
+        across perturbations; a prompt a perturbation left unchanged keeps its clean answer (the evaluation's
+        decoding is greedy: the same prompt gives the same answer), so it is not generated again."""
+        t0 = time.perf_counter()
         clean = score_fn(list(clean_answers), list(references))
         out = {"metric": metric, "clean": clean, "seed": self.seed, "n": len(messages), "perturbations": {}}
+        per_name = {name: self.perturbed_prompts(name, messages) for name in self.names}
+        todo = [(name, i) for name, prompts in per_name.items() for i, p in enumerate(prompts)
+                if last_user_text(p) != last_user_text(messages[i])]          # (perturbation, prompt index)
+        if progress:
+            progress(0.0, f"robustness: {len(todo)} perturbed prompts")
+        fresh = dict(zip(todo, answer_fn([per_name[name][i] for name, i in todo]) if todo else []))
         for k, name in enumerate(self.names):
-            prompts = self.perturbed_prompts(name, messages)
-            answers = answer_fn(prompts)
+            prompts = per_name[name]
+            answers = [fresh.get((name, i), clean_answers[i]) for i in range(len(prompts))]
             score = score_fn(answers, list(references))
             same = [normalized_answer(a) == normalized_answer(c) for a, c in zip(answers, clean_answers)]
             changed = sum(last_user_text(p) != last_user_text(m) for p, m in zip(prompts, messages))
@@ -184,4 +196,5 @@ class RobustnessTester:
             out["perturbations"][name] = entry
             if progress:
                 progress((k + 1) / len(self.names), f"robustness: {name}")
+        out["answers"], out["seconds"] = len(todo), time.perf_counter() - t0
         return out

@@ -72,3 +72,19 @@ def test_case_on_chinese_reports_no_changed_prompt():
     out = RobustnessTester(seed=0, perturbations=["case"]).run(msgs, ["x"], ["x"], lambda ps: ["x"] * len(ps),
                                                                 lambda a, r: 1.0)
     assert out["perturbations"]["case"]["changed_prompts"] == 0  # no letter case in Chinese: not applicable
+
+
+def test_all_perturbations_are_answered_in_one_batch_and_unchanged_prompts_are_not_regenerated():
+    msgs = [[{"role": "user", "content": f"where is order {i}?"}] for i in range(3)] + \
+        [[{"role": "user", "content": "退款"}]]  # case change cannot change Chinese text
+    calls = []
+
+    def answer_fn(prompts):
+        calls.append(len(prompts))
+        return ["a"] * len(prompts)
+
+    out = RobustnessTester(seed=1, perturbations=["case", "typos"]).run(
+        msgs, ["a"] * 4, ["a"] * 4, answer_fn, lambda a, r: sum(x == y for x, y in zip(a, r)) / len(a))
+    changed = sum(e["changed_prompts"] for e in out["perturbations"].values())
+    assert len(calls) == 1 and calls[0] == changed == out["answers"] < 8
+    assert out["seconds"] >= 0
