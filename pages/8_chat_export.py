@@ -58,17 +58,18 @@ def show_history(conv: dict) -> None:
             _bubble(cols[1], "base", base)
 
 
-def _stream_into(where, who: str, loader, conv: dict, prompt: str, system_prompt, max_new: int) -> str:
+def _stream_into(where, who: str, loader, conv: dict, prompt: str, system_prompt, max_new: int,
+                 fast: bool) -> str:
     with where.chat_message("assistant", avatar="🏭" if who == "tuned" else "🧱"):
         st.caption(t(f"chat.{who}"))
-        session = chat_session(who, loader, system_prompt)  # keeps its KV cache: only the new turn is encoded
+        session = chat_session(who, loader, system_prompt, fast)  # keeps its KV cache: only the new turn is encoded
         text = _text(st.write_stream(chat_stream(session, side_history(conv, who), prompt, max_new)))
         if not text.strip():
             st.caption(t("model.empty_answer"))
     return text
 
 
-def answer(conv: dict, prompt: str, system_prompt: str, compare: bool, max_new: int) -> None:
+def answer(conv: dict, prompt: str, system_prompt: str, compare: bool, max_new: int, fast: bool = False) -> None:
     """Answer the pending prompt once its models are loaded (a fragment shows the loading meanwhile)."""
     with st.chat_message("user"):
         st.write(prompt)
@@ -85,8 +86,8 @@ def answer(conv: dict, prompt: str, system_prompt: str, compare: bool, max_new: 
         return
     system = system_prompt.strip() or None
     cols = st.columns(2) if compare else [st.container()]
-    tuned = _stream_into(cols[0], "tuned", loaders[0], conv, prompt, system, max_new)
-    base = _stream_into(cols[1], "base", loaders[1], conv, prompt, system, max_new) if compare else None
+    tuned = _stream_into(cols[0], "tuned", loaders[0], conv, prompt, system, max_new, fast)
+    base = _stream_into(cols[1], "base", loaders[1], conv, prompt, system, max_new, fast) if compare else None
     conv["messages"] += [{"role": "user", "content": prompt}, {"role": "assistant", "content": tuned}]
     if base is not None:
         conv["base"][len(conv["messages"]) - 1] = base
@@ -98,6 +99,7 @@ def chat_tab() -> None:
     system_prompt = c1.text_area(t("chat.system_prompt"), height=80, key=f"sys_{run_id}",
                                  value=config.get("system_prompt") or project.get("system_prompt") or "")
     compare = c2.toggle(t("chat.compare"), value=True, key="compare")
+    fast = c2.toggle(t("chat.fast"), value=False, key="fast", help=t("chat.fast.help"))  # off: answers may differ
     max_new = c3.slider(t("chat.max_tokens"), 16, 512, 128, step=16, key="max_new")
     conv = conversation(run_id, weights)
     if c3.button(t("chat.clear"), key="clear"):
@@ -112,7 +114,7 @@ def chat_tab() -> None:
         st.session_state[PENDING] = prompt
     if st.session_state.get(PENDING):
         with turn:
-            answer(conv, st.session_state[PENDING], system_prompt, compare, max_new)
+            answer(conv, st.session_state[PENDING], system_prompt, compare, max_new, fast)
 
 
 def export_card(fmt: str, method: str, allowed: bool = True, record: bool = False) -> None:

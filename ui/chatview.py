@@ -15,7 +15,7 @@ import streamlit as st
 
 from core.chat import load_run_model
 from core.checkpoints import UsableWeights
-from core.decoding import ChatSession, SamplingParams
+from core.decoding import ChatSession, SamplingParams, quantize_for_chat
 from ui.loader import ModelLoader, forget, get_loader
 
 
@@ -43,14 +43,27 @@ def conversation(run_id: str, weights: UsableWeights) -> dict:
 SESSIONS = "chat_sessions"  # st.session_state: {side: (key, ChatSession)}, one live session per side
 
 
-def chat_session(side: str, loader: ModelLoader, system_prompt: str | None) -> ChatSession:
-    """The side's ChatSession for this model and system prompt; a new one (empty cache) when either changed."""
+def chat_session(side: str, loader: ModelLoader, system_prompt: str | None, fast: bool = False) -> ChatSession:
+    """The side's ChatSession for this model, system prompt and weight type (``fast``: int8); a new one (empty
+    cache) when any of them changed."""
     store = st.session_state.setdefault(SESSIONS, {})
-    key = (loader.name, system_prompt)
+    key = (loader.name, system_prompt, fast)
     if side not in store or store[side][0] != key:
         model, tok = loader.result
-        store[side] = (key, ChatSession(model, tok, system_prompt))
+        store[side] = (key, ChatSession(int8_copy(loader.name, model) if fast else model, tok, system_prompt))
     return store[side][1]
+
+
+INT8 = "chat_int8_models"  # st.session_state: {loader name: int8 copy}, made once per model
+
+
+def int8_copy(name: str, model):
+    """The int8 copy of a loaded model for fast answers (core.decoding.quantize_for_chat), made once."""
+    store = st.session_state.setdefault(INT8, {})
+    if name not in store:
+        store.clear()  # one copy at a time: each is a second model in memory
+        store[name] = quantize_for_chat(model)
+    return store[name]
 
 
 def reset_sessions() -> None:

@@ -64,3 +64,20 @@ def test_a_new_turn_encodes_only_the_new_message(chat_run):
     at = answered(at, key, 1)
     fresh = at.session_state[SESSIONS]["tuned"][1]
     assert fresh is not tuned and fresh.system_prompt == "Answer in one word."
+
+
+def test_fast_answers_switch_answers_from_an_int8_copy(chat_run):
+    at = open_page("8_chat_export")
+    at.slider(key="max_new").set_value(8)
+    at.toggle(key="compare").set_value(False)
+    at.toggle(key="fast").set_value(True)
+    key = f"chat_{chat_run}_{usable_weights(chat_run).step}_True"
+    at.chat_input[0].set_value("Where is my order?").run(timeout=120)
+    at = answered(at, key, 1)
+    session = at.session_state[SESSIONS]["tuned"][1]
+    assert getattr(session.runner.model, "int8_quantized", False)  # the int8 copy answered
+    assert at.session_state[key]["messages"][1]["role"] == "assistant"
+    at.toggle(key="fast").set_value(False)
+    at.chat_input[0].set_value("Thanks").run(timeout=120)
+    at = answered(at, key, 2)
+    assert not getattr(at.session_state[SESSIONS]["tuned"][1].runner.model, "int8_quantized", False)
