@@ -143,10 +143,21 @@ class AdvancedTrainer:
         lean_swiglu(model)  # same numbers, a fifth less activation memory (core/training/swiglu.py)
         model.to(self.ctx.device)
         model.train()
+        self._note_loss_path(model)
         trainable, total = trainable_parameters(model)
         self._say(f"model {self.config.model}: method {self.config.method}, {trainable:,} trainable of {total:,} "
                   f"parameters ({100 * trainable / max(total, 1):.3f}%)")
         return model, tok
+
+    def _note_loss_path(self, model) -> None:
+        """Say (log and status note) which parts of the fast loss path this model's family makes the trainer skip."""
+        from core.training.loss import path_reasons
+
+        for reason in path_reasons(model, self.tc.max_seq_len):
+            self.notes.append({"code": "plain_loss_path", "params": {"reason": reason}})
+            self._say(f"loss path: the plain path for this model ({reason}); same numbers, less of the speed-up")
+        if self.notes:
+            self.monitor.update(notes=self.notes)
 
     def _build_data(self, tok):
         from core.data import load_split
