@@ -191,9 +191,13 @@ def shared_prefix_length(batch: dict, keep: torch.Tensor) -> int:
 
 def _unpaddable(model, batch: dict) -> bool:
     """A right-padded batch worth running unpadded, on a model whose attention can run per example."""
+    from core.device import cpu_tricks
     from core.training.varlen import supported
 
-    return unpadded_pays(batch.get("attention_mask")) and supported(model)
+    mask = batch.get("attention_mask")
+    if mask is not None and "unpadded" not in cpu_tricks(mask.device):
+        return False  # on CUDA the padded forward runs sdpa's fused kernels; per-example calls cost launches
+    return unpadded_pays(mask) and supported(model)
 
 
 def unpadded_pays(mask) -> bool:

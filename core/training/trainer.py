@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from core import checkpoints as C
+from core.device import autocast, autocast_dtype, describe, grad_scaler
 from core.checkpoints import CHECKPOINTS, latest_checkpoint  # noqa: F401 - the tests and older callers import them here
 from core.errors import UserError
 from core.training import distributed as D
@@ -69,6 +70,8 @@ class AdvancedTrainer:
         self.applied_steps = 0  # optimizer steps actually applied (finite loss and gradient)
         self.notes: list[dict] = []  # {"code", "params"} the UI translates: fallbacks, sampled evaluations
         self.step_delay = _step_delay()
+        self.amp_dtype = autocast_dtype(self.ctx.device)  # bf16 / fp16 autocast on CUDA, None (float32) on CPU
+        self.scaler = grad_scaler(self.ctx.device, self.amp_dtype)  # fp16 only
 
     # ================================================================ public
     def train(self) -> str:
@@ -143,6 +146,7 @@ class AdvancedTrainer:
         lean_swiglu(model)  # same numbers, a fifth less activation memory (core/training/swiglu.py)
         model.to(self.ctx.device)
         model.train()
+        self._say(f"device: {describe(self.ctx.device)}")
         self._note_loss_path(model)
         trainable, total = trainable_parameters(model)
         self._say(f"model {self.config.model}: method {self.config.method}, {trainable:,} trainable of {total:,} "
@@ -355,12 +359,18 @@ class AdvancedTrainer:
                 sync_ctx = (self.ddp_model.no_sync() if self.ctx.distributed and not last
                             else contextlib.nullcontext())
                 with sync_ctx:
-                    loss_sum, _ = causal_lm_loss(self.ddp_model, batch)
-                    (loss_sum * (scale * weight)).backward()
+                    with autocast(dev, self.amp_dtype):
+                        loss_sum, _ = causal_lm_loss(self.ddp_model, batch)
+                    scaled = loss_sum * (scale * weight)
+                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
                 if weight:
                     local_loss += float(loss_sum.detach())
         loss = D.all_reduce_sum([local_loss], self.ctx)[0] / global_labels
+        if self.scaler:  # fp16: true gradients before clipping; an overflow shows as a non-finite norm below
+            self.scaler.unscale_(self.optimizer.optimizer)
         grad_norm = self.optimizer.grad_norm()
+        if self.scaler:
+            self.scaler.update()  # halves the scale after an overflow, grows it after a run of good steps
         self.step += 1
         epoch = self.step / self.steps_per_epoch
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
@@ -415,7 +425,8 @@ class AdvancedTrainer:
                         return None
                     self.monitor.update(phase="eval", state_detail="evaluating", eval_batch=i + 1,
                                         eval_batches=n_batches)
-                    s, n = causal_lm_loss(model, to_device(batch, self.ctx.device))
+                    with autocast(self.ctx.device, self.amp_dtype):
+                        s, n = causal_lm_loss(model, to_device(batch, self.ctx.device))
                     loss_sum += float(s)
                     n_tokens += n
         finally:
