@@ -411,3 +411,28 @@ def describe_model(name: str) -> dict:
     return {"name": name, "source": resolve(name).source, "family": getattr(text, "model_type", "unknown"),
             "params": params, "context": context, "has_chat_template": own or bool(chosen),
             "own_chat_template": own, "chosen_template": chosen}
+
+
+# ---------------------------------------------------------------- python -m core models
+def model_choices(extra: tuple[str, ...] = ()) -> list[str]:
+    """The models to choose from: the embedded default, the Hugging Face cache's causal LMs, then ``extra``."""
+    return [DEFAULT_MODEL] + [m["id"] for m in scan_hf_cache()] + [e for e in extra if e]
+
+
+def models_command(args) -> int:
+    """Print each choice's size, family, context length and chat template; optionally choose a template."""
+    if args.chat_template:
+        if len(args.model) != 1:
+            raise ModelLoadError("--chat-template needs exactly one --model (the folder or Hub id to give it to).")
+        choose_chat_template(args.model[0], None if args.chat_template == "none" else args.chat_template)
+    print(f"{'model':<48} {'family':<12} {'parameters':>14} {'context':>8}  chat template")
+    for name in model_choices(tuple(args.model)):
+        try:
+            f = describe_model(name)
+        except ModelLoadError as exc:
+            print(f"{name:<48} unavailable: {str(exc)[:100]}")
+            continue
+        template = "own" if f["own_chat_template"] else f["chosen_template"] or "NONE (choose with --chat-template)"
+        params = f"{f['params']:,}" if f["params"] else "?"
+        print(f"{name:<48} {f['family']:<12} {params:>14} {f['context'] or '?':>8}  {template}")
+    return 0

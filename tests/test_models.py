@@ -169,3 +169,16 @@ def test_model_without_template_is_refused_until_one_is_chosen(tmp_path):
         assert torch.isfinite(model(torch.tensor([ids])).logits).all()
     with pytest.raises(ModelLoadError, match="Unknown chat template"):
         models.choose_chat_template(folder, "vicuna")
+
+
+def test_models_verb_lists_facts_and_chooses_a_template(tmp_path, capsys):
+    from core.__main__ import main
+
+    folder = str(tmp_path / "base")
+    _save(folder, family="gpt_neox", template=False)
+    assert main(["models", "--model", folder]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2" in out.lower() and "gpt_neox" in out and "NONE (choose with --chat-template)" in out
+    assert main(["models", "--model", folder, "--chat-template", "chatml"]) == 0
+    assert models.template_choices()[folder] == "chatml"
+    assert main(["models", "--chat-template", "plain"]) == 2  # which model? says so, exit 2
