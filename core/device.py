@@ -5,6 +5,11 @@ mps, cpu) or "auto" = the first CUDA GPU, then Apple's MPS, then the CPU. On CUD
 autocast: bf16 where the GPU supports it, otherwise fp16 with a gradient scaler (fp16's narrow range underflows
 small gradients). The weights stay float32, so the optimizer and the checkpoints are the same as on the CPU.
 
+Training places its model with ``choose_device`` (train.device, default auto); chat, evaluation and serving load
+their model through ``core.models.load_model``, which places it on ``$AF_DEVICE`` when that is set (our decoder and
+the evaluation feed their inputs to the model's device). Models load with sdpa attention where the family supports
+it, so CUDA runs sdpa's fused (flash / memory-efficient) kernels.
+
 ``CPU_TRICKS`` names what the CPU path does that does not pay on a GPU (see ``cpu_tricks``): on CUDA the padded
 forward already runs sdpa's fused kernels, so unpadding rows one example at a time costs launches for little gain.
 """

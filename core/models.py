@@ -190,6 +190,13 @@ def resolve(name: str) -> ModelInfo:
     return ModelInfo(name, "hub", None, False)
 
 
+def _placed(model):
+    """The model on ``$AF_DEVICE`` when it is set (chat, evaluation and serving on a GPU); else where it is (CPU)."""
+    from core.device import DEVICE_ENV, choose_device
+
+    return model.to(choose_device()) if os.environ.get(DEVICE_ENV) else model
+
+
 def _finish(model, tok, name: str):
     tok = with_chosen_template(tok, name)
     if not getattr(tok, "chat_template", None):  # never a silent plain-text fallback: the user picks one
@@ -200,7 +207,7 @@ def _finish(model, tok, name: str):
         tok.pad_token = tok.eos_token
     model.name_or_path = name
     model.eval()
-    return model, tok
+    return _placed(model), tok
 
 
 def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32, progress: ProgressFn = _noop):
@@ -210,7 +217,7 @@ def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32, pr
     info = resolve(name)
     if info.source == "tiny":
         model, tok = tiny_model(name)
-        return model.to(dtype), tok
+        return _placed(model.to(dtype)), tok
     if info.source == "embedded-gguf":
         folder = ensure_default_model(progress)
         try:

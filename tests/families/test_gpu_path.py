@@ -86,3 +86,25 @@ def test_gpu_memory_estimate_bounds_the_measured_peak():
     trainable, params = trainable_parameters(model)
     est = D.gpu_memory_estimate(arch_of(model.config), params, trainable, b["input_ids"].numel(), torch.bfloat16)
     assert peak <= est["total"] - est["weights"] + 8 * 2**20  # the allocator's 8 MiB slack
+
+
+def test_models_load_on_the_device_named_by_af_device(monkeypatch):
+    from core.models import load_model
+
+    monkeypatch.setenv(D.DEVICE_ENV, "cpu")
+    model, _ = load_model("tiny-llama")
+    assert next(model.parameters()).device.type == "cpu"
+    monkeypatch.setenv(D.DEVICE_ENV, "quantum")
+    with pytest.raises(UserError, match="not one of"):
+        load_model("tiny-llama")
+
+
+@CUDA
+def test_chat_runs_on_cuda_when_af_device_says_so(monkeypatch):
+    from core import chat
+    from core.models import load_model
+
+    monkeypatch.setenv(D.DEVICE_ENV, "cuda")
+    model, tok = load_model("tiny-llama")
+    assert next(model.parameters()).is_cuda
+    assert isinstance(chat.generate(model, tok, [{"role": "user", "content": "hi"}], max_new_tokens=4), str)
