@@ -11,6 +11,10 @@ ends with ``"." + name``; a string is a regex that must match the full module na
 inside the blocks' attention sub-layers (``q_proj, k_proj, v_proj, o_proj`` for Llama-style families, Phi-3's fused
 ``qkv_proj, o_proj``, GPT-2's ``c_attn`` and its attention ``c_proj``, GPT-NeoX's ``query_key_value, dense``).
 A fused projection is adapted as one layer (one LoRA pair over its whole output), as HF peft adapts it.
+
+Llama-style names given to a family that fuses those projections (``FUSED_ALIASES``: ``q_proj`` on Phi-3, GPT-2 or
+GPT-NeoX) select the fused layer that computes them, so the default ``[q_proj, v_proj]`` and the recommendations
+work on every family; a name the model has is always taken as it is.
 """
 from __future__ import annotations
 
@@ -23,6 +27,9 @@ from core.errors import UserError
 from core.peft.config import TARGET_PRESETS
 
 ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")
+FUSED_QKV = ("qkv_proj", "c_attn", "query_key_value", "Wqkv")
+FUSED_ALIASES = {"q_proj": FUSED_QKV, "k_proj": FUSED_QKV, "v_proj": FUSED_QKV,
+                 "gate_proj": ("gate_up_proj",), "up_proj": ("gate_up_proj",)}
 MLP_NAMES = ("mlp", "feed_forward", "ffn")
 
 
@@ -165,6 +172,7 @@ def find_targets(model: nn.Module, targets: Union[tuple, str]) -> list[str]:
         inside = attention_linear_names(model)
         selected = [name for name in linear if name in inside]
     else:
+        targets = _with_fused_aliases(model, targets)
         selected = [name for name in linear if _matches(name, targets)]
     problems = []
     if isinstance(targets, tuple):
@@ -185,6 +193,19 @@ def find_targets(model: nn.Module, targets: Union[tuple, str]) -> list[str]:
         raise UserError(f"LoRA cannot be applied to {type(model).__name__}: " + "; ".join(problems) +
                         f". Linear layers in this model: {_available(model)} (or use 'all-linear').")
     return selected
+
+
+def _with_fused_aliases(model: nn.Module, targets: Union[tuple, str]) -> Union[tuple, str]:
+    """``targets`` with each Llama-style name the model lacks replaced by its fused layer's name (if it has one)."""
+    if not isinstance(targets, tuple):
+        return targets
+    short = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    out: list[str] = []
+    for t in targets:
+        alias = next((a for a in FUSED_ALIASES.get(t, ()) if a in short), None) if t not in short else None
+        if (alias or t) not in out:
+            out.append(alias or t)
+    return tuple(out)
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:

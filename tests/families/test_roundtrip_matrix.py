@@ -81,3 +81,22 @@ def test_presets_name_each_familys_own_layers(family):
     presets = target_presets(family_model(family)[0])
     assert presets["attention"] == attention
     assert presets["all-linear"] == sorted(set(attention) | set(mlp_only))
+
+
+@pytest.mark.parametrize("family,targets,fused", [
+    ("phi3", ("q_proj", "v_proj", "gate_proj", "up_proj"), ["gate_up_proj", "qkv_proj"]),
+    ("gpt2", ("q_proj", "v_proj"), ["c_attn"]), ("gpt_neox", ("q_proj", "v_proj"), ["query_key_value"]),
+    ("llama", ("q_proj", "v_proj"), ["q_proj", "v_proj"])])
+def test_llama_style_default_targets_select_the_fused_layer(family, targets, fused):
+    """The default [q_proj, v_proj] (and gate/up) works on families that fuse them: their fused layer is adapted."""
+    from core.errors import UserError
+    from core.peft import LoRAConfig
+    from core.peft.inject import find_targets
+
+    model = family_model(family)[0]
+    assert sorted({n.rsplit(".", 1)[-1] for n in find_targets(model, targets)}) == fused
+    if family in ("gpt2", "gpt_neox"):  # ungated MLPs: gate_proj has no counterpart, and the error says so
+        with pytest.raises(UserError, match="'gate_proj' matches no module"):
+            find_targets(model, ("q_proj", "gate_proj"))
+    apply_peft(model, LoRAConfig(r=2, target_modules=targets))
+    assert {n.split(".")[-3] for n, _ in model.named_parameters() if "lora_A" in n} == set(fused)
