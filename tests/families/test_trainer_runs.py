@@ -44,3 +44,17 @@ def test_family_trains_with_every_method(family, variant, folders, tmp_path):
     assert (tmp_path / "run" / "adapter" / "adapter.safetensors").exists()
     reasons = {n["params"]["reason"] for n in status["notes"] if n["code"] == "plain_loss_path"}
     assert reasons == NOTED.get(family, set())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_estimator_follows_the_chosen_model(family, folders):
+    """The estimator reads the chosen folder's config: exact parameter counts, the default LoRA included."""
+    from core.peft import LoRAConfig, apply_peft, trainable_parameters
+    from core.peft.config import default_section
+    from tests.strategy.helpers import estimator
+
+    est = estimator(str(folders[family]))
+    model = family_model(family)[0]
+    assert est.parameters("full").trainable == sum(p.numel() for p in model.parameters())
+    lora = est.parameters("lora", default_section("lora"))  # [q_proj, v_proj]: a fused family adapts its qkv
+    assert lora.trainable == trainable_parameters(apply_peft(model, LoRAConfig(**default_section("lora"))))[0] > 0
