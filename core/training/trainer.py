@@ -147,6 +147,10 @@ class AdvancedTrainer:
         model.to(self.ctx.device)
         model.train()
         self._say(f"device: {describe(self.ctx.device)}")
+        from core.models import template_choices
+
+        chosen = template_choices().get(self.config.model)  # recorded: a later change of choice is visible
+        self.monitor.update(chat_template=chosen or "own")
         self._note_loss_path(model)
         trainable, total = trainable_parameters(model)
         self._say(f"model {self.config.model}: method {self.config.method}, {trainable:,} trainable of {total:,} "

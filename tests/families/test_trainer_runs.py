@@ -58,3 +58,25 @@ def test_the_estimator_follows_the_chosen_model(family, folders):
     assert est.parameters("full").trainable == sum(p.numel() for p in model.parameters())
     lora = est.parameters("lora", default_section("lora"))  # [q_proj, v_proj]: a fused family adapts its qkv
     assert lora.trainable == trainable_parameters(apply_peft(model, LoRAConfig(**default_section("lora"))))[0] > 0
+
+
+def test_a_chosen_chat_template_is_recorded_with_the_run(folders, tmp_path):
+    from core.models import choose_chat_template
+
+    choose_chat_template(str(folders["gpt_neox"]), "plain")
+    d = tiny_config(make_chat_data(tmp_path / "data.jsonl", n=8), max_steps=1, eval_every=100, save_every=100)
+    d.update(model=str(folders["gpt_neox"]))
+    assert AdvancedTrainer(TrainingConfig.from_dict(d), tmp_path / "run").train() == "completed"
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["chat_template"] == "plain"
+
+
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA GPU")
+def test_family_trains_on_cuda_under_autocast(folders, tmp_path):
+    d = tiny_config(make_chat_data(tmp_path / "data.jsonl", n=8), max_steps=2, eval_every=1, save_every=100,
+                    device="cuda")
+    d.update(model=str(folders["qwen2"]))
+    trainer = AdvancedTrainer(TrainingConfig.from_dict(d), tmp_path / "run")
+    assert trainer.train() == "completed" and trainer.amp_dtype is not None
+    assert next(trainer.model.parameters()).is_cuda
+    status = json.loads((tmp_path / "run" / "status.json").read_text())
+    assert status["eval_loss"] == pytest.approx(status["eval_loss"])  # finite
