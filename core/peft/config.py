@@ -14,6 +14,10 @@ from core.defaults import METHODS
 from core.errors import UserError
 
 NONLINEARITIES = ("gelu", "relu", "silu", "tanh")
+# Named target selections, resolved per model by structure (core/peft/inject.py: every family names them its way):
+# "attention" = the linear layers inside each block's attention, "all-linear" = every linear layer but the head.
+TARGET_PRESETS = ("attention", "all-linear")
+PRESET_ALIASES = {"all linear": "all-linear", "all_linear": "all-linear", "attn": "attention"}
 PLACEMENTS = ("attn", "mlp")
 # Each method's default section of a run config (the dataclasses below take their field defaults from here).
 DEFAULT_SECTIONS = {
@@ -76,6 +80,8 @@ class LoRAConfig(_Config):
     def __post_init__(self) -> None:
         if isinstance(self.target_modules, list):
             self.target_modules = tuple(self.target_modules)
+        if isinstance(self.target_modules, str):
+            self.target_modules = PRESET_ALIASES.get(self.target_modules, self.target_modules)
         problems: list[str] = []
         if not _is_int(self.r) or self.r <= 0:
             problems.append(f"r={self.r!r}: the rank must be a positive integer, e.g. 8 (typical 4-64).")
@@ -91,7 +97,7 @@ class LoRAConfig(_Config):
 
 def _target_problems(targets: Any) -> list[str]:
     if isinstance(targets, str):
-        if targets == "all-linear":
+        if targets in TARGET_PRESETS:
             return []
         try:
             re.compile(targets)
@@ -101,7 +107,7 @@ def _target_problems(targets: Any) -> list[str]:
         return []
     if not isinstance(targets, tuple) or not targets or not all(isinstance(t, str) and t for t in targets):
         return [f"target_modules={targets!r}: give a non-empty list of module names such as [q_proj, v_proj], "
-                "a regex string, or 'all-linear'."]
+                "a regex string, or a preset: 'attention' or 'all-linear'."]
     return []
 
 

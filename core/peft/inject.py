@@ -7,7 +7,14 @@ attention sub-layer and an MLP sub-layer. Linear-like layers are ``nn.Linear`` a
 
 Target selection for LoRA follows HF peft: a tuple of names matches a module whose full name equals a name or
 ends with ``"." + name``; a string is a regex that must match the full module name (``re.fullmatch``);
-``"all-linear"`` selects every linear-like layer except the output head.
+``"all-linear"`` selects every linear-like layer except the output head; ``"attention"`` every linear-like layer
+inside the blocks' attention sub-layers (``q_proj, k_proj, v_proj, o_proj`` for Llama-style families, Phi-3's fused
+``qkv_proj, o_proj``, GPT-2's ``c_attn`` and its attention ``c_proj``, GPT-NeoX's ``query_key_value, dense``).
+A fused projection is adapted as one layer (one LoRA pair over its whole output), as HF peft adapts it.
+
+Llama-style names given to a family that fuses those projections (``FUSED_ALIASES``: ``q_proj`` on Phi-3, GPT-2 or
+GPT-NeoX) select the fused layer that computes them, so the default ``[q_proj, v_proj]`` and the recommendations
+work on every family; a name the model has is always taken as it is.
 """
 from __future__ import annotations
 
@@ -17,8 +24,12 @@ from typing import Iterator, Union
 import torch.nn as nn
 
 from core.errors import UserError
+from core.peft.config import TARGET_PRESETS
 
 ATTENTION_NAMES = ("self_attn", "attn", "attention", "self_attention")
+FUSED_QKV = ("qkv_proj", "c_attn", "query_key_value", "Wqkv")
+FUSED_ALIASES = {"q_proj": FUSED_QKV, "k_proj": FUSED_QKV, "v_proj": FUSED_QKV,
+                 "gate_proj": ("gate_up_proj",), "up_proj": ("gate_up_proj",)}
 MLP_NAMES = ("mlp", "feed_forward", "ffn")
 
 
@@ -122,6 +133,25 @@ def linear_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield name, module
 
 
+def attention_linear_names(model: nn.Module) -> set[str]:
+    """Full names of the linear-like layers inside every block's attention sub-layer (the "attention" preset)."""
+    blocks_name, blocks = find_blocks(model)
+    names = set()
+    for i, block in enumerate(blocks):
+        found = attention_of(block)
+        if found is None:
+            continue
+        for sub, module in found[1].named_modules():
+            if sub and is_linear_like(module):
+                names.add(f"{blocks_name}.{i}.{found[0]}.{sub}")
+    return names
+
+
+def target_presets(model: nn.Module) -> dict[str, list[str]]:
+    """Each preset's selection in this model's own module names (short names), e.g. for the UI."""
+    return {p: sorted({n.rsplit(".", 1)[-1] for n in find_targets(model, p)}) for p in TARGET_PRESETS}
+
+
 def _matches(name: str, targets: Union[tuple, str]) -> bool:
     if targets == "all-linear":
         return True
@@ -138,7 +168,12 @@ def _available(model: nn.Module) -> str:
 def find_targets(model: nn.Module, targets: Union[tuple, str]) -> list[str]:
     """Full names of the linear-like modules selected by ``targets``; one UserError listing every target that fails."""
     linear = dict(linear_modules(model))
-    selected = [name for name in linear if _matches(name, targets)]
+    if targets == "attention":
+        inside = attention_linear_names(model)
+        selected = [name for name in linear if name in inside]
+    else:
+        targets = _with_fused_aliases(model, targets)
+        selected = [name for name in linear if _matches(name, targets)]
     problems = []
     if isinstance(targets, tuple):
         all_names = dict(model.named_modules())
@@ -149,6 +184,8 @@ def find_targets(model: nn.Module, targets: Union[tuple, str]) -> list[str]:
             elif not any(n in linear for n in hits):
                 kind = type(all_names[hits[0]]).__name__
                 problems.append(f"target module {t!r} is a {kind}, not a linear layer")
+    elif not selected and targets in TARGET_PRESETS:
+        problems.append(f"the preset {targets!r} selects no linear layer in this model")
     elif not selected:
         problems.append(f"the regex {targets!r} matches no linear layer (it must match the full module name, "
                         "e.g. 'model.layers.0.self_attn.q_proj'; try r'.*\\.(q_proj|v_proj)')")
@@ -156,6 +193,19 @@ def find_targets(model: nn.Module, targets: Union[tuple, str]) -> list[str]:
         raise UserError(f"LoRA cannot be applied to {type(model).__name__}: " + "; ".join(problems) +
                         f". Linear layers in this model: {_available(model)} (or use 'all-linear').")
     return selected
+
+
+def _with_fused_aliases(model: nn.Module, targets: Union[tuple, str]) -> Union[tuple, str]:
+    """``targets`` with each Llama-style name the model lacks replaced by its fused layer's name (if it has one)."""
+    if not isinstance(targets, tuple):
+        return targets
+    short = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    out: list[str] = []
+    for t in targets:
+        alias = next((a for a in FUSED_ALIASES.get(t, ()) if a in short), None) if t not in short else None
+        if (alias or t) not in out:
+            out.append(alias or t)
+    return tuple(out)
 
 
 def replace_module(model: nn.Module, name: str, new: nn.Module) -> None:

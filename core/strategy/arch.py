@@ -3,13 +3,12 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from core.defaults import DEFAULT_MODEL, METHODS
+from core.defaults import METHODS
 from core.errors import UserError
 
 
@@ -60,24 +59,10 @@ def arch_of(config: Any) -> Arch:
 
 @functools.lru_cache(maxsize=16)
 def model_config(name: str) -> Any:
-    """The transformers config of a model name (no weights are read)."""
-    from core.models import ensure_default_model, resolve, tiny_model
+    """The transformers config of a model name (no weights are read): the estimator follows the chosen model."""
+    from core.models import model_config as read_config
 
-    info = resolve(name)
-    if info.source == "tiny":
-        return tiny_model(name)[0].config
-    from transformers import AutoConfig
-
-    if info.source == "embedded-gguf":
-        return AutoConfig.from_pretrained(ensure_default_model(), trust_remote_code=False)
-    if info.source == "local":
-        return AutoConfig.from_pretrained(info.path, trust_remote_code=False)
-    try:
-        return AutoConfig.from_pretrained(name, trust_remote_code=False,
-                                          local_files_only=os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", ""))
-    except Exception as exc:
-        raise UserError(f"Could not read the config of {name!r} (offline and not cached?). Give a local model "
-                        f"folder, or use the default '{DEFAULT_MODEL}'.") from exc
+    return read_config(name)
 
 
 def _peft_config(method: str, params: dict | None):

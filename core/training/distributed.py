@@ -37,14 +37,10 @@ class DistContext:
 
 
 def pick_device(preference: str = "auto", local_rank: int = 0) -> torch.device:
-    """cuda:<local_rank> when asked for (or auto and available), else cpu."""
-    if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            from core.errors import UserError
+    """The device this process trains on (core/device.py's choice; cuda:<local_rank> under torchrun)."""
+    from core.device import choose_device
 
-            raise UserError("train.device is 'cuda' but no CUDA GPU is visible; use device: auto or cpu.")
-        return torch.device("cuda", local_rank % max(torch.cuda.device_count(), 1))
-    return torch.device("cpu")
+    return choose_device(preference, local_rank)
 
 
 def init_distributed(device_preference: str = "auto") -> DistContext:

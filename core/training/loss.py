@@ -14,6 +14,11 @@ Two paths compute the same number:
   (only the hidden states' gradients, tokens x 576) and no logits are recomputed.
 * Rows of a padded batch that start with the same tokens (the system prompt and chat template every example
   of an assistant shares) run that shared prefix once; the rest of each row attends to it through the KV cache.
+
+Some families compute things the fast path would skip, so ``causal_lm_loss`` takes the plain path for them and
+says why (``path_reasons``, reason codes the trainer logs): a soft-capped output head (Gemma 2) needs its logits
+from the model itself; attention with a sliding window shorter than the rows (Mistral, Gemma 2/3) or with
+soft-capped scores (Gemma 2) is not what the per-example attention computes, so those rows run padded and whole.
 """
 from __future__ import annotations
 
@@ -108,17 +113,54 @@ def plain_causal_lm_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     return loss_sum, n_tokens
 
 
+def _text_config(model):
+    config = getattr(model, "module", model).config
+    return config.get_text_config(decoder=True) if hasattr(config, "get_text_config") else config
+
+
+def head_reason(model) -> Optional[str]:
+    """Why this model's loss needs the model's own logits (the plain path), as a reason code; None when it does not."""
+    if getattr(_text_config(model), "final_logit_softcapping", None):
+        return "final_logit_softcapping"  # the model soft-caps the head's output: a bypassed head would skip it
+    return None
+
+
+def sliding_window(model) -> Optional[int]:
+    """The attention window of the model's sliding-window layers, or None when every layer attends to all keys."""
+    config = _text_config(model)
+    window = getattr(config, "sliding_window", None)
+    types = getattr(config, "layer_types", None)
+    if not window or (types is not None and "sliding_attention" not in types):
+        return None  # e.g. Qwen2 carries a sliding_window value with use_sliding_window off
+    return int(window)
+
+
+def row_reason(model, width: int) -> Optional[str]:
+    """Why rows ``width`` tokens wide must run padded and whole (no shared prefix, no unpadding), or None."""
+    window = sliding_window(model)
+    if window is not None and width > window:
+        return "sliding_window"  # the per-example attention and the shared-prefix cache attend to every key
+    if getattr(_text_config(model), "attn_logit_softcapping", None):
+        return "attn_logit_softcapping"  # sdpa cannot soft-cap the scores; the model's own attention does
+    return None
+
+
+def path_reasons(model, max_seq_len: int) -> list[str]:
+    """Reason codes for the parts of the fast path this model skips at rows up to ``max_seq_len`` tokens."""
+    return [r for r in (head_reason(model), row_reason(model, max_seq_len)) if r]
+
+
 def causal_lm_loss(model, batch: dict) -> tuple[torch.Tensor, int]:
     """The same (sum, count) as ``plain_causal_lm_loss``, computing the output head only where it is needed."""
     core = getattr(model, "module", model)  # DistributedDataParallel wraps the real model
     head = core.get_output_embeddings() if hasattr(core, "get_output_embeddings") else None
-    if not isinstance(head, nn.Linear):
+    if not isinstance(head, nn.Linear) or head_reason(core):
         return plain_causal_lm_loss(model, batch)
     labels = batch["labels"]
     targets = labels[:, 1:]
     keep = torch.zeros_like(labels, dtype=torch.bool)
     keep[:, :-1] = targets != IGNORE_INDEX  # position t predicts token t+1
-    single = core is model  # under DDP the model must run exactly one forward per backward
+    single = core is model and not row_reason(core, labels.shape[1])  # DDP: one forward per backward
     shared = shared_prefix_length(batch, keep) if single else 0
     with _head_bypassed(core, head):
         if single and _unpaddable(model, batch):
@@ -149,9 +191,13 @@ def shared_prefix_length(batch: dict, keep: torch.Tensor) -> int:
 
 def _unpaddable(model, batch: dict) -> bool:
     """A right-padded batch worth running unpadded, on a model whose attention can run per example."""
+    from core.device import cpu_tricks
     from core.training.varlen import supported
 
-    return unpadded_pays(batch.get("attention_mask")) and supported(model)
+    mask = batch.get("attention_mask")
+    if mask is not None and "unpadded" not in cpu_tricks(mask.device):
+        return False  # on CUDA the padded forward runs sdpa's fused kernels; per-example calls cost launches
+    return unpadded_pays(mask) and supported(model)
 
 
 def unpadded_pays(mask) -> bool:

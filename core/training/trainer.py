@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from core import checkpoints as C
+from core.device import autocast, autocast_dtype, describe, grad_scaler
 from core.checkpoints import CHECKPOINTS, latest_checkpoint  # noqa: F401 - the tests and older callers import them here
 from core.errors import UserError
 from core.training import distributed as D
@@ -69,6 +70,8 @@ class AdvancedTrainer:
         self.applied_steps = 0  # optimizer steps actually applied (finite loss and gradient)
         self.notes: list[dict] = []  # {"code", "params"} the UI translates: fallbacks, sampled evaluations
         self.step_delay = _step_delay()
+        self.amp_dtype = autocast_dtype(self.ctx.device)  # bf16 / fp16 autocast on CUDA, None (float32) on CPU
+        self.scaler = grad_scaler(self.ctx.device, self.amp_dtype)  # fp16 only
 
     # ================================================================ public
     def train(self) -> str:
@@ -143,10 +146,26 @@ class AdvancedTrainer:
         lean_swiglu(model)  # same numbers, a fifth less activation memory (core/training/swiglu.py)
         model.to(self.ctx.device)
         model.train()
+        self._say(f"device: {describe(self.ctx.device)}")
+        from core.models import template_choices
+
+        chosen = template_choices().get(self.config.model)  # recorded: a later change of choice is visible
+        self.monitor.update(chat_template=chosen or "own")
+        self._note_loss_path(model)
         trainable, total = trainable_parameters(model)
         self._say(f"model {self.config.model}: method {self.config.method}, {trainable:,} trainable of {total:,} "
                   f"parameters ({100 * trainable / max(total, 1):.3f}%)")
         return model, tok
+
+    def _note_loss_path(self, model) -> None:
+        """Say (log and status note) which parts of the fast loss path this model's family makes the trainer skip."""
+        from core.training.loss import path_reasons
+
+        for reason in path_reasons(model, self.tc.max_seq_len):
+            self.notes.append({"code": "plain_loss_path", "params": {"reason": reason}})
+            self._say(f"loss path: the plain path for this model ({reason}); same numbers, less of the speed-up")
+        if self.notes:
+            self.monitor.update(notes=self.notes)
 
     def _build_data(self, tok):
         from core.data import load_split
@@ -344,12 +363,18 @@ class AdvancedTrainer:
                 sync_ctx = (self.ddp_model.no_sync() if self.ctx.distributed and not last
                             else contextlib.nullcontext())
                 with sync_ctx:
-                    loss_sum, _ = causal_lm_loss(self.ddp_model, batch)
-                    (loss_sum * (scale * weight)).backward()
+                    with autocast(dev, self.amp_dtype):
+                        loss_sum, _ = causal_lm_loss(self.ddp_model, batch)
+                    scaled = loss_sum * (scale * weight)
+                    (self.scaler.scale(scaled) if self.scaler else scaled).backward()
                 if weight:
                     local_loss += float(loss_sum.detach())
         loss = D.all_reduce_sum([local_loss], self.ctx)[0] / global_labels
+        if self.scaler:  # fp16: true gradients before clipping; an overflow shows as a non-finite norm below
+            self.scaler.unscale_(self.optimizer.optimizer)
         grad_norm = self.optimizer.grad_norm()
+        if self.scaler:
+            self.scaler.update()  # halves the scale after an overflow, grows it after a run of good steps
         self.step += 1
         epoch = self.step / self.steps_per_epoch
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
@@ -404,7 +429,8 @@ class AdvancedTrainer:
                         return None
                     self.monitor.update(phase="eval", state_detail="evaluating", eval_batch=i + 1,
                                         eval_batches=n_batches)
-                    s, n = causal_lm_loss(model, to_device(batch, self.ctx.device))
+                    with autocast(self.ctx.device, self.amp_dtype):
+                        s, n = causal_lm_loss(model, to_device(batch, self.ctx.device))
                     loss_sum += float(s)
                     n_tokens += n
         finally:
