@@ -138,12 +138,13 @@ class PairLoader:
 @contextlib.contextmanager
 def head_bypassed(model: nn.Module) -> Iterator[nn.Linear]:
     """The model returns hidden states as 'logits' (the head runs later, in chunks); yields the head."""
-    head = model.get_output_embeddings()
-    model.set_output_embeddings(nn.Identity())
+    core = getattr(model, "module", model)  # DistributedDataParallel wraps the real model
+    head = core.get_output_embeddings()
+    core.set_output_embeddings(nn.Identity())
     try:
         yield head
     finally:
-        model.set_output_embeddings(head)
+        core.set_output_embeddings(head)
 
 
 def _chunk_logps(hidden: torch.Tensor, weight: torch.Tensor, bias, targets: torch.Tensor) -> torch.Tensor:
@@ -196,7 +197,7 @@ def fast_answer_logps(model: nn.Module, batch: dict) -> torch.Tensor:
         out = model(input_ids=pids, attention_mask=pmask, position_ids=positions, use_cache=True,
                     logits_to_keep=last)
         h_last = out.logits  # (B, C)
-        cache = _repeated_cache(_cache_of(out), 2, model.config)
+        cache = _repeated_cache(_cache_of(out), 2, getattr(model, "module", model).config)
         apos = plen.repeat(2).unsqueeze(1) + torch.arange(A, device=aids.device)  # (2B, A)
         out = model(input_ids=aids, attention_mask=torch.cat([pmask.repeat(2, 1), amask], dim=1),
                     position_ids=apos, cache=cache, use_cache=True, logits_to_keep=keep)
@@ -287,7 +288,7 @@ def reference_logps(model: nn.Module, batch: dict, fast: bool) -> torch.Tensor:
         return batch["ref_logps"]
     from core.peft import adapters_disabled
 
-    with torch.no_grad(), adapters_disabled(model):
+    with torch.no_grad(), adapters_disabled(getattr(model, "module", model)):
         return answer_logps(model, batch, fast)
 
 
