@@ -113,7 +113,7 @@ def measure(objective: str, data: Path, held: list, work: Path, args) -> dict:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, train DPO then ORPO on the same split, print the table."""
     p = argparse.ArgumentParser(prog="python -m bench.preference", description=__doc__.splitlines()[0])
-    p.add_argument("--quick", action="store_true", help="16 training pairs, 16 held out, 2 steps")
+    p.add_argument("--quick", action="store_true", help="4 training pairs, 4 held out, 1 step of 2 pairs")
     p.add_argument("--model", default=None, help="default: the project's default model")
     p.add_argument("--objectives", nargs="+", default=["dpo", "orpo"], choices=["dpo", "orpo"])
     p.add_argument("--minutes", type=float, default=MINUTES, help="training time budget per objective")
@@ -130,13 +130,13 @@ def main(argv: list[str] | None = None) -> int:
     random.Random(SEED).shuffle(pairs)
     held, train = pairs[:HOLD_OUT], pairs[HOLD_OUT:]
     if args.quick:
-        held, train = held[:16], train[:16]
-        args.max_steps, args.batch_size, args.max_seq_len = args.max_steps or 2, 4, 128
+        held, train = held[:4], train[:4]
+        args.max_steps, args.batch_size, args.max_seq_len = args.max_steps or 1, 2, 64
     print(f"HH-RLHF harmless: {len(pairs)} pairs, {len(train)} train, {len(held)} held out; model {args.model}",
           flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        data = write_dataset(Path(tmp) / "hh", train, held, n_val=min(32, len(held)))
+        data = write_dataset(Path(tmp) / "hh", train, held, n_val=min(32, len(held) // 2))
         for objective in args.objectives:
             rows.append(measure(objective, data, held, Path(tmp), args))
             print(json.dumps(rows[-1]), flush=True)
