@@ -8,7 +8,7 @@ import torch
 
 from core.data.pairs import PreferencePair
 from core.evaluation.pairs import pair_accuracy
-from core.fileio import atomic_write_json, read_json
+from core.fileio import read_json
 from core.models import tiny_model
 from core.training.preference import PairLoader, answer_logps, collate_pairs
 from core.workspace import run_dir
