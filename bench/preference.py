@@ -122,13 +122,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-seq-len", type=int, default=384)
     p.add_argument("--max-steps", type=int, default=None)
     p.add_argument("--device", default="auto")
+    p.add_argument("--eval-pairs", type=int, default=HOLD_OUT, help="score only the first N held-out pairs")
     args = p.parse_args(argv)
     from core.defaults import DEFAULT_MODEL
 
     args.model = args.model or DEFAULT_MODEL
     pairs = read_hh()
     random.Random(SEED).shuffle(pairs)
-    held, train = pairs[:HOLD_OUT], pairs[HOLD_OUT:]
+    held, train = pairs[:HOLD_OUT][:args.eval_pairs], pairs[HOLD_OUT:]  # training never sees the 500
     if args.quick:
         held, train = held[:4], train[:4]
         args.max_steps, args.batch_size, args.max_seq_len = args.max_steps or 1, 2, 64
