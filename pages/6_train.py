@@ -84,6 +84,25 @@ def charts(run_id: str, figures: dict, state: str) -> None:
         st.caption(t("train.waiting_metrics"))
 
 
+def preference_charts(run_id: str, rows: list) -> None:
+    """DPO/ORPO runs: reward margin and accuracy, and the chosen and rejected log-probs, per step."""
+    import plotly.graph_objects as go
+
+    from ui.runview import style
+
+    pref = [m for m in rows if m.get("reward_margin") is not None]
+    if not pref:
+        return
+    steps = [m["step"] for m in pref]
+    line = lambda key, name: go.Scatter(x=steps, y=[m.get(key) for m in pref], mode="lines", name=t(name))  # noqa: E731
+    figs = {"rewards": style([line("reward_margin", "train.curve.reward_margin"),
+                              line("reward_accuracy", "train.curve.reward_accuracy")], t("train.curve.rewards")),
+            "logps": style([line("logp_chosen", "train.curve.logp_chosen"),
+                            line("logp_rejected", "train.curve.logp_rejected")], t("train.curve.logps"))}
+    for col, (key, fig) in zip(st.columns(len(figs)), figs.items()):
+        col.plotly_chart(fig, width="stretch", key=f"pref_{key}_{run_id}")
+
+
 def ended(run_id: str, status: dict) -> None:
     """What a finished, stopped, failed or damaged run offers."""
     state = status.get("state", "unknown")
@@ -133,6 +152,7 @@ def live(run_id: str) -> None:
     status_lines(run_id, snap["status"], snap["rows"])
     controls(run_id, snap["status"].get("state", "unknown"))
     charts(run_id, snap["figures"], snap["status"].get("state", "unknown"))
+    preference_charts(run_id, snap["rows"])
 
 
 st.subheader(t("train.run_title", id=active))
@@ -144,6 +164,7 @@ else:
     controls(active, current.get("state", "unknown"))
     ended(active, current)
     charts(active, curves(rows), current.get("state", "unknown"))
+    preference_charts(active, rows)
     if current.get("state") == "completed":
         next_step("train")
 with st.expander(t("train.log")):

@@ -219,6 +219,10 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
     progress = progress or (lambda f, m: None)
     t_start = time.perf_counter()
     cfg = load_run_config(run_id)
+    if (cfg.get("objective") or "sft") != "sft":  # DPO/ORPO runs: pair accuracy instead (core/evaluation/pairs.py)
+        from core.evaluation.pairs import evaluate_preference_run
+
+        return evaluate_preference_run(run_id, data, limit, progress, performance)
     weights = run_weights(run_id)  # the final adapter, or the newest verified checkpoint of a stopped/failed run
     if limit is not None and limit < 1:
         raise UserError(f"--limit must be at least 1, got {limit}.")

@@ -10,6 +10,7 @@ from core.peft.apply import (apply_peft, get_peft_config, method_parameter_names
                              set_peft_state_dict, trainable_parameters)
 from core.peft.config import (AdapterConfig, FreezeConfig, FullConfig, LoRAConfig, PrefixConfig,
                               config_from_dict)
+from core.peft.disable import adapters_disabled, supports_disabling
 from core.peft.io import base_fingerprint, export_peft, load_adapter, merge_lora, read_adapter_config, save_adapter
 from core.peft.lora import LoRALayer, LoRALinear
 from core.peft.prefix import PrefixTuning
@@ -19,4 +20,5 @@ __all__ = [
     "apply_peft", "trainable_parameters", "peft_state_dict", "set_peft_state_dict", "get_peft_config",
     "method_parameter_names", "save_adapter", "load_adapter", "read_adapter_config", "merge_lora", "export_peft",
     "base_fingerprint", "LoRALayer", "LoRALinear", "AdapterLayer", "AdapterTransformerLayer", "PrefixTuning",
+    "adapters_disabled", "supports_disabling",
 ]

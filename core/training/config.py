@@ -21,6 +21,12 @@ from core.peft.config import (
 )
 
 SCHEDULERS = ("cosine", "linear", "constant")
+OBJECTIVES = ("sft", "dpo", "orpo")  # sft: conversations; dpo/orpo: preference pairs (core/training/preference.py)
+DPO_BETA = 0.1     # DPO's KL strength, TRL's DPOConfig default
+ORPO_LAMBDA = 0.1  # ORPO's odds-ratio weight, TRL's ORPOConfig.beta default
+# metrics.jsonl fields of a preference step (means over the step's pairs); the Train page plots them when present
+PREFERENCE_METRICS = ("reward_margin", "reward_accuracy", "reward_chosen", "reward_rejected", "logp_chosen",
+                      "logp_rejected")
 SECTION_KEYS = METHODS
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -128,6 +134,9 @@ class TrainingConfig(_Validated):
     model: str = DEFAULT_MODEL
     system_prompt: str | None = None
     method: str = "lora"
+    objective: str = "sft"                # sft | dpo | orpo
+    beta: float = DPO_BETA                # dpo only
+    orpo_lambda: float = ORPO_LAMBDA      # orpo only
     name: str | None = None               # optional human label, used as the run id prefix
     lora: dict = field(default_factory=lambda: default_section("lora"))
     adapter: dict = field(default_factory=lambda: default_section("adapter"))
@@ -151,6 +160,7 @@ class TrainingConfig(_Validated):
             p.append(f"name must be text or null, got {self.name!r}.")
         if self.method not in METHODS:
             p.append(f"method must be one of {', '.join(METHODS)}, got {self.method!r}{_close(str(self.method), METHODS)}.")
+        p.extend(self._objective_problems())
         for key in SECTION_KEYS:
             if not isinstance(getattr(self, key), dict):
                 p.append(f"{key}: must be a mapping such as {{r: 8}}, got {getattr(self, key)!r}.")
@@ -159,6 +169,22 @@ class TrainingConfig(_Validated):
         if self.method in METHODS and isinstance(self.method_params, dict):
             p.extend(_method_section_problems(self.method, self.method_params))
         return p
+
+    def _objective_problems(self) -> list[str]:
+        p: list[str] = []
+        if self.objective not in OBJECTIVES:
+            p.append(f"objective must be one of {', '.join(OBJECTIVES)}, got {self.objective!r}"
+                     f"{_close(str(self.objective), OBJECTIVES)}.")
+        if not _is_num(self.beta) or not 0 < self.beta <= 10:
+            p.append(f"beta must be a number in (0, 10] such as 0.1, got {self.beta!r}.")
+        if not _is_num(self.orpo_lambda) or not 0 < self.orpo_lambda <= 10:
+            p.append(f"orpo_lambda must be a number in (0, 10] such as 0.1, got {self.orpo_lambda!r}.")
+        return p
+
+    @property
+    def is_preference(self) -> bool:
+        """Whether the run trains on preference pairs (DPO or ORPO) rather than conversations."""
+        return self.objective in ("dpo", "orpo")
 
     # ------------------------------------------------------------ accessors
     @property

@@ -25,6 +25,7 @@ from typing import Any, Iterable, Optional
 import torch
 
 from core.cpuload import OtherLoad
+from core.training.config import PREFERENCE_METRICS  # noqa: F401 - a preference step's extra metrics.jsonl fields
 from core.fileio import append_jsonl, atomic_write_json, atomic_write_text, read_json, read_jsonl
 
 HEARTBEAT_S = 2.0

@@ -168,6 +168,38 @@ class AdvancedTrainer:
             self.monitor.update(notes=self.notes)
 
     def _build_data(self, tok):
+        if self.config.is_preference:
+            self._build_pair_data(tok)
+        else:
+            self._build_chat_data(tok)
+        self._plan_steps()
+
+    def _build_pair_data(self, tok):
+        """Preference pairs (DPO/ORPO); full/freeze store the base's reference log-probs once, before step 1."""
+        from core.data import load_pairs
+        from core.peft import supports_disabling
+        from core.training.preference import PairLoader, precompute_reference
+
+        tc = self.tc
+        self.loader = PairLoader(tok, self.config.system_prompt, tc.max_seq_len)
+        rows = [p.to_dict() for p in load_pairs(self.config.data, "train")][: tc.max_train_examples or None]
+        self.train_examples, stats = self.loader.encode_all(rows)
+        if not self.train_examples:
+            raise UserError(f"The data {self.config.data!r} has no preference pairs that fit train.max_seq_len; "
+                            f"objective {self.config.objective} needs a preference dataset (prompt, chosen, rejected).")
+        try:
+            val_rows = [p.to_dict() for p in load_pairs(self.config.data, "val")][: tc.max_eval_examples or EVAL_CAP]
+        except UserError:
+            val_rows = []
+        self.val_examples = self.loader.encode_all(val_rows)[0] if val_rows else []
+        self._say(f"preference pairs: {json.dumps(stats)}")
+        if self.config.objective == "dpo" and not supports_disabling(D.unwrap(self.model)):
+            self._say("reference log-probs: one pass of the base model over the pairs (no second model copy)")
+            for examples in (self.train_examples, self.val_examples):
+                precompute_reference(D.unwrap(self.model), self.loader, examples, tc.eval_batch_size or tc.batch_size,
+                                     self.ctx.device)
+
+    def _build_chat_data(self, tok):
         from core.data import load_split
         from core.data.loader import SmartDataLoader
 
@@ -189,7 +221,12 @@ class AdvancedTrainer:
             val_convs = []
         val_convs = val_convs[: tc.max_eval_examples or EVAL_CAP]  # every pass is bounded, even without a cap set
         self.val_examples = self.loader.encode_all(val_convs)[0] if val_convs else []
-        self.packing = bool(tc.packing) and self.config.method != "prefix"
+        if isinstance(stats, dict):
+            self._say(f"encoding stats: {json.dumps(stats, default=str)[:500]}")
+
+    def _plan_steps(self) -> None:
+        tc = self.tc
+        self.packing = bool(tc.packing) and self.config.method != "prefix" and not self.config.is_preference
         self.batches_per_epoch = self.loader.num_batches(self.train_examples, tc.batch_size, packing=self.packing)
         self.per_step = self.ctx.world_size * tc.grad_accum
         self.steps_per_epoch = max(1, math.ceil(self.batches_per_epoch / self.per_step))
@@ -198,8 +235,6 @@ class AdvancedTrainer:
                   f"{self.batches_per_epoch} batches/epoch, {self.steps_per_epoch} steps/epoch, "
                   f"{self.total_steps} steps "
                   f"(global batch {tc.batch_size} x {self.ctx.world_size} processes x {tc.grad_accum} accumulation)")
-        if isinstance(stats, dict):
-            self._say(f"encoding stats: {json.dumps(stats, default=str)[:500]}")
 
     # ================================================================ the loop
     def _train(self) -> str:
@@ -340,6 +375,8 @@ class AdvancedTrainer:
 
     def _train_step(self, micro: list[dict]) -> Optional[dict]:
         """One optimizer step over this global batch; returns a failure after too many non-finite steps."""
+        if self.config.is_preference:
+            return self._pair_step(micro)
         dev = self.ctx.device
         # Each accumulation slot runs as row groups of <= micro_batch_tokens tokens (same gradients, less memory).
         slots = [([to_device(sub, dev) for sub in split_rows(b, self.tc.micro_batch_tokens)], w)
@@ -370,6 +407,42 @@ class AdvancedTrainer:
                 if weight:
                     local_loss += float(loss_sum.detach())
         loss = D.all_reduce_sum([local_loss], self.ctx)[0] / global_labels
+        return self._apply_step(loss, int(global_real))
+
+    def _pair_step(self, micro: list[dict]) -> Optional[dict]:
+        """One DPO/ORPO optimizer step: mean loss over the global batch's pairs (ORPO's NLL over its tokens)."""
+        from core.training.preference import answer_lengths, preference_terms, step_metrics
+
+        dev = self.ctx.device
+        slots = [(to_device(b, dev), w) for b, w in self._slots(micro)]
+        local = [sum(w * b["prompt_ids"].shape[0] for b, w in slots),
+                 sum(w * float(answer_lengths(b).chunk(2)[0].sum()) for b, w in slots),
+                 sum(w * float(b["prompt_mask"].sum() + b["answer_mask"].sum()) for b, w in slots)]
+        pairs, chosen_tokens, tokens = D.all_reduce_sum(local, self.ctx)
+        stats = []
+        for j, (batch, weight) in enumerate(slots):
+            torch.manual_seed(_micro_seed(self.tc.seed, self.step, j * self.ctx.world_size + self.ctx.rank))
+            sync_ctx = (self.ddp_model.no_sync() if self.ctx.distributed and j < len(slots) - 1
+                        else contextlib.nullcontext())
+            with sync_ctx:
+                # Under DDP one forward per backward: the plain path (the fast one calls the model twice).
+                with autocast(dev, self.amp_dtype):
+                    loss, s = preference_terms(self.ddp_model, batch, self.config.objective, self._pair_strength(),
+                                               self.ctx.world_size / pairs, self.ctx.world_size / chosen_tokens,
+                                               fast=not self.ctx.distributed)
+                scaled = loss * weight
+                (self.scaler.scale(scaled) if self.scaler else scaled).backward()
+            if weight:
+                stats.append(s)
+        loss = D.all_reduce_sum([sum(s["pref_loss"] for s in stats)], self.ctx)[0] / self.ctx.world_size
+        return self._apply_step(loss, int(tokens), step_metrics(stats))
+
+    def _pair_strength(self) -> float:
+        return self.config.beta if self.config.objective == "dpo" else self.config.orpo_lambda
+
+    def _apply_step(self, loss: float, real: int, extra: Optional[dict] = None) -> Optional[dict]:
+        """Clip, step the optimizer and log, or skip a non-finite step."""
+        dev = self.ctx.device
         if self.scaler:  # fp16: true gradients before clipping; an overflow shows as a non-finite norm below
             self.scaler.unscale_(self.optimizer.optimizer)
         grad_norm = self.optimizer.grad_norm()
@@ -383,7 +456,7 @@ class AdvancedTrainer:
         self.optimizer.zero_grad()
         self.consecutive_nonfinite = 0
         self.applied_steps += 1
-        record = self.metrics.record(self.step, epoch, loss, lr, grad_norm, int(global_real), dev)
+        record = {**self.metrics.record(self.step, epoch, loss, lr, grad_norm, real, dev), **(extra or {})}
         self.monitor.log(record)
         self.monitor.update(step=self.step, epoch=round(epoch, 4), loss=loss, eta_s=record["eta_s"],
                             slow=self.slow_check.check(self.metrics.step_time(), self.metrics.steps_timed))
@@ -415,6 +488,8 @@ class AdvancedTrainer:
         examples = self.val_examples[:limit] if limit else self.val_examples
         if not examples:
             return None
+        if self.config.is_preference:
+            return self._pair_evaluate(examples)
         model = D.unwrap(self.model)
         model.eval()
         bs = self.tc.eval_batch_size or self.tc.batch_size
@@ -438,6 +513,28 @@ class AdvancedTrainer:
             self.monitor.update(phase="train", state_detail=None, eval_batch=None, eval_batches=None)
         loss_sum, n_tokens = D.all_reduce_sum([loss_sum, n_tokens], self.ctx)
         return loss_sum / max(n_tokens, 1)
+
+    def _pair_evaluate(self, examples: list[dict]) -> Optional[float]:
+        """Mean DPO/ORPO loss over the validation pairs (reward metrics kept in ``self.pair_eval``)."""
+        from core.training.preference import preference_terms, step_metrics
+
+        model = D.unwrap(self.model)
+        model.eval()
+        bs = self.tc.eval_batch_size or self.tc.batch_size
+        batches = list(self.loader.batches(examples, bs, shuffle=False))
+        tokens = sum(float(b["answer_mask"].chunk(2)[0].sum()) for b in batches)
+        stats = []
+        try:
+            with torch.no_grad():
+                for batch in batches:
+                    if self._stop_requested and not self.ctx.distributed:
+                        return None
+                    stats.append(preference_terms(model, to_device(batch, self.ctx.device), self.config.objective,
+                                                  self._pair_strength(), 1 / len(examples), 1 / tokens)[1])
+        finally:
+            model.train()
+        self.pair_eval = {f"eval_{k}": v for k, v in step_metrics(stats).items()}
+        return sum(s["pref_loss"] for s in stats)
 
     def _eval_limit(self) -> Optional[int]:
         """Sample the baseline pass before step 1 (noted), so the first training step starts soon."""
@@ -468,7 +565,8 @@ class AdvancedTrainer:
         self.metrics.record_eval(time.perf_counter() - t0, used / max(len(self.val_examples), 1))
         self.pending_eval = False
         epoch = self.step / self.steps_per_epoch
-        self.monitor.log({**self.monitor.eval_record(self.step, epoch, eval_loss), "eval_examples": used})
+        self.monitor.log({**self.monitor.eval_record(self.step, epoch, eval_loss), "eval_examples": used,
+                          **getattr(self, "pair_eval", {})})
         self.monitor.update(eval_loss=eval_loss, eta_s=self.metrics.eta(self.step))
         self._say(f"eval at step {self.step}: loss {eval_loss:.4f} ppl {math.exp(min(eval_loss, 50)):.2f}")
         if limit:  # a sampled baseline is not compared with full passes for early stopping
