@@ -27,6 +27,8 @@ TRAIN_DEFAULTS = {
 # Minutes of training a recommendation plans for unless the user says otherwise: the whole line (define to chat)
 # on an assets/ sample then fits a sitting on a 2-core laptop.
 DEFAULT_BUDGET_MIN = 6
+# Training objectives: sft learns conversations; dpo and orpo learn from preference pairs (core/training/preference.py).
+OBJECTIVES = ("sft", "dpo", "orpo")
 
 # ---------------------------------------------------------------- data
 # Documents (continued pretraining) are cut into max_seq_len token windows that overlap by this many tokens, so

@@ -197,12 +197,27 @@ def _placed(model):
     return model.to(choose_device()) if os.environ.get(DEVICE_ENV) else model
 
 
+@torch.no_grad()
+def add_rows(model, size: int) -> None:
+    """Grow the embedding (and an untied output head) to ``size`` rows, each new row the mean of the old ones.
+
+    Deterministic on purpose: an adapter does not save these rows, so training, chat, evaluation and serving must
+    all rebuild the same vectors for the template's marker tokens (transformers' mean resizing samples them)."""
+    old = model.get_input_embeddings().num_embeddings
+    model.resize_token_embeddings(size, mean_resizing=False)
+    for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None
+                  }.values():
+        layer.weight[old:] = layer.weight[:old].mean(dim=0)
+        if getattr(layer, "bias", None) is not None and layer.bias.shape[0] == size:
+            layer.bias[old:] = layer.bias[:old].mean()
+
+
 def _finish(model, tok, name: str):
     tok = with_chosen_template(tok, name)
     if not getattr(tok, "chat_template", None):  # never a silent plain-text fallback: the user picks one
         raise ModelLoadError(no_template_message(name))
     if len(tok) > model.get_input_embeddings().num_embeddings:  # a chosen template's marker tokens were added
-        model.resize_token_embeddings(len(tok))
+        add_rows(model, len(tok))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     model.name_or_path = name

@@ -16,7 +16,7 @@ from ui.chatview import (base_loader, chat_session, chat_stream, conversation, r
                          tuned_loader)
 from ui.checksview import export_gate, record_confirmation
 from ui.common import ensure_shell, header, need, show_error
-from ui.exportview import gguf_card
+from ui.exportview import gated, gguf_card, reader
 from ui.models import loading_fragment
 from ui.runview import run_status, weights_panel
 from ui.serveview import serve_tab
@@ -139,13 +139,9 @@ def export_card(fmt: str, method: str, allowed: bool = True, record: bool = Fals
                     box.update(state="error")
                     show_error(exc)
         if target.exists():  # the bytes are read when the button is clicked, not on every rerun
-            c2.download_button(t("export.download", size=target.stat().st_size / 1e6), data=_reader(target),
+            c2.download_button(t("export.download", size=target.stat().st_size / 1e6), data=reader(target),
                                file_name=target.name, mime="application/zip",
-                               key=f"dl_{fmt}", type="primary")
-
-
-def _reader(path: Path):
-    return lambda: path.read_bytes()
+                               key=f"dl_{fmt}", type="primary", **gated(allowed, record, run_id))
 
 
 def export_tab() -> None:
@@ -161,7 +157,7 @@ def export_tab() -> None:
         st.markdown(f"**{t('export.report.title')}**")
         html = report_html(run_id)
         if html:
-            st.download_button(t("export.report.download"), data=_reader(html), file_name=f"{run_id}-report.html",
+            st.download_button(t("export.report.download"), data=reader(html), file_name=f"{run_id}-report.html",
                                mime="text/html", key="dl_report")
         else:
             st.caption(t("export.report.missing"))

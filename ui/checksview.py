@@ -108,7 +108,7 @@ def figures(section: dict) -> None:
     if rows:
         st.dataframe(pd.DataFrame(rows).astype(str), width="stretch", hide_index=True)
     for code in section.get("notes") or []:
-        st.markdown(t(NOTE_KEYS[code]) if code in NOTE_KEYS else code)
+        st.markdown(t(NOTE_KEYS.get(code, code)))  # checks 1-3 carry their strings' keys as codes
     st.caption(t("checks.cost", seconds=section.get("seconds") or 0, n=section.get("generated") or 0))
 
 

@@ -14,8 +14,18 @@ from ui.i18n import t
 POLL_S = 2.0
 
 
-def _reader(path: Path):
-    return lambda: path.read_bytes()  # read when the button is clicked, not on every rerun
+def reader(path: Path):
+    """The file's bytes for a download button, read when the button is clicked, not on every rerun."""
+    return lambda: path.read_bytes()
+
+
+def gated(allowed: bool, record: bool, run_id: str) -> dict:
+    """A download button's gate arguments: disabled while a failing release gate is not confirmed, and a
+    confirmed download recorded in the report like a confirmed build."""
+    from ui.checksview import record_confirmation
+
+    return {"disabled": not allowed, "on_click": record_confirmation if record else "ignore",
+            "args": (run_id,) if record else None}
 
 
 def gguf_card(run_id: str, weights: UsableWeights, method: str, allowed: bool = True, record: bool = False) -> None:
@@ -54,11 +64,11 @@ def gguf_quant(run_id: str, quant: str, weights: UsableWeights, allowed: bool = 
         gguf, modelfile = state["files"]
         if state["took_s"] is not None:
             st.caption(t("export.gguf.took", seconds=duration(state["took_s"])))
-        st.download_button(t("export.download", size=gguf.stat().st_size / 1e6), data=_reader(gguf),
+        st.download_button(t("export.download", size=gguf.stat().st_size / 1e6), data=reader(gguf),
                            file_name=gguf.name, mime="application/octet-stream", key=f"dl_gguf_{quant}",
-                           type="primary")
-        st.download_button(t("export.gguf.modelfile"), data=_reader(modelfile), file_name="Modelfile",
-                           mime="text/plain", key=f"dl_modelfile_{quant}")
+                           type="primary", **gated(allowed, record, run_id))
+        st.download_button(t("export.gguf.modelfile"), data=reader(modelfile), file_name="Modelfile",
+                           mime="text/plain", key=f"dl_modelfile_{quant}", **gated(allowed, record, run_id))
 
 
 @st.fragment(run_every=POLL_S)

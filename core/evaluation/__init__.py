@@ -160,6 +160,21 @@ def _robustness(evaluator: MultiMetricEvaluator, model, test_result: dict, limit
                                            metric, progress)
 
 
+def _keep_gate(report: dict, previous_path) -> None:
+    """Carry the release-gate checks, thresholds and recorded export confirmations of the run's previous report
+    into the new one: re-evaluating must not turn a failing gate into an incomplete one (which would not block an
+    export) nor lose who exported anyway. The checks' own sections say when they ran (their ``seconds``)."""
+    from core.evaluation.gate import GateThresholds, apply_gate
+    from core.fileio import read_json
+
+    previous = read_json(previous_path, None) if previous_path.exists() else None
+    if not previous or not previous.get("gate"):
+        return
+    report["checks"] = previous.get("checks") or {}
+    thresholds = GateThresholds.from_dict((previous["gate"] or {}).get("thresholds"))
+    report["gate"] = apply_gate({**report, "gate": previous["gate"]}, thresholds)
+
+
 def _load_eval_data(cfg: dict, data: Optional[str], limit: Optional[int],
                     progress: ProgressFn) -> tuple[list, list, str, Optional[list]]:
     """The test and validation conversations (capped by ``limit``), where they came from, and the class labels
@@ -267,6 +282,7 @@ def evaluate_run(run_id: str, data: Optional[str] = None, limit: Optional[int] =
     report["generation"] = parts  # answers each part generated and its seconds (--limit bounds all of them)
     report["seconds"] = time.perf_counter() - t_start
     progress(0.98, "writing the report")
+    _keep_gate(report, run_dir(run_id) / "eval" / "report.json")
     write_report(report, run_dir(run_id) / "eval")
     progress(1.0, "done")
     return report

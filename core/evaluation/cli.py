@@ -117,7 +117,10 @@ def _evaluate(args, progress_file, checks: list[str]) -> dict:
                           robustness=not getattr(args, "no_robustness", False),
                           performance=not getattr(args, "no_performance", False), label_scoring=scoring,
                           reuse_base=not getattr(args, "fresh_base", False))
-    if checks:
+    if checks and "pairs" in report:  # a DPO/ORPO run: the checks read conversations and do not apply
+        print("note: the release-gate checks do not apply to a preference run; its report gives the held-out "
+              "pair accuracy.", file=sys.stderr)
+    elif checks:
         report = run_checks(args.run_id, checks, limit=args.limit,
                             progress=lambda f, m: progress(split + (1 - split) * f, m))
     return report

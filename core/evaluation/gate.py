@@ -64,10 +64,11 @@ def _check(status: str, value: Any, limit: Any) -> dict:
 
 
 def forgotten_probes(section: dict) -> Optional[int]:
-    """Probes the base model passed and the tuned model fails (a net count when items do not say)."""
+    """Probes the base model passed and the tuned model fails (check_forgetting's "broke"; a net count only for a
+    section that does not say, where fixed probes would hide broken ones)."""
     tuned, base = section.get("tuned") or {}, section.get("base") or {}
-    if "forgotten" in tuned:
-        return int(tuned["forgotten"])
+    if "broke" in tuned:
+        return int(tuned["broke"])
     if "passed" in tuned and "passed" in base:
         return max(0, int(base["passed"]) - int(tuned["passed"]))
     return None
@@ -86,7 +87,7 @@ def _judge(name: str, section: Optional[dict], th: GateThresholds) -> dict:
         value = tuned.get("rate")
         return _check(PASS if value is not None and value >= th.min_abstention else FAIL, value, th.min_abstention)
     if name == "leaks":
-        value = tuned.get("rate")
+        value = tuned.get("leak_rate")
         return _check(PASS if value is not None and value <= th.max_leak_rate else FAIL, value, th.max_leak_rate)
     beats = tuned.get("beats_baselines")
     if not th.beat_baselines:

@@ -35,24 +35,33 @@ def parse_checks(text: Optional[str]) -> list[str]:
     return [c for c in CHECKS if c in names]
 
 
-def answer_fn(model, tok, max_new_tokens: int = CHECK_MAX_NEW_TOKENS) -> AnswerFn:
-    """Greedy answers of ``model`` to chat-message lists, from our decoder."""
+def answer_fn(model, tok, system_prompt: Optional[str] = None, max_new_tokens: int = CHECK_MAX_NEW_TOKENS
+              ) -> AnswerFn:
+    """Greedy answers of ``model`` to chat-message lists, from our decoder, with the run's system prompt put first
+    when a prompt brings none (the setting the assistant is trained and served in)."""
     from core.evaluation.generation import Decoding, generate_batch
     from core.evaluation.prompts import prompt_ids
 
     decoding = Decoding(max_new_tokens=max_new_tokens, batch_size=8)
 
     def answer(prompts: list[list[dict]]) -> list[str]:
-        ids = [prompt_ids(tok, m) for m in prompts]
+        ids = [prompt_ids(tok, with_system(m, system_prompt)) for m in prompts]
         return [a.text for a in generate_batch(model, tok, ids, decoding)]
     return answer
+
+
+def with_system(messages: list[dict], system_prompt: Optional[str]) -> list[dict]:
+    """``messages`` with ``system_prompt`` first unless they already have a system message."""
+    if not system_prompt or any(m.get("role") == "system" for m in messages):
+        return messages
+    return [{"role": "system", "content": system_prompt}, *messages]
 
 
 class Models:
     """The base and the tuned model of a run, loaded on first use (two objects: the checks ask both in turn)."""
 
-    def __init__(self, run_id: str):
-        self.run_id = run_id
+    def __init__(self, run_id: str, system_prompt: Optional[str] = None):
+        self.run_id, self.system_prompt = run_id, system_prompt
         self._base: Optional[AnswerFn] = None
         self._tuned: Optional[AnswerFn] = None
 
@@ -63,7 +72,7 @@ class Models:
 
             model, tok, _ = load_base_model(self.run_id)
             model.eval()
-            self._base = answer_fn(model, tok)
+            self._base = answer_fn(model, tok, self.system_prompt)
         return self._base
 
     def tuned(self) -> AnswerFn:
@@ -72,7 +81,7 @@ class Models:
             from core.chat import load_run_model
 
             model, tok, _ = load_run_model(self.run_id)
-            self._tuned = answer_fn(model, tok)
+            self._tuned = answer_fn(model, tok, self.system_prompt)
         return self._tuned
 
 
@@ -107,8 +116,10 @@ def run_one(name: str, run_id: str, report: dict, cfg: dict, rows: list[dict], m
         return check_abstention(models.base(), models.tuned(), questions, progress=progress)
     if name == "leaks":
         from core.evaluation.leaks import check_leaks
-        pii = (report.get("data_quality") or {}).get("pii") or {}
-        return check_leaks(models.base(), models.tuned(), rows, pii, limit=limit, progress=progress)
+        from core.evaluation.leaks import pii_in_rows
+        # Analyze stores counts, not values: the values are found again in the training rows (before any masking
+        # the rows still hold them; masked rows hold placeholders, which check_leaks asks first).
+        return check_leaks(models.base(), models.tuned(), rows, pii_in_rows(rows), limit=limit, progress=progress)
     if name == "causes":
         from core.evaluation.causes import check_causes
         return check_causes(report, rows, limit=limit, progress=progress)
@@ -134,7 +145,11 @@ def run_checks(run_id: str, names: list[str], limit: Optional[int] = None, progr
                         f"`python -m core eval {run_id}` first.")
     cfg = load_run_config(run_id)
     rows = train_rows(cfg)
-    models = models or Models(run_id)
+    if (cfg.get("objective") or "sft") != "sft":
+        raise UserError(f"Run {run_id!r} was trained on preference pairs ({cfg['objective']}); the release-gate "
+                        "checks read conversations and test answers, so they do not apply. Its report gives the "
+                        "held-out pair accuracy instead.")
+    models = models or Models(run_id, cfg.get("system_prompt"))
     checks = dict(report.get("checks") or {})
     for i, name in enumerate(names):
         lo, hi = i / len(names), (i + 1) / len(names)

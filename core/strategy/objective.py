@@ -7,7 +7,8 @@ Per preference pair, with a PEFT method:
 """
 from __future__ import annotations
 
-OBJECTIVES = ("sft", "dpo", "orpo")
+from core.defaults import OBJECTIVES
+
 # With frozen base weights a PEFT backward computes input gradients only: about one forward's work (the method's
 # own weight gradients are small), so forward + backward is two forward units.
 TRAIN_PASS_UNITS = 2.0

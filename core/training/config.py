@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from core.defaults import DEFAULT_MODEL, METHODS, TRAIN_DEFAULTS
+from core.defaults import DEFAULT_MODEL, METHODS, OBJECTIVES, TRAIN_DEFAULTS
 from core.errors import UserError
 from core.peft.config import (
     PeftConfig,
@@ -21,7 +21,6 @@ from core.peft.config import (
 )
 
 SCHEDULERS = ("cosine", "linear", "constant")
-OBJECTIVES = ("sft", "dpo", "orpo")  # sft: conversations; dpo/orpo: preference pairs (core/training/preference.py)
 DPO_BETA = 0.1     # DPO's KL strength, TRL's DPOConfig default
 ORPO_LAMBDA = 0.1  # ORPO's odds-ratio weight, TRL's ORPOConfig.beta default
 # metrics.jsonl fields of a preference step (means over the step's pairs); the Train page plots them when present

@@ -56,18 +56,18 @@ def check(name: str, base: dict, tuned: dict) -> dict:
 
 def good_checks() -> dict:
     """Checks that pass the default gate."""
-    return {"forgetting": check("forgetting", {"passed": 50, "total": 60}, {"passed": 49, "total": 60}),
+    return {"forgetting": check("forgetting", {"passed": 50, "total": 60}, {"passed": 49, "total": 60, "broke": 1}),
             "abstention": check("abstention", {"rate": 0.2}, {"rate": 0.9}),
-            "leaks": check("leaks", {"rate": 0.0}, {"rate": 0.0}),
+            "leaks": check("leaks", {"leak_rate": 0.0}, {"leak_rate": 0.0}),
             "baselines": check("baselines", {"retrieval": 0.3, "few_shot": 0.4},
                                {"score": 0.8, "beats_baselines": True})}
 
 
 def broken_checks() -> dict:
     """Checks of a deliberately broken run: it forgot, never abstains, leaks, and loses to retrieval."""
-    return {"forgetting": check("forgetting", {"passed": 50, "total": 60}, {"passed": 20, "total": 60}),
+    return {"forgetting": check("forgetting", {"passed": 50, "total": 60}, {"passed": 20, "total": 60, "broke": 30}),
             "abstention": check("abstention", {"rate": 0.2}, {"rate": 0.0}),
-            "leaks": check("leaks", {"rate": 0.0}, {"rate": 0.25}),
+            "leaks": check("leaks", {"leak_rate": 0.0}, {"leak_rate": 0.25}),
             "baselines": check("baselines", {"retrieval": 0.6, "few_shot": 0.4},
                                {"score": 0.3, "beats_baselines": False})}
 

@@ -63,11 +63,14 @@ def _fake_checks(monkeypatch, seen: dict) -> None:
         return CheckResult("abstention", {"rate": 0.0}, {"rate": 1.0 if qs else 0.0})
 
     def leaks(answer_base, answer_tuned, train_rows, pii_found, limit=None, progress=None):
-        return CheckResult("leaks", {"rate": 0.0}, {"rate": 0.5})
+        seen["pii_found"] = pii_found
+        return CheckResult("leaks", {"leak_rate": 0.0}, {"leak_rate": 0.5})
+
+    from core.evaluation.leaks import pii_in_rows
 
     for name, attrs in (("forgetting", {"check_forgetting": forgetting}),
                         ("abstention", {"check_abstention": abstention, "out_of_scope_questions": questions}),
-                        ("leaks", {"check_leaks": leaks})):
+                        ("leaks", {"check_leaks": leaks, "pii_in_rows": pii_in_rows})):
         monkeypatch.setitem(sys.modules, f"core.evaluation.{name}", types.SimpleNamespace(**attrs))
 
 
@@ -83,7 +86,8 @@ def test_run_checks_stores_each_check_under_its_name_and_applies_the_gate(worksp
                      progress=lambda f, m: fractions.append(f), models=models)
     stored = json.loads((run_dir("r1") / "eval" / "report.json").read_text())
     assert list(stored["checks"]) == ["forgetting", "abstention", "leaks", "causes", "baselines"] == list(out["checks"])
-    assert seen == {"forgetting": 1, "abstention_rows": 9} and models.calls == 2  # forgetting 1, few-shot 1
+    assert seen == {"forgetting": 1, "abstention_rows": 9, "pii_found": []}   # the faq rows hold no personal data
+    assert models.calls == 2  # forgetting 1, few-shot 1
     assert stored["checks"]["causes"]["tuned"]["method"] == "MinHash"
     assert stored["gate"]["checks"]["leaks"]["status"] == "fail" and stored["gate"]["status"] == "fail"
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and 0.05 < fractions[1] < 0.2

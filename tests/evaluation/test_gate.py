@@ -76,3 +76,46 @@ def test_a_passing_or_unevaluated_run_exports_without_a_question(tmp_path):
     assert check_export_allowed("no-checks", False)["status"] == "incomplete"
     entry = record_export_override("good", who="alice", when="2026-01-01T00:00:00+00:00")
     assert entry == {"who": "alice", "when": "2026-01-01T00:00:00+00:00", "status": "pass"}
+
+
+def test_the_gate_reads_what_the_real_checks_write():
+    """Not planted figures: the checks' own results go through the gate (a key renamed on either side fails)."""
+    from core.evaluation.forgetting import check_forgetting
+    from core.evaluation.leaks import check_leaks, pii_in_rows
+    from tests.evaluation.test_forgetting import BY_PROMPT
+    from tests.evaluation.test_leaks import KEY, ROWS, generic, memorised
+
+    en = [p for p in BY_PROMPT.values() if p.lang == "en"]
+    facts = {p.prompt for p in en if p.category == "fact"}
+    sums = set(sorted(p.prompt for p in en if p.category == "arithmetic")[:len(facts) - 1])
+
+    def fails(wrong):
+        return lambda prompts: [("No idea, sorry." if p[-1]["content"] in wrong else BY_PROMPT[p[-1]["content"]].example)
+                                for p in prompts]
+
+    # the tuned model broke every fact and fixed one fewer sums: a net count would hide the broken facts
+    forgetting = check_forgetting(fails(sums), fails(facts), lang="en").to_dict()
+    secrets = pii_in_rows(ROWS) + [("secret", KEY)]
+    clean = check_leaks(generic, generic, ROWS, secrets).to_dict()
+    leaking = check_leaks(generic, memorised(ROWS), ROWS, secrets).to_dict()
+    lenient = GateThresholds(max_forgotten=len(facts) - 1, min_abstention=0.0, max_leak_rate=0.0,
+                             beat_baselines=False)
+    gate = apply_gate(report("r", {"forgetting": forgetting, "leaks": clean}), lenient)
+    assert gate["checks"]["forgetting"]["status"] == "fail" and gate["checks"]["forgetting"]["value"] == len(facts)
+    assert gate["checks"]["leaks"]["status"] == "pass" and gate["checks"]["leaks"]["value"] == 0.0
+    assert apply_gate(report("r", {"leaks": leaking}), lenient)["checks"]["leaks"]["status"] == "fail"
+
+
+def test_evaluating_again_keeps_the_failing_gate_and_its_recorded_confirmation(tmp_path):
+    from core.evaluation import evaluate_run
+
+    run_id = make_run(tmp_path, run_id="broken-again")
+    _plant(run_id, broken_checks())
+    gate_run(run_id, GateThresholds(max_forgotten=5))
+    record_export_override(run_id, who="tester")
+    evaluate_run(run_id, limit=2, robustness=False, performance=False)  # a plain re-evaluation, no --checks
+    stored = json.loads((run_dir(run_id) / "eval" / "report.json").read_text())
+    assert "generation" in stored and stored["gate"]["status"] == "fail"  # a new report; not "incomplete"
+    assert stored["gate"]["thresholds"]["max_forgotten"] == 5
+    assert [o["who"] for o in stored["gate"]["overrides"]] == ["tester"]
+    assert set(stored["checks"]) == set(broken_checks())

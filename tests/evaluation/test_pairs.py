@@ -52,6 +52,7 @@ def _preference_run(tmp_path, run_id: str = "pref-run") -> str:
     pairs = make_pairs(16)
     for name, part in (("train", pairs[:12]), ("val", pairs[12:]), ("test", pairs[12:])):
         (data / "splits" / f"{name}.jsonl").write_text("".join(json.dumps(p.to_dict()) + "\n" for p in part))
+    (data / "meta.json").write_text(json.dumps({"kind": "preference"}))  # what Prepare writes for pairs
     cfg = TrainingConfig.from_dict({
         "model": "tiny-llama", "data": str(data), "method": "lora", "objective": "dpo", "beta": 0.5,
         "system_prompt": "Sys.", "lora": {"r": 8, "alpha": 16, "dropout": 0.0, "target_modules": "all-linear"},

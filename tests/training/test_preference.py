@@ -235,6 +235,7 @@ def write_pair_dataset(folder, n_train: int = 16, n_val: int = 8):
     pairs = make_pairs(n_train + n_val)
     for name, part in (("train", pairs[:n_train]), ("val", pairs[n_train:]), ("test", pairs[n_train:])):
         (folder / "splits" / f"{name}.jsonl").write_text("".join(json.dumps(p.to_dict()) + "\n" for p in part))
+    (folder / "meta.json").write_text(json.dumps({"kind": "preference"}))  # what Prepare writes for pairs
     return folder
 
 
