@@ -6,7 +6,8 @@ from typing import Optional
 import pandas as pd
 import streamlit as st
 
-from core.evaluation.causes import compare_runs, nearest_for_run, revise_and_retrain
+from core.evaluation.causes import (ABSTAIN_ROWS, add_abstentions_and_retrain, compare_runs, nearest_for_run,
+                                    revise_and_retrain)
 from core.evaluation.curve import CURVE_FRACTIONS, launch_curve
 from core.evaluation.gate import (GATE_CHECKS, GateThresholds, blocks_export, gate_of, gate_run, load_report,
                                   record_export_override)
@@ -52,6 +53,10 @@ def render_checks(report: dict, run_id: str) -> None:
                 st.caption(t("checks.not_run"))
             elif name == "causes":
                 causes_tab(section, run_id)
+            elif name == "abstention":
+                figures(section)
+                items(section)
+                abstention_fix(section, run_id)
             else:
                 figures(section)
                 items(section)
@@ -142,6 +147,18 @@ def causes_tab(section: dict, run_id: str) -> None:
                 except Exception as exc:  # noqa: BLE001 - shown; the page keeps working
                     show_error(exc)
     compare_panel(run_id)
+
+
+def abstention_fix(section: dict, run_id: str) -> None:
+    """The check's fix, where it is offered: "I can't help with that" rows added to the data, then a retrain."""
+    if "check.abstention.fix" not in (section.get("notes") or []):
+        return
+    if st.button(t("checks.abstention.add_retrain", n=ABSTAIN_ROWS), key="abstention_fix"):
+        try:
+            dataset, new_run = add_abstentions_and_retrain(run_id)
+            st.success(t("causes.retraining", dataset=dataset, run=new_run), icon="🔁")
+        except Exception as exc:  # noqa: BLE001 - shown; the page keeps working
+            show_error(exc)
 
 
 def _near_columns() -> dict:

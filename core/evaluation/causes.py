@@ -21,6 +21,7 @@ from core.data.minhash import signatures
 from core.errors import UserError
 from core.evaluation.checks import CheckResult
 from core.evaluation.prompts import last_user_text
+from core.evaluation.textmetrics import data_language
 from core.fileio import atomic_write_json, read_json
 from core.workspace import dataset_dir, kind_dir, new_id, run_dir
 
@@ -108,10 +109,14 @@ def _write_rows(path, rows: list[dict]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+ABSTAIN_ROWS = 24  # refusal rows the abstention fix adds: a few per out-of-scope domain, small beside the data
+
+
 def derive_dataset(parent: str, drop: Sequence[int] = (), edits: Optional[dict[int, dict]] = None,
-                   keep: Optional[Sequence[int]] = None, reason: str = "edit") -> str:
+                   keep: Optional[Sequence[int]] = None, reason: str = "edit", add: Sequence[dict] = ()) -> str:
     """A new dataset version of ``parent``: its train split with rows ``drop``ped, ``edits`` (index ->
-    conversation) applied, or only ``keep`` kept; val and test unchanged. meta.json names the parent; returns the id."""
+    conversation) applied, or only ``keep`` kept, then the ``add`` rows appended; val and test unchanged.
+    meta.json names the parent; returns the id."""
     src = dataset_dir(parent)
     if not (src / "splits" / "train.jsonl").exists():
         raise UserError(f"{parent!r} is not a prepared dataset in this workspace; new versions can only be made "
@@ -122,7 +127,7 @@ def derive_dataset(parent: str, drop: Sequence[int] = (), edits: Optional[dict[i
         raise UserError(f"Training row(s) {bad} do not exist; the train split of {parent!r} has {len(rows)} rows.")
     edited = [dict((edits or {}).get(i, r)) for i, r in enumerate(rows)]
     kept = set(range(len(rows))) if keep is None else {int(i) for i in keep}
-    new_rows = [r for i, r in enumerate(edited) if i in kept and i not in set(map(int, drop))]
+    new_rows = [r for i, r in enumerate(edited) if i in kept and i not in set(map(int, drop))] + list(add)
     if not new_rows:
         raise UserError("The new dataset version would have no training rows; drop fewer rows.")
     meta = read_json(src / "meta.json", {}) or {}
@@ -132,7 +137,7 @@ def derive_dataset(parent: str, drop: Sequence[int] = (), edits: Optional[dict[i
     try:
         shutil.copytree(src, tmp)
         _write_rows(tmp / "splits" / "train.jsonl", new_rows)
-        changes = {"dropped": sorted(map(int, drop)), "edited": sorted(map(int, edits or {})),
+        changes = {"dropped": sorted(map(int, drop)), "edited": sorted(map(int, edits or {})), "added": len(add),
                    "kept": None if keep is None else len(kept), "reason": reason}
         counts = {**(meta.get("counts") or {}), "train": len(new_rows)}
         atomic_write_json(tmp / "meta.json", {**meta, "id": child, "parent": parent, "changes": changes,
@@ -200,6 +205,19 @@ def revise_and_retrain(run_id: str, drop: Sequence[int] = (),
         raise UserError(f"Training row(s) {bad} do not exist; the train split of {parent!r} has {len(rows)} rows.")
     conv_edits = {int(i): with_texts(rows[int(i)], q, a) for i, (q, a) in (edits or {}).items()}
     dataset = derive_dataset(parent, drop=drop, edits=conv_edits, reason="edit" if conv_edits else "drop")
+    return dataset, retrain(run_id, dataset)
+
+
+def add_abstentions_and_retrain(run_id: str, n: int = ABSTAIN_ROWS) -> tuple[str, str]:
+    """The abstention check's fix: ``n`` "I can't help with that" rows from the run's system prompt added to its
+    dataset as a new version, then a retrain with the run's settings; returns (dataset id, run id)."""
+    from core.evaluation.abstention import abstention_examples
+
+    parent = run_dataset(run_id)
+    cfg = read_json(run_dir(run_id) / "config.json")
+    lang = data_language(_read_rows(dataset_dir(parent) / "splits" / "train.jsonl"))
+    added = abstention_examples(cfg.get("system_prompt") or "", n, lang)
+    dataset = derive_dataset(parent, add=added, reason="abstain")
     return dataset, retrain(run_id, dataset)
 
 

@@ -12,6 +12,7 @@ from typing import Callable, Optional
 from core.errors import UserError
 from core.evaluation.checks import CheckResult
 from core.evaluation.gate import GateThresholds, apply_gate
+from core.evaluation.textmetrics import data_language
 from core.fileio import read_json
 from core.workspace import run_dir
 
@@ -93,14 +94,6 @@ def train_rows(cfg: dict) -> list[dict]:
         return load_split(cfg["data"], "train") if cfg.get("data") else []
     except UserError:
         return []
-
-
-def data_language(rows: list[dict]) -> str:
-    """"zh" when the training rows are mostly Chinese, else "en"."""
-    from core.evaluation.textmetrics import cjk_share
-
-    text = " ".join(m.get("content") or "" for c in rows[:50] for m in c.get("messages") or [])
-    return "zh" if text and cjk_share(text) > 0.3 else "en"
 
 
 def run_one(name: str, run_id: str, report: dict, cfg: dict, rows: list[dict], models: Models,

@@ -214,3 +214,9 @@ def classification_metrics(predicted: Sequence[Optional[str]], gold: Sequence[st
     return {"n": n, "accuracy": accuracy, "macro_f1": sum(f1s) / len(f1s) if f1s else 0.0,
             "in_label_set": sum(p is not None for p in predicted) / n,
             "labels": label_set, "confusion_columns": columns, "confusion": matrix, "per_label": per_label}
+
+
+def data_language(rows: list[dict]) -> str:
+    """"zh" when the (first 50) conversations are mostly Chinese, else "en"."""
+    text = " ".join(m.get("content") or "" for c in rows[:50] for m in c.get("messages") or [])
+    return "zh" if text and cjk_share(text) > 0.3 else "en"

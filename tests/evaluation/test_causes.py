@@ -9,6 +9,7 @@ from core.evaluation.causes import (METHOD, check_causes, compare_runs, derive_d
                                     retrain_config, revise_and_retrain, run_dataset)
 from core.fileio import atomic_write_json
 from core.workspace import dataset_dir, run_dir
+from core.evaluation.refusals import is_abstention
 from tests.evaluation.planted import CAUSE_INDEX, example, report, train_rows, write_dataset
 
 
@@ -83,3 +84,21 @@ def test_revise_and_retrain_drops_and_edits_rows_then_retrains_the_run_and_chat_
                                                  {"role": "assistant", "content": "Refunds take five days."}]
     with pytest.raises(UserError, match="do not exist"):
         revise_and_retrain("parent", edits={42: ("q", "a")})
+
+
+def test_the_abstention_fix_adds_refusal_rows_from_the_system_prompt_and_retrains(workspace, monkeypatch):
+    write_dataset(workspace)
+    atomic_write_json(run_dir("parent", create=True) / "config.json",
+                      {"model": "tiny-llama", "data": str(dataset_dir("faq")), "method": "lora",
+                       "system_prompt": "You are the support assistant of Acme Bank."})
+    launched = []
+    monkeypatch.setattr(causes, "retrain", lambda run_id, ds: launched.append((run_id, ds)) or "child-run")
+    dataset, run = causes.add_abstentions_and_retrain("parent", n=6)
+    rows = [json.loads(x) for x in (dataset_dir(dataset) / "splits" / "train.jsonl").read_text().splitlines()]
+    assert run == "child-run" and launched == [("parent", dataset)] and len(rows) == len(train_rows()) + 6
+    added = rows[-6:]
+    assert all(r["messages"][0] == {"role": "system", "content": "You are the support assistant of Acme Bank."}
+               for r in added)
+    assert all(is_abstention(r["messages"][-1]["content"]) for r in added)  # each teaches a refusal
+    meta = json.loads((dataset_dir(dataset) / "meta.json").read_text())
+    assert meta["parent"] == "faq" and meta["changes"]["added"] == 6
