@@ -26,10 +26,9 @@ import platform
 import random
 import sys
 import tempfile
-from collections import defaultdict
 from pathlib import Path
 
-from bench.methods import banking77_splits, bitext_splits
+from bench.methods import banking77_splits, bitext_splits, per_label
 from core.defaults import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,19 +59,9 @@ QUICK_GRID = ("lora-r8-qv-e1", "lora-r16-qkvo-e2")
 
 
 def _per_label(rows: list[tuple[str, str]], counts: tuple, labels: list | None = None) -> list[list]:
-    """Disjoint seeded slices of ``counts[i]`` rows per label."""
-    rng, groups = random.Random(SEED), defaultdict(list)
-    for text, label in rows:
-        groups[label].append((text, label))
-    parts = [[] for _ in counts]
-    for label in labels or sorted(groups):
-        pool = list(groups[label])
-        rng.shuffle(pool)
-        start = 0
-        for i, n in enumerate(counts):
-            parts[i] += pool[start:start + n]
-            start += n
-    return parts
+    """Disjoint seeded slices of ``counts[i]`` (text, label) rows per label (bench.methods.per_label's rule)."""
+    parts = per_label([{"text": t, "label": lab} for t, lab in rows], "label", counts, random.Random(SEED), labels)
+    return [[(r["text"], r["label"]) for r in part] for part in parts]
 
 
 def clinc_splits(per_label: int, quick: bool) -> dict:

@@ -47,7 +47,7 @@ SYSTEM = {
 SEED = 42
 
 
-def _per_label(rows: list[dict], key: str, counts: Sequence[int], rng: random.Random,
+def per_label(rows: list[dict], key: str, counts: Sequence[int], rng: random.Random,
                labels: Optional[list] = None) -> list[list[dict]]:
     """Disjoint slices of ``counts[i]`` rows per label (seeded), in label order."""
     groups: dict[str, list[dict]] = defaultdict(list)
@@ -76,8 +76,8 @@ def banking77_splits(quick: bool, per_intent: int = 20, test_per_intent: int = 1
     labels = sorted({r["category"] for r in train_rows})
     if quick:
         labels, per_intent, test_per_intent = labels[:6], 4, 2
-    train, val = _per_label(train_rows, "category", (per_intent, 2), rng, labels)
-    (test,) = _per_label(test_rows, "category", (test_per_intent,), rng, labels)
+    train, val = per_label(train_rows, "category", (per_intent, 2), rng, labels)
+    (test,) = per_label(test_rows, "category", (test_per_intent,), rng, labels)
     return {"train": train, "val": val, "test": test}
 
 
@@ -89,7 +89,7 @@ def bitext_splits(quick: bool) -> dict:
     counts = (10, 2, 3)
     if quick:
         labels, counts = labels[:5], (3, 1, 1)
-    train, val, test = _per_label(rows, "intent", counts, rng, labels)
+    train, val, test = per_label(rows, "intent", counts, rng, labels)
     return {"train": train, "val": val, "test": test}
 
 
