@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import ROOT, browser_page, go, idle, need_browser, streamlit_server
+from tests.e2e.helpers import ROOT, browser_page, build_first_export, go, idle, need_browser, streamlit_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(5400)]
 
@@ -187,7 +187,7 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
     clock.lap('8 chat')
     # Export: build the adapter zip and download it
     page.get_by_role("tab", name="Export").click()
-    page.get_by_role("button", name="Build").first.click()
+    build_first_export(page)
     idle(page)
     with page.expect_download() as info:
         page.get_by_role("button", name=re.compile("Download")).first.click()

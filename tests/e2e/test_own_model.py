@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 
-from tests.e2e.helpers import ROOT, browser_page, go, idle, need_browser, streamlit_server
+from tests.e2e.helpers import ROOT, browser_page, build_first_export, go, idle, need_browser, streamlit_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 DATA = ROOT / "assets" / "samples" / "support_faq_en.csv"
@@ -105,7 +105,7 @@ def test_own_qwen_model_goes_through_the_whole_line(server, qwen_folder, tmp_pat
         expect(page.get_by_test_id("stChatMessage")).to_have_count(3, timeout=300_000)
         idle(page)
         page.get_by_role("tab", name="Export").click()
-        page.get_by_role("button", name="Build").first.click()
+        build_first_export(page)
         idle(page)
         with page.expect_download() as info:
             page.get_by_role("button", name=re.compile("Download")).first.click()

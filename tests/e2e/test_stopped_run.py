@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.conftest import RUN_CONFIG, seed_dataset, write_project
-from tests.e2e.helpers import browser_page, idle, need_browser, streamlit_server
+from tests.e2e.helpers import browser_page, build_first_export, idle, need_browser, streamlit_server
 from tests.training.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -124,7 +124,7 @@ def test_a_stopped_run_is_evaluated_chatted_with_and_exported_as_of_its_checkpoi
     # Export it: the adapter as of that step
     page.get_by_role("tab", name="Export").click()
     expect(page.get_by_text(f"checkpoint as of step {step}, not a finished run")).to_be_visible()
-    page.get_by_role("button", name="Build").first.click()
+    build_first_export(page)
     idle(page)
     with page.expect_download() as info:
         page.get_by_role("button", name=re.compile("Download")).first.click()
