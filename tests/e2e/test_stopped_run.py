@@ -127,7 +127,7 @@ def test_a_stopped_run_is_evaluated_chatted_with_and_exported_as_of_its_checkpoi
     build_first_export(page)
     idle(page)
     with page.expect_download() as info:
-        page.get_by_role("button", name=re.compile("Download")).first.click()
+        page.get_by_role("button", name=re.compile(r"Download \(")).first.click()  # not a table's "Download as CSV"
     assert f"-step{step}-adapter" in info.value.suggested_filename
     target = tmp_path / info.value.suggested_filename
     info.value.save_as(target)
