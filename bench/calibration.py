@@ -18,17 +18,15 @@ kind, size and budget.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import json
 import os
 import platform
 import random
 import sys
-import tempfile
 from pathlib import Path
 
-from bench.methods import banking77_splits, bitext_splits, per_label
+from bench.methods import banking77_splits, bitext_splits, per_label, save_splits
 from core.defaults import DEFAULT_MODEL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,29 +112,10 @@ DATASETS = {
 
 def write_dataset(name: str, quick: bool) -> tuple[str, dict]:
     """Normalise the drawn rows with core.data and write a prepared dataset; (its id, its splits)."""
-    from core.data import load_conversations
-    from core.fileio import atomic_write_json, atomic_write_text
-    from core.workspace import dataset_dir
-
     _, _, make, fmt = DATASETS[name]
     splits = make(quick)
     dataset_id = f"calib-{name}{'-quick' if quick else ''}"
-    folder = dataset_dir(dataset_id, create=True)
-    normalized = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for split, rows in splits.items():
-            path = Path(tmp) / f"{split}.csv"
-            with open(path, "w", encoding="utf-8", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-                writer.writeheader()
-                writer.writerows(rows)
-            convs, _ = load_conversations(str(path), format=fmt)
-            text = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in convs)
-            atomic_write_text(folder / "splits" / f"{split}.jsonl", text)
-            normalized.append(text)
-    atomic_write_text(folder / "normalized.jsonl", "".join(normalized))
-    atomic_write_json(folder / "meta.json", {"name": dataset_id, "format": fmt, "source": name, "quick": quick,
-                                             "rows": {k: len(v) for k, v in splits.items()}, "seed": SEED})
+    save_splits(dataset_id, splits, fmt, {"source": name, "quick": quick})
     return dataset_id, splits
 
 

@@ -93,12 +93,32 @@ def bitext_splits(quick: bool) -> dict:
     return {"train": train, "val": val, "test": test}
 
 
-def write_dataset(name: str, quick: bool) -> str:
-    """Normalise the chosen rows with core.data and write them as a prepared dataset; returns its id."""
+def save_splits(dataset_id: str, splits: dict[str, list[dict]], fmt: str, meta: dict) -> None:
+    """Normalise each split's rows (dicts of one shape) with core.data and write them as a prepared dataset."""
     from core.data import load_conversations
     from core.fileio import atomic_write_json, atomic_write_text
     from core.workspace import dataset_dir
 
+    folder = dataset_dir(dataset_id, create=True)
+    normalized = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for split, rows in splits.items():
+            path = Path(tmp) / f"{split}.csv"
+            with open(path, "w", encoding="utf-8", newline="") as fh:
+                writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+                writer.writeheader()
+                writer.writerows(rows)
+            convs, _ = load_conversations(str(path), format=fmt)
+            text = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in convs)
+            atomic_write_text(folder / "splits" / f"{split}.jsonl", text)
+            normalized.append(text)
+    atomic_write_text(folder / "normalized.jsonl", "".join(normalized))
+    atomic_write_json(folder / "meta.json", {"name": dataset_id, "format": fmt, **meta,
+                                             "rows": {k: len(v) for k, v in splits.items()}, "seed": SEED})
+
+
+def write_dataset(name: str, quick: bool) -> str:
+    """Normalise the chosen rows with core.data and write them as a prepared dataset; returns its id."""
     if name == "banking77":
         splits, fmt, columns = banking77_splits(quick), "classification", ("text", "category")
     elif name == "bitext":
@@ -106,22 +126,8 @@ def write_dataset(name: str, quick: bool) -> str:
     else:
         raise SystemExit(f"unknown dataset {name!r}; choose banking77 or bitext")
     dataset_id = f"bench-{name}{'-quick' if quick else ''}"
-    folder = dataset_dir(dataset_id, create=True)
-    normalized = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for split, rows in splits.items():
-            path = Path(tmp) / f"{split}.csv"
-            with open(path, "w", encoding="utf-8", newline="") as fh:
-                writer = csv.DictWriter(fh, fieldnames=list(columns))
-                writer.writeheader()
-                writer.writerows({c: r[c] for c in columns} for r in rows)
-            convs, _info = load_conversations(str(path), format=fmt)
-            text = "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in convs)
-            atomic_write_text(folder / "splits" / f"{split}.jsonl", text)
-            normalized.append(text)
-    atomic_write_text(folder / "normalized.jsonl", "".join(normalized))
-    atomic_write_json(folder / "meta.json", {"name": dataset_id, "format": fmt, "source": name, "quick": quick,
-                                             "rows": {k: len(v) for k, v in splits.items()}, "seed": SEED})
+    save_splits(dataset_id, {k: [{c: r[c] for c in columns} for r in rows] for k, rows in splits.items()}, fmt,
+                {"source": name, "quick": quick})
     return dataset_id
 
 
