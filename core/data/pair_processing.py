@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 from core.errors import UserError
 
 from .pairs import PreferencePair
-from .pii import mask_pii as mask_text
+from .pii import Masker
 from .preference_quality import identical_or_empty, side_text
 from .processing import SOURCE, SPLITS, AdvancedDataProcessor, parse_split, requested_counts
 from .text import clean_text, norm_key
@@ -59,16 +59,9 @@ def process_pairs(pairs: list[PreferencePair], *, clean: bool = False, dedupe: b
         processor.log("clean", before, len(rows), changed=changed)
     rows = _drop_unusable(rows, processor)
     if mask_pii:
-        total = 0
-
-        def fn(text: str) -> str:
-            nonlocal total
-            masked, n = mask_text(text)
-            total += n
-            return masked
-
-        rows, changed = _map_pairs(rows, fn)
-        processor.log("mask_pii", len(rows), len(rows), changed=changed, replacements=total)
+        masker = Masker()
+        rows, changed = _map_pairs(rows, masker)
+        processor.log("mask_pii", len(rows), len(rows), changed=changed, replacements=masker.total)
     if dedupe:
         rows = _dedupe(rows, processor)
     if not rows:

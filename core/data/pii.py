@@ -99,3 +99,15 @@ def mask_pii(text: str) -> tuple[str, int]:
     for start, end, kind in reversed(matches):
         text = text[:start] + PLACEHOLDERS[kind] + text[end:]
     return text, len(matches)
+
+
+class Masker:
+    """``mask_pii`` as a text -> text function that counts its replacements (``total``) for the operations log."""
+
+    def __init__(self):
+        self.total = 0
+
+    def __call__(self, text: str) -> str:
+        masked, n = mask_pii(text)
+        self.total += n
+        return masked

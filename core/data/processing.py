@@ -13,7 +13,7 @@ from typing import Callable, Sequence
 
 from core.errors import UserError
 
-from .pii import mask_pii
+from .pii import Masker
 from .quality import TokenCounter, conversation_keys, is_text_doc, near_duplicate_rows
 from .text import clean_text
 
@@ -166,16 +166,9 @@ class AdvancedDataProcessor:
 
     def mask_pii(self, convs: list[dict]) -> list[dict]:
         """Replace e-mails, phones, cards and national ids by placeholders."""
-        total = 0
-
-        def fn(text: str) -> str:
-            nonlocal total
-            masked, n = mask_pii(text)
-            total += n
-            return masked
-
-        out, changed = self._map_contents(convs, fn)
-        self._log("mask_pii", len(convs), len(out), changed=changed, replacements=total)
+        masker = Masker()
+        out, changed = self._map_contents(convs, masker)
+        self._log("mask_pii", len(convs), len(out), changed=changed, replacements=masker.total)
         return out
 
     def split(self, convs: list[dict], fractions: Sequence[float] = (0.8, 0.1, 0.1),
