@@ -127,3 +127,27 @@ def build_first_export(page) -> None:
         confirm.click()
         idle(page)
     build.click()
+
+
+def ask_in_chat(page, text: str = "Where is my order?") -> None:
+    """Send ``text`` on the Chat tab and wait for both answers (tuned beside base: three messages in all)."""
+    from playwright.sync_api import expect
+
+    box = page.get_by_test_id("stChatInputTextArea")
+    box.fill(text)
+    box.press("Enter")
+    expect(page.get_by_test_id("stChatMessage")).to_have_count(3, timeout=300_000)
+    idle(page)
+
+
+def download_first_export(page, folder: Path) -> Path:
+    """Build the Export tab's first format (confirming a failing gate if asked), download it into ``folder``."""
+    import re
+
+    build_first_export(page)
+    idle(page)
+    with page.expect_download() as info:
+        page.get_by_role("button", name=re.compile(r"Download \(")).first.click()  # not a table's "Download as CSV"
+    target = folder / info.value.suggested_filename
+    info.value.save_as(target)
+    return target

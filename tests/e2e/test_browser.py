@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.helpers import ROOT, browser_page, build_first_export, go, idle, need_browser, streamlit_server
+from tests.e2e.helpers import (ROOT, ask_in_chat, browser_page, download_first_export, go,
+                               idle, need_browser, streamlit_server)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(5400)]
 
@@ -174,11 +175,7 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
 
     # 8 Chat: a streamed answer from the tuned model beside the base model
     go(page, server, "chat-export")
-    box = page.get_by_test_id("stChatInputTextArea")
-    box.fill("Where is my order?")
-    box.press("Enter")
-    expect(page.get_by_test_id("stChatMessage")).to_have_count(3, timeout=300_000)
-    idle(page)
+    ask_in_chat(page)
     # Both answers were streamed into their bubbles (the random tiny model may only emit whitespace, which the
     # page then labels as an empty answer): each bubble holds its caption plus the streamed text or that note.
     for bubble in page.get_by_test_id("stChatMessage").all()[1:]:
@@ -187,12 +184,7 @@ def test_the_whole_line_in_a_browser(server, page, tmp_path):
     clock.lap('8 chat')
     # Export: build the adapter zip and download it
     page.get_by_role("tab", name="Export").click()
-    build_first_export(page)
-    idle(page)
-    with page.expect_download() as info:
-        page.get_by_role("button", name=re.compile(r"Download \(")).first.click()  # not a table's "Download as CSV"
-    target = tmp_path / info.value.suggested_filename
-    info.value.save_as(target)
+    target = download_first_export(page, tmp_path)
     with zipfile.ZipFile(target) as zf:
         assert any(n.endswith("adapter_config.json") for n in zf.namelist())
     _shot(page, "8_export")

@@ -10,7 +10,8 @@ import zipfile
 
 import pytest
 
-from tests.e2e.helpers import ROOT, browser_page, build_first_export, go, idle, need_browser, streamlit_server
+from tests.e2e.helpers import (ROOT, ask_in_chat, browser_page, download_first_export, go,
+                               idle, need_browser, streamlit_server)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 DATA = ROOT / "assets" / "samples" / "support_faq_en.csv"
@@ -99,18 +100,9 @@ def test_own_qwen_model_goes_through_the_whole_line(server, qwen_folder, tmp_pat
 
         # 8 Chat, then export the adapter
         go(page, server, "chat-export")
-        box = page.get_by_test_id("stChatInputTextArea")
-        box.fill("Where is my order?")
-        box.press("Enter")
-        expect(page.get_by_test_id("stChatMessage")).to_have_count(3, timeout=300_000)
-        idle(page)
+        ask_in_chat(page)
         page.get_by_role("tab", name="Export").click()
-        build_first_export(page)
-        idle(page)
-        with page.expect_download() as info:
-            page.get_by_role("button", name=re.compile(r"Download \(")).first.click()  # not a table's "Download as CSV"
-        target = tmp_path / info.value.suggested_filename
-        info.value.save_as(target)
+        target = download_first_export(page, tmp_path)
         with zipfile.ZipFile(target) as zf:
             meta = json.loads(zf.read(next(n for n in zf.namelist() if n.endswith("adapter_config.json"))))
         assert meta["base_model"]["model_type"] == "qwen2"

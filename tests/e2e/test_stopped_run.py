@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.app.conftest import RUN_CONFIG, seed_dataset, write_project
-from tests.e2e.helpers import browser_page, build_first_export, idle, need_browser, streamlit_server
+from tests.e2e.helpers import ask_in_chat, browser_page, download_first_export, need_browser, streamlit_server
 from tests.training.conftest import wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
@@ -115,21 +115,12 @@ def test_a_stopped_run_is_evaluated_chatted_with_and_exported_as_of_its_checkpoi
     # Chat with it
     page.goto(f"{server['url']}/chat-export")
     expect(page.get_by_text(f"checkpoint as of step {step} of")).to_be_visible()
-    box = page.get_by_test_id("stChatInputTextArea")
-    box.fill("Where is my order?")
-    box.press("Enter")
-    expect(page.get_by_test_id("stChatMessage")).to_have_count(3, timeout=300_000)
-    idle(page)
+    ask_in_chat(page)
 
     # Export it: the adapter as of that step
     page.get_by_role("tab", name="Export").click()
     expect(page.get_by_text(f"checkpoint as of step {step}, not a finished run")).to_be_visible()
-    build_first_export(page)
-    idle(page)
-    with page.expect_download() as info:
-        page.get_by_role("button", name=re.compile(r"Download \(")).first.click()  # not a table's "Download as CSV"
-    assert f"-step{step}-adapter" in info.value.suggested_filename
-    target = tmp_path / info.value.suggested_filename
-    info.value.save_as(target)
+    target = download_first_export(page, tmp_path)
+    assert f"-step{step}-adapter" in target.name
     with zipfile.ZipFile(target) as zf:
         assert any(n.endswith("adapter_config.json") for n in zf.namelist())
