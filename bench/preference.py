@@ -62,6 +62,7 @@ def read_hh(path: Path = HH) -> list[PreferencePair]:
 def write_dataset(folder: Path, train: list, held: list, n_val: int) -> Path:
     """A preference dataset folder (splits of PreferencePair.to_dict() rows)."""
     (folder / "splits").mkdir(parents=True, exist_ok=True)
+    (folder / "meta.json").write_text(json.dumps({"kind": "preference", "source": "hh_rlhf_harmless"}), encoding="utf-8")
     for name, part in (("train", train), ("val", held[:n_val]), ("test", held)):
         (folder / "splits" / f"{name}.jsonl").write_text("".join(json.dumps(p.to_dict()) + "\n" for p in part),
                                                          encoding="utf-8")
