@@ -208,6 +208,49 @@ def fast_answer_logps(model: nn.Module, batch: dict) -> torch.Tensor:
     return _row_sums(first, rest, rows)
 
 
+def packed_answer_logps(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Summed answer log-probs (2B,) with no padding: every pair's prompt once, then its chosen and rejected answer,
+    all in ONE packed row; each answer attends to its own prompt and causally to itself (``varlen_attention``)."""
+    from core.training.varlen import varlen_spans
+
+    pids, aids = batch["prompt_ids"], batch["answer_ids"]
+    B = pids.shape[0]
+    plen, alen = batch["prompt_mask"].sum(dim=1).tolist(), batch["answer_mask"].sum(dim=1).tolist()
+    pieces, positions, spans, reads, rows = [], [], [], [], []
+    start = 0
+    for i in range(B):
+        p, p_start = plen[i], start
+        pieces.append(pids[i, :p])
+        positions.append(torch.arange(p))
+        spans.append((start, p))
+        start += p
+        for r in (i, B + i):  # chosen, then rejected
+            a = alen[r]
+            pieces.append(aids[r, :a])
+            positions.append(torch.arange(p, p + a))
+            spans.append((start, a, p_start, p))
+            reads.append(torch.cat([torch.tensor([p_start + p - 1]),  # the prompt's last token predicts the first
+                                    torch.arange(start, start + a - 1)]))
+            rows.append(torch.full((a,), r))
+            start += a
+    packed = torch.cat(pieces).unsqueeze(0)  # (1, N)
+    dev = packed.device
+    targets = torch.cat([aids[r, :alen[r]] for i in range(B) for r in (i, B + i)])
+    with head_bypassed(model) as head, varlen_spans(model, spans):
+        hidden = model(input_ids=packed, position_ids=torch.cat(positions).unsqueeze(0).to(dev),
+                       use_cache=False).logits[0]  # (N, C)
+        lp = token_logps(hidden[torch.cat(reads).to(dev)], head, targets)
+    return torch.zeros(2 * B, dtype=lp.dtype, device=dev).index_add(0, torch.cat(rows).to(dev), lp)
+
+
+def _packs(model: nn.Module, batch: dict) -> bool:
+    """Whether the packed path runs: attention per span is supported and pays on this device (as for SFT)."""
+    from core.device import cpu_tricks
+    from core.training.varlen import supported
+
+    return "unpadded" in cpu_tricks(batch["prompt_ids"].device) and supported(getattr(model, "module", model))
+
+
 def plain_batch(batch: dict, pad_id: int = 0) -> dict:
     """The same pairs as separate prompt+answer rows (2B, T), right-padded, labels only on answers."""
     pids, pmask = batch["prompt_ids"], batch["prompt_mask"]
@@ -243,8 +286,11 @@ def plain_answer_logps(model: nn.Module, batch: dict) -> torch.Tensor:
 
 
 def answer_logps(model: nn.Module, batch: dict, fast: bool = True) -> torch.Tensor:
-    """Summed answer log-probs (2B,) ``[chosen..., rejected...]``, by the shared-prompt path when ``fast``."""
-    return fast_answer_logps(model, batch) if fast else plain_answer_logps(model, batch)
+    """Summed answer log-probs (2B,) ``[chosen..., rejected...]``, by the shared-prompt path when ``fast``
+    (packed without padding where attention can run per span, else the prompt's KV cache repeated)."""
+    if not fast:
+        return plain_answer_logps(model, batch)
+    return packed_answer_logps(model, batch) if _packs(model, batch) else fast_answer_logps(model, batch)
 
 
 # ================================================================ losses

@@ -6,6 +6,8 @@ sends attention down its slow path (measured: packed rows at 109 tokens/s agains
 layers — nearly all of the arithmetic — see every real token of the batch as one ``(1, N)`` sequence, and
 attention runs per example (``varlen_attention``): each example's queries attend to its own keys, causally, plus
 to any keys already in the cache (a prompt prefix shared by every row, or prefix tuning's virtual tokens).
+A span may also name a context span of the same packed row that its queries see in full (a preference pair's
+chosen and rejected answers both read their prompt, packed once before them).
 
 The spans of the examples reach the attention function through a context variable, set for one forward call by
 ``varlen_spans``; the model's attention implementation is switched to ``"af_varlen"`` for that call only.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +30,8 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
     """Causal attention per example of a packed row; keys before the packed tokens (cache) are visible to all.
 
     query ``(1, H, N, D)``; key/value ``(1, KVH, P + N, D)`` with P cached positions. Returns ``(1, N, H, D)``.
+    A span is ``(start, length)`` or ``(start, length, context_start, context_length)``: the context's keys (packed
+    positions) are visible in full to the span's queries, between the cache and the span's own keys.
     """
     spans = _SPANS.get()
     if spans is None:
@@ -35,19 +40,20 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
     cached = key.shape[2] - n_total
     groups = query.shape[1] // key.shape[1]
     p = dropout if module.training else 0.0
-    masks: dict = {}  # one mask per example length (examples often share a length)
     outs = []
-    for start, length in spans:
+    for span in spans:
+        start, length = span[0], span[1]
+        ctx_start, ctx_len = span[2:4] if len(span) > 2 else (0, 0)
         q = query[:, :, start:start + length]
-        k = key[:, :, cached + start:cached + start + length]
-        v = value[:, :, cached + start:cached + start + length]
+        own = slice(cached + start, cached + start + length)
+        ctx = slice(cached + ctx_start, cached + ctx_start + ctx_len)
+        k, v = key[:, :, own], value[:, :, own]
+        seen = cached + ctx_len  # keys every query of the span sees
         mask = None
-        if cached:
-            k = torch.cat([key[:, :, :cached], k], dim=2)
-            v = torch.cat([value[:, :, :cached], v], dim=2)
-            mask = masks.get(length)
-            if mask is None:
-                mask = masks[length] = _offset_causal_mask(length, cached, query.device)
+        if seen:
+            k = torch.cat([key[:, :, :cached], key[:, :, ctx], k], dim=2)
+            v = torch.cat([value[:, :, :cached], value[:, :, ctx], v], dim=2)
+            mask = _offset_causal_mask(length, seen, query.device)
         # Grouped-query attention (each key/value head serves `groups` query heads) inside sdpa: expanding the
         # keys/values here would keep the expanded copies for backward (measured: a tenth of the activations).
         outs.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p, scale=scaling,
@@ -56,6 +62,7 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
     return out.transpose(1, 2).contiguous(), None
 
 
+@functools.lru_cache(maxsize=1024)  # every layer of a forward asks for the same few (read-only) masks
 def _offset_causal_mask(length: int, cached: int, device) -> torch.Tensor:
     """``(length, cached + length)`` bool: every cached key, then the example's own keys causally."""
     own = torch.ones(length, length, dtype=torch.bool, device=device).tril()
@@ -78,8 +85,8 @@ def _dispatch(*args, **kwargs):
 
 
 @contextlib.contextmanager
-def varlen_spans(model, spans: list[tuple[int, int]]):
-    """For one forward call: attention per ``(start, length)`` span of the packed row."""
+def varlen_spans(model, spans: list[tuple[int, ...]]):
+    """For one forward call: attention per span of the packed row (``varlen_attention``'s spans)."""
     register()
     configs = _attention_configs(model)
     saved = [c._attn_implementation for c in configs]

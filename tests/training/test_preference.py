@@ -295,3 +295,18 @@ def test_gradient_accumulation_gives_the_same_step(tmp_path, objective):
     assert abs(a["loss"] - b["loss"]) < TOL and abs(a["reward_margin"] - b["reward_margin"]) < TOL
     assert abs(a["grad_norm"] - b["grad_norm"]) < 1e-5 * max(1.0, a["grad_norm"])  # Adam would hide a scale error
     assert all(torch.allclose(wa[k], wb[k], atol=1e-6) for k in wa)
+
+
+def test_fast_path_packs_pairs_without_padding(monkeypatch):
+    """On CPU the shared-prompt path runs as one packed row (attention per span), not over padded tensors."""
+    from core.training import varlen
+
+    calls = []
+    real = varlen.varlen_attention
+    monkeypatch.setattr(varlen, "varlen_attention", lambda *a, **k: calls.append(a[1].shape) or real(*a, **k))
+    model, tok = peft_model(LoRAConfig(r=4, alpha=8, target_modules="all-linear"))
+    batch = batch_of(tok, make_pairs(3))
+    got = answer_logps(model, batch, fast=True)
+    real_tokens = int(batch["prompt_mask"].sum() + batch["answer_mask"].sum())
+    assert calls and all(q[0] == 1 and q[2] == real_tokens for q in calls)  # (1, H, N real tokens, D)
+    assert torch.allclose(got, answer_logps(model, batch, fast=False), atol=TOL * 10, rtol=0)
