@@ -95,20 +95,22 @@ def train_one(objective: str, data: Path, run_dir: Path, args) -> tuple:
     return trainer, time.perf_counter() - t0, state
 
 
-def measure(objective: str, data: Path, held: list, work: Path, args) -> dict:
-    """Base (LoRA off) and tuned held-out pair accuracy of one objective's run."""
+def measure(objective: str, data: Path, held: list, work: Path, args, base: dict | None = None) -> dict:
+    """Base (LoRA off) and tuned held-out pair accuracy of one objective's run (``base`` reused when given)."""
     from core.evaluation.pairs import pair_accuracy
     from core.peft import adapters_disabled
 
     trainer, seconds, state = train_one(objective, data, work / objective, args)
     model, tok = trainer.model, trainer.tok
     t0 = time.perf_counter()
-    with adapters_disabled(model):
-        base = pair_accuracy(model, tok, held, None, args.max_seq_len)
+    if base is None:  # the same base model for every objective: scored once
+        with adapters_disabled(model):
+            base = pair_accuracy(model, tok, held, None, args.max_seq_len)
     tuned = pair_accuracy(model, tok, held, None, args.max_seq_len)
     return {"objective": objective, "state": state, "steps": trainer.step, "train_s": round(seconds, 1),
             "s_per_step": round(seconds / max(trainer.step, 1), 2), "base_acc": round(base["accuracy"], 4),
-            "tuned_acc": round(tuned["accuracy"], 4), "held_out": tuned["n"], "eval_s": round(time.perf_counter() - t0, 1)}
+            "tuned_acc": round(tuned["accuracy"], 4), "held_out": tuned["n"], "eval_s": round(time.perf_counter() - t0, 1),
+            "_base": base}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,9 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         data = write_dataset(Path(tmp) / "hh", train, held, n_val=min(32, len(held) // 2))
+        base = None
         for objective in args.objectives:
-            rows.append(measure(objective, data, held, Path(tmp), args))
-            print(json.dumps(rows[-1]), flush=True)
+            row = measure(objective, data, held, Path(tmp), args, base)
+            base = row.pop("_base")
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     keys = list(rows[0])
     print("\n" + " | ".join(keys))
     for r in rows:
