@@ -85,8 +85,8 @@ def train_one(objective: str, data: Path, run_dir: Path, args) -> tuple:
 
     def step_with_budget(micro):
         out = real_step(micro)
-        if time.perf_counter() > deadline:  # "one epoch or the time that fits": stop after this step
-            trainer.request_stop()
+        if time.perf_counter() > deadline or (args.stop_after and trainer.step >= args.stop_after):
+            trainer.request_stop()  # "one epoch or the time that fits" (or another run's step count): stop here
         return out
 
     trainer._train_step = step_with_budget
@@ -103,6 +103,8 @@ def measure(objective: str, data: Path, held: list, work: Path, args, base: dict
     trainer, seconds, state = train_one(objective, data, work / objective, args)
     model, tok = trainer.model, trainer.tok
     t0 = time.perf_counter()
+    if base is None and args.no_base:
+        base = {"accuracy": float("nan")}
     if base is None:  # the same base model for every objective: scored once
         with adapters_disabled(model):
             base = pair_accuracy(model, tok, held, None, args.max_seq_len)
@@ -123,8 +125,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=1e-4)
     p.add_argument("--max-seq-len", type=int, default=384)
-    p.add_argument("--max-steps", type=int, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="the schedule's length (default: one epoch)")
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this many steps on the epoch's schedule (as a time-budgeted run stopped)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--no-base", action="store_true", help="skip the base model's accuracy (known from another run)")
     p.add_argument("--eval-pairs", type=int, default=HOLD_OUT, help="score only the first N held-out pairs")
     args = p.parse_args(argv)
     from core.defaults import DEFAULT_MODEL
