@@ -14,7 +14,7 @@ from core.workspace import run_dir
 from ui import t
 from ui.chatview import (base_loader, chat_session, chat_stream, conversation, reset_sessions, side_history,
                          tuned_loader)
-from ui.checksview import export_gate, record_confirmation
+from ui.checksview import earlier_bad_answers, export_gate, mark_bad_control, record_confirmation
 from ui.common import ensure_shell, header, need, show_error
 from ui.exportview import gated, gguf_card, reader
 from ui.models import loading_fragment
@@ -45,17 +45,23 @@ def _bubble(where, who: str, text: str) -> None:
 
 
 def show_history(conv: dict) -> None:
-    """The conversation so far: each tuned answer beside the base model's answer to the same turn."""
+    """The conversation so far: each tuned answer beside the base model's answer to the same turn, with
+    "mark as bad" under it (its nearest training rows, once marked); then answers marked in earlier sessions."""
+    question, shown = "", set()
     for i, message in enumerate(conv["messages"]):
         if message["role"] == "user":
+            question = message["content"]
             with st.chat_message("user"):
-                st.write(message["content"])
+                st.write(question)
             continue
         base = conv["base"].get(i)
         cols = st.columns(2) if base is not None else [st.container()]
         _bubble(cols[0], "tuned", message["content"])
         if base is not None:
             _bubble(cols[1], "base", base)
+        mark_bad_control(st.container(), run_id, question, message["content"], weights.step, f"bad_{i}")
+        shown.add((question, message["content"]))
+    earlier_bad_answers(run_id, shown)
 
 
 def _stream_into(where, who: str, loader, conv: dict, prompt: str, system_prompt, max_new: int,

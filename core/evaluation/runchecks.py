@@ -117,11 +117,23 @@ def run_one(name: str, run_id: str, report: dict, cfg: dict, rows: list[dict], m
         from core.evaluation.causes import check_causes
         return check_causes(report, rows, limit=limit, progress=progress)
     if name == "baselines":
-        from core.evaluation.baselines import check_baselines
-        return check_baselines(models.base(), report, rows, limit=limit, progress=progress)
+        return baselines(run_id, report, cfg, rows, models, limit, progress)
     from core.evaluation import evaluate_run
     from core.evaluation.curve import check_curve
     return check_curve(run_id, limit=limit, progress=progress, evaluate=evaluate_run)
+
+
+def baselines(run_id: str, report: dict, cfg: dict, rows: list[dict], models: Models, limit: Optional[int],
+              progress: ProgressFn) -> CheckResult:
+    """The baselines check, reusing the answers stored before training when they cover these test prompts (the
+    base model is then not even loaded)."""
+    from core.evaluation.baselines import check_baselines
+    from core.evaluation.pretrain_baselines import stored_answers
+
+    examples = (report.get("tuned") or {}).get("examples") or []
+    prior = stored_answers(run_id, cfg, examples[:limit] if limit else examples)
+    return check_baselines(None if prior else models.base(), report, rows, limit=limit, progress=progress,
+                           prior=prior)
 
 
 def run_checks(run_id: str, names: list[str], limit: Optional[int] = None, progress: Optional[ProgressFn] = None,
