@@ -15,6 +15,7 @@ from typing import Optional
 from core import jobs
 from core.defaults import DEFAULT_MODEL
 from core.errors import CorruptFileError, UserError
+from core.evaluation.answering import CHUNK
 from core.evaluation.prompts import last_user_text
 from core.fileio import atomic_write_json, read_json
 from core.workspace import dataset_dir, list_ids
@@ -24,7 +25,6 @@ JOB_FILE = "job.json"
 LOG_FILE = "baselines.log"
 PROGRESS_FILE = "progress.json"
 RESULT_FILE = "result.json"
-ANSWER_CHUNK = 8   # prompts per progress update: the remaining time is estimated from the answers so far
 
 
 def folder(dataset: str) -> Path:
@@ -149,12 +149,12 @@ class _Progress:
         print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
 
     def answers(self, answer, share: tuple[float, float] = (0.1, 1.0)):
-        """``answer`` in chunks of ANSWER_CHUNK prompts, with a progress update after each."""
+        """``answer`` in chunks of CHUNK prompts, with a progress update after each."""
         def chunked(prompts: list[list[dict]]) -> list[str]:
             out: list[str] = []
             self.extra = {"done": 0, "total": len(prompts), "answering_since": time.time()}
-            for i in range(0, len(prompts), ANSWER_CHUNK):
-                out += answer(prompts[i:i + ANSWER_CHUNK])
+            for i in range(0, len(prompts), CHUNK):
+                out += answer(prompts[i:i + CHUNK])
                 self.extra["done"] = len(out)
                 lo, hi = share
                 self(lo + (hi - lo) * len(out) / max(1, len(prompts)), f"few-shot answers {len(out)}/{len(prompts)}")
@@ -166,7 +166,7 @@ def compute(dataset: str, model: str = DEFAULT_MODEL, system_prompt: Optional[st
             limit: Optional[int] = None, progress: Optional[_Progress] = None) -> dict:
     """Run both baselines on the dataset's test split and store them; returns the stored record."""
     from core.evaluation.baselines import dataset_baselines
-    from core.evaluation.runchecks import answer_fn
+    from core.evaluation.answering import answer_fn
     from core.models import load_model
 
     checked_dataset(dataset)
