@@ -107,20 +107,10 @@ def start(dataset: str, model: str, system_prompt: Optional[str], limit: Optiona
 def state(dataset: str) -> dict:
     """``{"state": idle|running|done|failed, "fraction", "message", "started_at", "done", "total",
     "answering_since"}`` of the dataset's latest baselines job."""
-    try:
-        job = jobs.read_job(folder(dataset), JOB_FILE)
-        progress = (jobs.read_progress(folder(dataset) / PROGRESS_FILE, job) if job else None) or {}
-    except CorruptFileError as exc:
-        return {"state": "failed", "fraction": 0.0, "message": str(exc)}
-    if not job:
-        return {"state": "idle", "fraction": 0.0, "message": ""}
-    out = {**{k: progress.get(k) for k in ("done", "total", "answering_since")},
-           "fraction": float(progress.get("fraction") or 0.0), "message": str(progress.get("message") or ""),
-           "started_at": job.get("started_at")}
-    if progress.get("state") == "done":
-        return {**out, "state": "done", "fraction": 1.0}
-    running = progress.get("state") != "failed" and jobs.alive(job)
-    return {**out, "state": "running" if running else "failed"}
+    current = jobs.job_state(folder(dataset), JOB_FILE, PROGRESS_FILE)
+    progress, job = current.pop("progress", {}), current.pop("job", {})
+    return {**current, **{k: progress.get(k) for k in ("done", "total", "answering_since")},
+            "started_at": job.get("started_at")}
 
 
 def log_tail(dataset: str, lines: int = 15) -> str:
