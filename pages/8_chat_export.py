@@ -12,8 +12,8 @@ from core.export import FORMATS, available, build_export, report_html, zip_path
 from core.fileio import read_json
 from core.workspace import run_dir
 from ui import t
-from ui.chatview import (base_loader, chat_session, chat_stream, conversation, reset_sessions, side_history,
-                         tuned_loader)
+from ui.chatview import (answered_turns, base_loader, chat_session, chat_stream, conversation, reset_sessions,
+                         side_history, tuned_loader)
 from ui.checksview import earlier_bad_answers, export_gate, mark_bad_control, record_confirmation
 from ui.common import ensure_shell, header, need, show_error
 from ui.exportview import gated, gguf_card, reader
@@ -46,22 +46,20 @@ def _bubble(where, who: str, text: str) -> None:
 
 def show_history(conv: dict) -> None:
     """The conversation so far: each tuned answer beside the base model's answer to the same turn, with
-    "mark as bad" under it (its nearest training rows, once marked); then answers marked in earlier sessions."""
-    question, shown = "", set()
+    "mark as bad" under it (its nearest training rows, once marked)."""
+    questions = {i: q for i, q, _ in answered_turns(conv["messages"])}
     for i, message in enumerate(conv["messages"]):
         if message["role"] == "user":
-            question = message["content"]
             with st.chat_message("user"):
-                st.write(question)
+                st.write(message["content"])
             continue
         base = conv["base"].get(i)
         cols = st.columns(2) if base is not None else [st.container()]
         _bubble(cols[0], "tuned", message["content"])
         if base is not None:
             _bubble(cols[1], "base", base)
-        mark_bad_control(st.container(), run_id, question, message["content"], weights.step, f"bad_{i}")
-        shown.add((question, message["content"]))
-    earlier_bad_answers(run_id, shown)
+        if (config.get("objective") or "sft") == "sft":  # a preference run's data has no rows to trace back to
+            mark_bad_control(st.container(), run_id, questions[i], message["content"], weights.step, f"bad_{i}")
 
 
 def _stream_into(where, who: str, loader, conv: dict, prompt: str, system_prompt, max_new: int,
@@ -113,6 +111,7 @@ def chat_tab() -> None:
         conv["base"].clear()
         reset_sessions()
         st.session_state.pop(PENDING, None)
+    earlier_bad_answers(run_id, {(q, a) for _, q, a in answered_turns(conv["messages"])})  # marked in other sessions
     show_history(conv)
     turn = st.container()  # the new exchange appears above the input, after the history
     prompt = st.chat_input(t("chat.input"))
