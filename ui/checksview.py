@@ -22,8 +22,7 @@ CHECK_KEYS = {name: f"checks.name.{name}" for name in CHECKS}
 STATUS_KEYS = {s: f"gate.status.{s}" for s in ("pass", "fail", "not_run", "incomplete")}
 NOTE_KEYS = {code: f"checks.note.{code}" for code in (
     "causes.method_minhash", "baselines.beaten", "baselines.not_beaten", "baselines.reused", "curve.not_started",
-    "curve.waiting",
-    "curve.more_data_helps", "curve.plateau", "curve.unknown")}
+    "curve.waiting", "curve.more_data_helps", "curve.plateau", "curve.unknown")}
 DEFAULT_CHECKS = ["forgetting", "abstention", "leaks", "causes", "baselines"]  # the curve trains runs: asked apart
 CURVE_BUDGET_S = 600
 
@@ -284,5 +283,4 @@ def record_confirmation(run_id: str) -> None:
 
 
 __all__ = ["render_checks", "export_gate", "record_confirmation", "bad_answer_panel", "mark_bad_control",
-           "earlier_bad_answers", "DEFAULT_CHECKS",
-           "GATE_CHECKS", "check_label"]
+           "earlier_bad_answers", "DEFAULT_CHECKS", "GATE_CHECKS", "check_label"]
