@@ -2,6 +2,7 @@
 import streamlit as st
 
 from ui import labeler, t, update_project
+from ui.baselineview import baselines_section
 from ui.common import ensure_shell, header, need, next_step, show_error
 from core.defaults import DEFAULT_BUDGET_MIN, METHODS
 from core.run_config import PRESETS, build_run_config, recommended_config
@@ -53,6 +54,8 @@ else:
         st.session_state["preset_pick"] = "custom"
 
     st.button(t("choose.use_recommendation"), key="use_rec", on_click=use_recommendation, type="primary")
+
+baselines_section(project)  # before training: the bar tuning has to beat on the same test split
 
 saved = project.get("run_config") or {}
 base = default_config(rec, saved)
