@@ -89,8 +89,8 @@ def preference_report(run_id: str, base_acc: float = 0.5, tuned_acc: float = 0.8
                 "logp_rejected": -30.0, "dropped": 1}
 
     base, tuned = figures(base_acc, 0.25), figures(tuned_acc, 4.5)
-    user = lambda text: [{"role": "user", "content": text}]  # noqa: E731
-    bot = lambda text: [{"role": "assistant", "content": text}]  # noqa: E731
+    user = lambda text: [{"role": "user", "content": text}]
+    bot = lambda text: [{"role": "assistant", "content": text}]
     speed = {"ttft_p50_s": 0.01, "ttft_p95_s": 0.02, "latency_p50_s": 0.1, "latency_p95_s": 0.2,
              "tokens_per_s": 120.0, "batch_tokens_per_s": 400.0, "batch_size": 4, "peak_rss_mb": 900.0}
     return {"run_id": run_id, "model": "tiny-llama", "method": "lora", "objective": "dpo", "task": "preference",
