@@ -33,6 +33,7 @@ DYNAMIC = {
     "evaluate.err.{}": ("empty", "cut_off", "repetition_loop", "label_not_in_set", "wrong_label", "different_language"),
     "role.{}": ("system", "user", "assistant"),
     "evaluate.pairs.fig.{}": ("accuracy", "mean_margin", "logp_chosen", "logp_rejected"),
+    "objective.{}": ("dpo", "orpo"),
     "evaluate.pairs.col.{}": ("prompt", "chosen", "rejected", "base", "tuned"),
     "purpose.{}": ("support", "knowledge", "classification", "style", "chat"),
     "model.state.{}": ("loaded", "loading", "cached", "not_loaded"),
