@@ -14,7 +14,9 @@ Every case is LoRA r=8 on q,v, batch 8, dropout 0, AdamW, the same seed and row 
 subprocess (honest peak RSS); within a shape the two sides run back to back, the order alternating shape by
 shape. Reported per case: rows/s over the epoch (every step timed, the first included), real tokens/s,
 achieved GFLOP/s against the matmul peak measured once at the start (2048 x 2048 float32, the workers' thread
-count), peak RSS, and the final loss (mean of the last 10% of steps).
+count), peak RSS, and the final loss (mean of the last 10% of steps). Also the epoch's process CPU time: with one
+thread per case (``--threads 1``) rows per CPU-second is what the case costs whatever else runs on the machine,
+which wall time on a shared, oversubscribed machine is not.
 
 GFLOP/s counts the same useful arithmetic for both sides (padding and skipped head rows are not work):
     FLOPs = 4·N_body·T + 4·V·d·L + 6·n_layers·d_attn·Σ_rows n_i²
@@ -34,6 +36,7 @@ import json
 import os
 import random
 import resource
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -185,15 +188,15 @@ def _step(model, tok, chunk: list[dict], impl: str, shape: str) -> float:
 def worker(spec: dict) -> dict:
     """One whole epoch of one (impl, shape): rows/s, tokens/s, GFLOP/s, peak RSS, final loss."""
     model, tok, data, opt = _setup(spec)
-    losses, t0 = [], time.perf_counter()
+    losses, t0, c0 = [], time.perf_counter(), time.process_time()
     for b in range(0, len(data), BATCH):
         losses.append(_step(model, tok, data[b:b + BATCH], spec["impl"], spec["shape"]))
         opt.step()
         opt.zero_grad(set_to_none=True)
-    seconds = time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     tail = losses[-max(1, len(losses) // 10):]
     return {"impl": spec["impl"], "shape": spec["shape"], "rows": len(data), "steps": len(losses),
-            "seconds": seconds, "rows_per_s": len(data) / seconds,
+            "seconds": seconds, "rows_per_s": len(data) / seconds, "cpu_s": cpu, "rows_per_cpu_s": len(data) / cpu,
             "tokens_per_s": sum(len(e["input_ids"]) for e in data) / seconds,
             "gflops": useful_flops(model, data) / seconds / 1e9,
             "mean_tokens": sum(len(e["input_ids"]) for e in data) / len(data),
@@ -228,21 +231,23 @@ def table(results: list[dict], peak: float) -> str:
     """Per shape, peft then ours: rows/s, tokens/s, GFLOP/s (and % of peak), RSS, final loss, ours/peft ratios."""
     ref = {r["shape"]: r for r in results if r["impl"] == "peft"}
     lines = [f"{'shape':<9} {'impl':<5} {'rows':>5} {'tok/row':>7} {'epoch s':>8} {'rows/s':>7} {'tok/s':>7} "
-             f"{'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'loss':>7} {'speed x':>8} {'RSS x':>6} {'loss diff':>9}"]
+             f"{'GFLOP/s':>8} {'%peak':>6} {'RSS MB':>7} {'loss':>7} {'speed x':>8} {'RSS x':>6} {'loss diff':>9} "
+             f"{'CPU s':>7} {'CPU speed x':>11}"]
     for r in sorted(results, key=lambda r: (SHAPES.index(r["shape"]), r["impl"] != "peft")):
         p = ref.get(r["shape"]) if r["impl"] == "ours" else None
         speed = f"{r['rows_per_s'] / p['rows_per_s']:.2f}" if p else "-"
         rss = f"{r['peak_rss_mb'] / p['peak_rss_mb']:.2f}" if p else "-"
         dloss = f"{(r['final_loss'] - p['final_loss']) / p['final_loss']:+.2%}" if p else "-"
+        cpu = f"{r['rows_per_cpu_s'] / p['rows_per_cpu_s']:.2f}" if p else "-"
         lines.append(f"{r['shape']:<9} {r['impl']:<5} {r['rows']:5d} {r['mean_tokens']:7.0f} {r['seconds']:8.1f} "
                      f"{r['rows_per_s']:7.2f} {r['tokens_per_s']:7.0f} {r['gflops']:8.2f} "
                      f"{100 * r['gflops'] / peak:5.1f}% {r['peak_rss_mb']:7.0f} {r['final_loss']:7.4f} "
-                     f"{speed:>8} {rss:>6} {dloss:>9}")
-    speeds = sorted(r["rows_per_s"] / ref[r["shape"]]["rows_per_s"] for r in results
-                    if r["impl"] == "ours" and r["shape"] in ref)
-    if speeds:
-        lines.append(f"ours/peft rows/s: min {speeds[0]:.2f}, median {speeds[len(speeds) // 2]:.2f} "
-                     f"(of {len(speeds)} shapes)")
+                     f"{speed:>8} {rss:>6} {dloss:>9} {r['cpu_s']:7.1f} {cpu:>11}")
+    for key, what in (("rows_per_s", "rows/s"), ("rows_per_cpu_s", "rows per CPU-second")):
+        speeds = sorted(r[key] / ref[r["shape"]][key] for r in results if r["impl"] == "ours" and r["shape"] in ref)
+        if speeds:
+            lines.append(f"ours/peft {what}: min {speeds[0]:.2f}, median {statistics.median(speeds):.2f} "
+                         f"(of {len(speeds)} shapes)")
     return "\n".join(lines)
 
 
@@ -258,6 +263,9 @@ def main(quick: bool = False, shapes: tuple[str, ...] = SHAPES, model: str = DEF
         for impl in (("peft", "ours") if i % 2 == 0 else ("ours", "peft")):
             print(f"… {shape}: {impl} ({rows} rows, one epoch)", file=sys.stderr, flush=True)
             results.append(run_case(impl, shape, rows, model, threads))
+            r = results[-1]  # as it comes: a long grid interrupted still leaves its finished cases
+            print(f"  {impl} {shape}: {r['rows_per_s']:.3f} rows/s, {r['rows_per_cpu_s']:.3f} rows/CPU-s, "
+                  f"{r['peak_rss_mb']:.0f} MB, loss {r['final_loss']:.4f}", file=sys.stderr, flush=True)
     print(f"Training throughput over data shapes: {threads} CPU threads, {model} float32, LoRA r=8 q,v, batch "
           f"{BATCH}, one whole epoch per case; matmul peak {peak:.1f} GFLOP/s (2048x2048 float32):")
     print(table(results, peak))
