@@ -7,7 +7,7 @@ through core/data/chunking.py windows with every token learned), rows from ``../
     long       Bitext v1/v2 chats alternated, 30–512 tokens                      (spread lengths, much padding)
     classify   banking77: a long system prompt listing 40 intents (rows of those), one-word answers
     docs512    Bitext v2 responses concatenated, packed into 512-token windows, loss on all tokens
-    docs1024   the same at 1024 tokens
+    docs1024   the same at 1024 tokens (peft's full logits: 8 x 1024 x 49,152 floats, several GB per step)
     zh         Chinese support chats (assets/samples/support_faq_zh.jsonl; ../shared/data has no Chinese ShareGPT)
 
 Every case is LoRA r=8 on q,v, batch 8, dropout 0, AdamW, the same seed and row order on both sides, in a fresh
@@ -25,7 +25,9 @@ tokens of example i. The standard 6·N·T for forward+backward minus the weight-
 a frozen base does not compute (LoRA's own weight gradients are < 0.5% of N); the head runs where there are
 labels; causal attention (QKᵀ and AV, half the square) is 2·n²·d forward and 2x that backward, no weights.
 
-    python bench/throughput.py --grid            # the table (about 25 minutes on 2 cores)
+    python bench/throughput.py --grid            # the table at full size (ROWS: sized for ~1 min per ours case on
+                                                 # an idle 2-core machine; not yet run at full size)
+    python bench/shapes.py --scale 0.15 --threads 1   # what ran on the busy shared machine (issue 19 notes)
     python bench/shapes.py --quick               # smoke: a few rows per shape
     python bench/shapes.py --profile short       # top ops of ours on one shape (torch.profiler, self CPU)
 """
