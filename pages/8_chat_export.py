@@ -95,6 +95,8 @@ def answer(conv: dict, prompt: str, system_prompt: str, compare: bool, max_new: 
     conv["messages"] += [{"role": "user", "content": prompt}, {"role": "assistant", "content": tuned}]
     if base is not None:
         conv["base"][len(conv["messages"]) - 1] = base
+    if (config.get("objective") or "sft") == "sft":  # the newest answer can be marked at once, as the history's can
+        mark_bad_control(st.container(), run_id, prompt, tuned, weights.step, f"bad_{len(conv['messages']) - 1}")
 
 
 def chat_tab() -> None:

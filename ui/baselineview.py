@@ -8,9 +8,11 @@ from typing import Optional
 
 import streamlit as st
 
+from core.data.kinds import dataset_kind
 from core.defaults import DEFAULT_MODEL
 from core.evaluation.baselines import FEW_SHOT_K
 from core.evaluation import pretrain_baselines as pre
+from core.workspace import dataset_dir
 from ui.common import duration, guarded, show_error
 from ui.i18n import t
 
@@ -20,6 +22,8 @@ DEFAULT_LIMIT = 50  # test examples: the few-shot baseline asks the base model o
 def baselines_section(project: dict) -> None:
     """Start the job, follow it, show the stored result for this dataset, model and system prompt."""
     dataset = project["active_dataset"]
+    if dataset_kind(dataset_dir(dataset)) != "chat":
+        return  # preference pairs and documents have no answers to compare a baseline with
     model = project.get("base_model") or DEFAULT_MODEL
     system_prompt = project.get("system_prompt") or None
     st.subheader(t("baselines.title"))

@@ -1,6 +1,7 @@
 """The release gate and its checks on the Evaluate page (one tab each), and the gate's badge on the Export tab."""
 from __future__ import annotations
 
+import hashlib
 from typing import Optional
 
 import pandas as pd
@@ -206,8 +207,15 @@ def _nearest(folder: str, run_id: str, question: str, answer: str) -> list[dict]
     return nearest_for_run(run_id, question, answer)
 
 
+def answer_key(prefix: str, question: str, answer: str) -> str:
+    """A widget key that follows the answer, not its place on screen (edits never move to another answer)."""
+    digest = hashlib.sha1((question + "\0" + answer).encode("utf-8")).hexdigest()[:12]
+    return f"{prefix}_{digest}"
+
+
 def mark_bad_control(where, run_id: str, question: str, answer: str, step: Optional[int], key: str) -> None:
     """Under a tuned chat answer: "👎 mark as bad", or, once marked, its nearest training rows in an expander."""
+    key = answer_key(key, question, answer)
     marked = {(r["question"], r["answer"]) for r in marked_bad(run_id)}
     if (question, answer) not in marked:
         if not where.button(t("chat.bad.mark"), key=key, help=t("chat.bad.help")):
@@ -226,10 +234,11 @@ def earlier_bad_answers(run_id: str, shown: set[tuple[str, str]]) -> None:
     earlier = [r for r in marked_bad(run_id) if (r["question"], r["answer"]) not in shown]
     if earlier:
         st.caption(t("chat.bad.earlier", n=len(earlier)))
-    for n, record in enumerate(earlier):
+    for record in earlier:
         with st.expander(f"👎 {record['question'][:90]}"):
             st.markdown(f"**{t('causes.answer')}** {record['answer']}")
-            bad_answer_panel(run_id, record["question"], record["answer"], f"bad_earlier_{n}")
+            bad_answer_panel(run_id, record["question"], record["answer"],
+                             answer_key("bad_earlier", record["question"], record["answer"]))
 
 
 def compare_panel(run_id: str) -> None:

@@ -255,14 +255,15 @@ FEEDBACK_FILE = "chat_feedback.jsonl"
 def mark_bad(run_id: str, question: str, answer: str, step: Optional[int] = None) -> dict:
     """Record a chat answer the user marked as bad in ``runs/<id>/chat_feedback.jsonl`` (one whole line per
     append, so it survives a reload and a reader never sees half a record); returns the record."""
-    from core.fileio import append_jsonl
+    from core.fileio import append_jsonl, file_lock
 
     folder = run_dir(run_id)
     if not folder.is_dir():
         raise UserError(f"There is no run {run_id!r} in this workspace.")
     record = {"question": question, "answer": answer, "step": step, "verdict": "bad", "when": _now()}
-    if (question, answer) not in {(r["question"], r["answer"]) for r in marked_bad(run_id)}:
-        append_jsonl(folder / FEEDBACK_FILE, record)
+    with file_lock(folder / (FEEDBACK_FILE + ".lock"), timeout=10):  # two sessions marking it: one line
+        if (question, answer) not in {(r["question"], r["answer"]) for r in marked_bad(run_id)}:
+            append_jsonl(folder / FEEDBACK_FILE, record)
     return record
 
 

@@ -96,12 +96,18 @@ def stored_answers(run_id: str, cfg: dict, examples: list[dict]) -> Optional[dic
 # ---------------------------------------------------------------- the job: start and poll (the page's side)
 def start(dataset: str, model: str, system_prompt: Optional[str], limit: Optional[int]) -> dict:
     """Start ``python -m core baselines DATASET --model M [--system-prompt S] [--limit N]`` in the background."""
+    from core.fileio import file_lock
+
     checked_dataset(dataset)
     args = [dataset, "--model", model] + (["--limit", str(int(limit))] if limit else [])
     args += ["--system-prompt", system_prompt] if system_prompt else []
-    (folder(dataset) / PROGRESS_FILE).unlink(missing_ok=True)  # the previous job's
-    return jobs.spawn(folder(dataset), "baselines", args, log_name=LOG_FILE, job_file=JOB_FILE,
-                      extra={"model": model, "limit": limit})
+    folder(dataset).mkdir(parents=True, exist_ok=True)
+    with file_lock(folder(dataset) / "start.lock", timeout=10):  # two tabs (or the CLI) never start two jobs
+        if state(dataset)["state"] == "running":
+            raise UserError(f"The baselines of {dataset!r} are being computed already; wait for them to finish.")
+        (folder(dataset) / PROGRESS_FILE).unlink(missing_ok=True)  # the previous job's
+        return jobs.spawn(folder(dataset), "baselines", args, log_name=LOG_FILE, job_file=JOB_FILE,
+                          extra={"model": model, "limit": limit})
 
 
 def state(dataset: str) -> dict:

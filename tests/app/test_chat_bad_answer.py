@@ -8,9 +8,11 @@ from core.checkpoints import usable_weights
 from core.workspace import dataset_dir
 from tests.app.conftest import LANGS, open_page, texts, write_project
 from tests.evaluation.planted import CAUSE, CAUSE_INDEX, write_dataset
+from ui.checksview import answer_key
 from ui.i18n import t
 
 QUESTION = "How long until I get a refund?"
+BAD = answer_key("bad_1", QUESTION, CAUSE[1])  # the answer's button (its key follows the answer)
 
 
 @pytest.fixture
@@ -38,7 +40,7 @@ def _chat(run_id: str, lang: str = "en"):
 def test_marking_an_answer_as_bad_shows_its_nearest_training_rows_and_records_it(workspace, chat_run, lang):
     at = _chat(chat_run, lang)
     assert t("causes.method", lang, method="MinHash") not in texts(at)  # nothing shown before marking
-    at.button(key="bad_1").click().run()
+    at.button(key=BAD).click().run()
     assert not at.exception, at.exception
     assert t("chat.bad.marked", lang) in texts(at)
     assert t("causes.method", lang, method="MinHash") in texts(at)
@@ -53,12 +55,12 @@ def test_a_marked_answer_survives_a_reload_and_its_rows_are_dropped_and_retraine
                                                                                   monkeypatch):
     import core.evaluation.causes as causes
 
-    _chat(chat_run).button(key="bad_1").click().run()
+    _chat(chat_run).button(key=BAD).click().run()
     launched = []
     monkeypatch.setattr(causes, "retrain", lambda run_id, dataset: launched.append((run_id, dataset)) or "r2")
     at = open_page("8_chat_export")  # a new session: the conversation is gone, the mark is not
     assert t("chat.bad.earlier", n=1) in texts(at) and f"👎 {QUESTION}" in texts(at)
-    assert not [b for b in at.button if b.key == "bad_1"]
+    assert not [b for b in at.button if b.key == BAD]
     next(m for m in at.multiselect if m.label == t("causes.pick")).set_value([CAUSE_INDEX]).run()
     next(b for b in at.button if b.label == t("causes.drop_retrain")).click().run()
     assert not at.exception, at.exception

@@ -18,6 +18,7 @@ def test_choose_offers_dpo_and_orpo_for_pairs_and_saves_the_pick(workspace, lang
     assert pick.label == t("choose.objective", lang) and list(pick.options) == [t("objective.dpo", lang),
                                                                                 t("objective.orpo", lang)]
     recommended = pick.value
+    assert t("baselines.title", lang) not in texts(at)  # pairs have no answers for a baseline to be scored on
 
     def save() -> None:
         next(b for b in at.button if b.label == t("choose.save", lang)).click().run()
@@ -35,5 +36,6 @@ def test_a_conversation_dataset_offers_no_objective(workspace):
     write_project(workspace, active_dataset="demo-data")
     at = open_page("5_choose")
     assert t("choose.objective") not in texts(at)
+    assert t("baselines.title") in texts(at)
     next(b for b in at.button if b.label == t("choose.save")).click().run()
     assert "objective" not in json.loads((workspace / "project.json").read_text())["run_config"]
