@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.e2e.helpers import ROOT, browser_page, go, idle, need_browser, streamlit_server
+from tests.e2e.helpers import ROOT, browser_page, go, idle, model_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(1800)]
 
@@ -25,11 +25,7 @@ EVAL_LIMIT = "4"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`streamlit run app.py` over an empty workspace whose base model is the tiny test model."""
-    need_browser()
-    home = tmp_path_factory.mktemp("e2e-pref") / "workspace"
-    home.mkdir()
-    (home / "project.json").write_text(json.dumps({"base_model": "tiny-llama"}))
-    with streamlit_server(home) as srv:
+    with model_server(tmp_path_factory, "e2e-pref", "tiny-llama") as srv:
         yield srv
 
 
