@@ -48,7 +48,7 @@ def answer_fn(model, tok, system_prompt: Optional[str] = None, max_new_tokens: i
     from core.evaluation.generation import Decoding, generate_batch
     from core.evaluation.prompts import prompt_ids
 
-    decoding = Decoding(max_new_tokens=max_new_tokens, batch_size=8)
+    decoding = Decoding(max_new_tokens=max_new_tokens, batch_size=CHUNK)  # a chunk is one decoder batch
 
     def answer(prompts: list[list[dict]]) -> list[str]:
         ids = [prompt_ids(tok, with_system(m, system_prompt)) for m in prompts]
