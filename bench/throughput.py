@@ -139,16 +139,17 @@ def worker(spec: dict) -> dict:
             "peak_rss_mb": rss_mb, "final_loss": sum(losses[-3:]) / len(losses[-3:]), "losses": losses}
 
 
-def _our_step(model, tok, chunk: list[dict], method: str):
-    """Our trainer's default step: the loader's batch (packed into 512-token rows unless prefix), run as row
-    groups of <= 1024 tokens (train.micro_batch_tokens), each with the fast loss; returns the mean loss."""
+def _our_step(model, tok, chunk: list[dict], method: str, max_seq_len: int | None = None):
+    """Our trainer's default step: the loader's batch (packed into max_seq_len-token rows, 512 by default, unless
+    prefix), run as row groups of <= 1024 tokens (train.micro_batch_tokens), each with the fast loss; returns the
+    mean loss."""
     from core.data.loader import SmartDataLoader
     from core.training.config import TrainSection
     from core.training.loss import causal_lm_loss, split_rows
 
     section = TrainSection(packing=os.environ.get("BENCH_PACKING", str(TrainSection.packing)) == "True",
                            micro_batch_tokens=int(os.environ.get("BENCH_MICRO_TOKENS", TrainSection.micro_batch_tokens)))
-    loader = SmartDataLoader(tok, system_prompt=SYSTEM, max_seq_len=section.max_seq_len)
+    loader = SmartDataLoader(tok, system_prompt=SYSTEM, max_seq_len=max_seq_len or section.max_seq_len)
     packing = section.packing and method != "prefix"
     (batch,) = list(loader.batches(chunk, batch_size=len(chunk), packing=packing, shuffle=False))
     groups = split_rows(batch, section.micro_batch_tokens)
@@ -295,8 +296,14 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, help="alternated rounds over every case (default 2; 1 with --quick; "
                         "0: chat speed only)")
     parser.add_argument("--no-generation", action="store_true", help="skip the chat-speed part")
+    parser.add_argument("--grid", action="store_true", help="the grid of data shapes instead (bench/shapes.py: "
+                        "whole epochs, rows/s, GFLOP/s against the matmul peak)")
     args = parser.parse_args()
-    if args.worker:
+    if args.grid:
+        from bench.shapes import main as grid_main
+
+        grid_main(quick=args.quick)
+    elif args.worker:
         spec = json.loads(args.worker)
         print(json.dumps(generation_worker(spec) if spec.get("generation") else worker(spec)))
     else:

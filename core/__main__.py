@@ -22,6 +22,8 @@ VERBS = {
                   "the run config the Choose page recommends for a dataset, with reasons and an estimate"),
     "train": ("core.training.cli", "train_command", "run training in this process (works under torchrun)"),
     "eval": ("core.evaluation.cli", "eval_command", "metrics, error analysis, robustness, performance of a run"),
+    "baselines": ("core.evaluation.pretrain_baselines", "baselines_command",
+                  "before training: few-shot base model and retrieval baselines on a dataset's test split"),
     "chat": ("core.chat", "chat_command", "one answer (--prompt) or an interactive chat with a run"),
     "serve": ("core.serve.cli", "serve_command", "an OpenAI-compatible HTTP API answering with a run's model"),
     "export": ("core.export", "export_command", "export a run as our adapter, a PEFT LoRA, a merged model or a GGUF file"),
@@ -91,6 +93,11 @@ def _add_verb_arguments(sub: dict[str, argparse.ArgumentParser]) -> None:
                    "between this run's report and OTHER_RUN's (e.g. a retrain without some rows)")
     p.add_argument("--checks", help="release-gate checks after the evaluation: all, or a comma list of "
                    "forgetting,abstention,leaks,causes,baselines,curve (each limited by --limit)")
+    p = sub["baselines"]
+    p.add_argument("dataset", help="a prepared dataset id (chat data with a test split)")
+    p.add_argument("--limit", type=int, help="use at most N test examples")
+    p.add_argument("--model", default=None, help="base model for the few-shot baseline (default: the default model)")
+    p.add_argument("--system-prompt", default=None, help="the assistant's system prompt, as training will use it")
     p = sub["chat"]
     p.add_argument("run_id")
     p.add_argument("--prompt")

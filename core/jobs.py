@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
+from core.errors import CorruptFileError
 from core.fileio import atomic_write_json, read_json
 from core.workspace import repo_root, workspace_home
 
@@ -168,3 +169,21 @@ def read_progress(path: str | os.PathLike, job: Optional[Mapping]) -> Optional[d
     if progress.get("pid") != job.get("pid") or progress.get("start_ticks") != job.get("start_ticks"):
         return None
     return progress
+
+
+def job_state(folder: str | os.PathLike, job_file: str = JOB_FILE, progress_file: str = "progress.json") -> dict:
+    """``{"state": idle|running|done|failed, "fraction", "message"}`` of the latest job recorded in ``folder``, with
+    its record (``"job"``) and its own process's progress file (``"progress"``) when there is one."""
+    try:
+        job = read_job(folder, job_file)
+        progress = (read_progress(Path(folder) / progress_file, job) if job else None) or {}
+    except CorruptFileError as exc:
+        return {"state": "failed", "fraction": 0.0, "message": str(exc)}
+    if not job:
+        return {"state": "idle", "fraction": 0.0, "message": ""}
+    out = {"fraction": float(progress.get("fraction") or 0.0), "message": str(progress.get("message") or ""),
+           "job": job, "progress": progress}
+    if progress.get("state") == "done":
+        return {**out, "state": "done", "fraction": 1.0}
+    running = progress.get("state") != "failed" and alive(job)
+    return {**out, "state": "running" if running else "failed"}

@@ -2,11 +2,14 @@
 import streamlit as st
 
 from ui import labeler, t, update_project
+from ui.baselineview import baselines_section
 from ui.common import ensure_shell, header, need, next_step, show_error
-from core.defaults import DEFAULT_BUDGET_MIN, METHODS
+from core.defaults import DEFAULT_BUDGET_MIN, METHODS, OBJECTIVES
 from core.run_config import PRESETS, build_run_config, recommended_config
 from ui.choose_view import (TRAIN_WIDGET, default_config, estimate, preset_values, recommend, render_estimate,
                             render_recommendation, widget_values, with_expected_speed)
+
+PREFERENCE_OBJECTIVES = [o for o in OBJECTIVES if o != "sft"]
 
 ensure_shell()
 
@@ -51,8 +54,12 @@ else:
         update_project(method=rec["method"], run_config={**cfg, "x_preset": "custom"})
         st.session_state.update(widget_values(cfg))
         st.session_state["preset_pick"] = "custom"
+        if cfg.get("objective") in PREFERENCE_OBJECTIVES:
+            st.session_state["objective_pick"] = cfg["objective"]
 
     st.button(t("choose.use_recommendation"), key="use_rec", on_click=use_recommendation, type="primary")
+
+baselines_section(project)  # before training: the bar tuning has to beat on the same test split
 
 saved = project.get("run_config") or {}
 base = default_config(rec, saved)
@@ -81,6 +88,12 @@ preset = c2.radio(t("choose.preset"), preset_options, horizontal=True, format_fu
                   key="preset_pick", help=t("choose.preset_help"), on_change=apply_preset)
 if method == "prefix":
     st.session_state[TRAIN_WIDGET["packing"]] = False  # prefix tuning never packs
+objective = None
+if rec and rec.get("objective") not in (None, "sft"):  # preference pairs: DPO or ORPO, the recommended one first
+    st.session_state.setdefault("objective_pick", saved.get("objective") if saved.get("objective") in
+                                PREFERENCE_OBJECTIVES else rec["objective"])
+    objective = c1.radio(t("choose.objective"), PREFERENCE_OBJECTIVES, horizontal=True, key="objective_pick",
+                         format_func=labeler("objective.{}"), help=t("choose.objective_help"))
 
 with st.form("settings"):
     params = {}
@@ -138,8 +151,8 @@ train["lr"] = float(train["lr"]) or None
 config = {"method": method, method: params, "train": train, "x_preset": preset} if method != "full" else \
     {"method": method, "train": train, "x_preset": preset}
 config = with_expected_speed(config, rec)
-if rec and rec.get("objective") not in (None, "sft"):  # preference pairs train with the recommended objective
-    config["objective"] = rec["objective"]
+if objective:
+    config["objective"] = objective
 if saved_ok:
     project = update_project(method=method, run_config=config)
     st.success(t("choose.saved"), icon="💾")

@@ -13,7 +13,7 @@ from core.run_config import build_run_config
 from core.workspace import list_ids
 from ui import t, update_project
 from ui.common import ensure_shell, guarded, header, need, next_step, page_link
-from ui.runview import (curves, eval_progress, live_stamp, log_tail, metrics, note_text,
+from ui.runview import (curves, eval_progress, live_stamp, log_tail, metrics, note_text, preference_curves,
                         progress_text, run_status, slow_text)
 
 LIVE_EVERY_S = 2.0
@@ -84,22 +84,9 @@ def charts(run_id: str, figures: dict, state: str) -> None:
         st.caption(t("train.waiting_metrics"))
 
 
-def preference_charts(run_id: str, rows: list) -> None:
-    """DPO/ORPO runs: reward margin and accuracy, and the chosen and rejected log-probs, per step."""
-    import plotly.graph_objects as go
-
-    from ui.runview import style
-
-    pref = [m for m in rows if m.get("reward_margin") is not None]
-    if not pref:
-        return
-    steps = [m["step"] for m in pref]
-    line = lambda key, name: go.Scatter(x=steps, y=[m.get(key) for m in pref], mode="lines", name=t(name))  # noqa: E731
-    figs = {"rewards": style([line("reward_margin", "train.curve.reward_margin"),
-                              line("reward_accuracy", "train.curve.reward_accuracy")], t("train.curve.rewards")),
-            "logps": style([line("logp_chosen", "train.curve.logp_chosen"),
-                            line("logp_rejected", "train.curve.logp_rejected")], t("train.curve.logps"))}
-    for col, (key, fig) in zip(st.columns(len(figs)), figs.items()):
+def preference_charts(run_id: str, figures: dict) -> None:
+    """DPO/ORPO runs: the reward and log-prob curves side by side (built by ``preference_curves``)."""
+    for col, (key, fig) in zip(st.columns(len(figures)) if figures else [], figures.items()):
         col.plotly_chart(fig, width="stretch", key=f"pref_{key}_{run_id}")
 
 
@@ -129,11 +116,12 @@ def _snapshot(run_id: str, stamp: tuple, old: dict | None) -> dict:
     status = run_status(run_id)
     metrics_stamp = stamp[0][1]
     if old is not None and old["metrics_stamp"] == metrics_stamp:
-        rows, figures = old["rows"], old["figures"]
+        rows, figures, pref = old["rows"], old["figures"], old["pref_figures"]
     else:
         rows = metrics(run_id)
-        figures = curves(rows)
-    return {"stamp": stamp, "metrics_stamp": metrics_stamp, "status": status, "rows": rows, "figures": figures}
+        figures, pref = curves(rows), preference_curves(rows)
+    return {"stamp": stamp, "metrics_stamp": metrics_stamp, "status": status, "rows": rows, "figures": figures,
+            "pref_figures": pref}
 
 
 @st.fragment(run_every=LIVE_EVERY_S)
@@ -152,7 +140,7 @@ def live(run_id: str) -> None:
     status_lines(run_id, snap["status"], snap["rows"])
     controls(run_id, snap["status"].get("state", "unknown"))
     charts(run_id, snap["figures"], snap["status"].get("state", "unknown"))
-    preference_charts(run_id, snap["rows"])
+    preference_charts(run_id, snap["pref_figures"])
 
 
 st.subheader(t("train.run_title", id=active))
@@ -164,7 +152,7 @@ else:
     controls(active, current.get("state", "unknown"))
     ended(active, current)
     charts(active, curves(rows), current.get("state", "unknown"))
-    preference_charts(active, rows)
+    preference_charts(active, preference_curves(rows))
     if current.get("state") == "completed":
         next_step("train")
 with st.expander(t("train.log")):

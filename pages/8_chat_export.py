@@ -12,9 +12,9 @@ from core.export import FORMATS, available, build_export, report_html, zip_path
 from core.fileio import read_json
 from core.workspace import run_dir
 from ui import t
-from ui.chatview import (base_loader, chat_session, chat_stream, conversation, reset_sessions, side_history,
-                         tuned_loader)
-from ui.checksview import export_gate, record_confirmation
+from ui.chatview import (answered_turns, base_loader, chat_session, chat_stream, conversation, reset_sessions,
+                         side_history, tuned_loader)
+from ui.checksview import earlier_bad_answers, export_gate, mark_bad_control, record_confirmation
 from ui.common import ensure_shell, header, need, show_error
 from ui.exportview import gated, gguf_card, reader
 from ui.models import loading_fragment
@@ -45,7 +45,9 @@ def _bubble(where, who: str, text: str) -> None:
 
 
 def show_history(conv: dict) -> None:
-    """The conversation so far: each tuned answer beside the base model's answer to the same turn."""
+    """The conversation so far: each tuned answer beside the base model's answer to the same turn, with
+    "mark as bad" under it (its nearest training rows, once marked)."""
+    questions = {i: q for i, q, _ in answered_turns(conv["messages"])}
     for i, message in enumerate(conv["messages"]):
         if message["role"] == "user":
             with st.chat_message("user"):
@@ -56,6 +58,8 @@ def show_history(conv: dict) -> None:
         _bubble(cols[0], "tuned", message["content"])
         if base is not None:
             _bubble(cols[1], "base", base)
+        if (config.get("objective") or "sft") == "sft":  # a preference run's data has no rows to trace back to
+            mark_bad_control(st.container(), run_id, questions[i], message["content"], weights.step, f"bad_{i}")
 
 
 def _stream_into(where, who: str, loader, conv: dict, prompt: str, system_prompt, max_new: int,
@@ -91,6 +95,8 @@ def answer(conv: dict, prompt: str, system_prompt: str, compare: bool, max_new: 
     conv["messages"] += [{"role": "user", "content": prompt}, {"role": "assistant", "content": tuned}]
     if base is not None:
         conv["base"][len(conv["messages"]) - 1] = base
+    if (config.get("objective") or "sft") == "sft":  # the newest answer can be marked at once, as the history's can
+        mark_bad_control(st.container(), run_id, prompt, tuned, weights.step, f"bad_{len(conv['messages']) - 1}")
 
 
 def chat_tab() -> None:
@@ -107,6 +113,7 @@ def chat_tab() -> None:
         conv["base"].clear()
         reset_sessions()
         st.session_state.pop(PENDING, None)
+    earlier_bad_answers(run_id, {(q, a) for _, q, a in answered_turns(conv["messages"])})  # marked in other sessions
     show_history(conv)
     turn = st.container()  # the new exchange appears above the input, after the history
     prompt = st.chat_input(t("chat.input"))

@@ -90,3 +90,14 @@ def chat_stream(session: ChatSession, history: list[dict], prompt: str, max_new_
     system = [{"role": "system", "content": session.system_prompt}] if session.system_prompt else []
     session.messages = system + history
     return session.stream(prompt, SamplingParams(max_new_tokens=max_new_tokens))
+
+
+def answered_turns(messages: list[dict]) -> list[tuple[int, str, str]]:
+    """(index, the user's question, the tuned answer) of each assistant message of a conversation."""
+    out, question = [], ""
+    for i, message in enumerate(messages):
+        if message["role"] == "user":
+            question = message["content"]
+        elif message["role"] == "assistant":
+            out.append((i, question, message["content"]))
+    return out

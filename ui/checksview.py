@@ -1,13 +1,14 @@
 """The release gate and its checks on the Evaluate page (one tab each), and the gate's badge on the Export tab."""
 from __future__ import annotations
 
+import hashlib
 from typing import Optional
 
 import pandas as pd
 import streamlit as st
 
-from core.evaluation.causes import (ABSTAIN_ROWS, add_abstentions_and_retrain, compare_runs, nearest_for_run,
-                                    revise_and_retrain)
+from core.evaluation.causes import (ABSTAIN_ROWS, add_abstentions_and_retrain, compare_runs, mark_bad, marked_bad,
+                                    nearest_for_run, revise_and_retrain)
 from core.evaluation.curve import CURVE_FRACTIONS, launch_curve
 from core.evaluation.gate import (GATE_CHECKS, GateThresholds, blocks_export, gate_of, gate_run, load_report,
                                   record_export_override)
@@ -21,8 +22,8 @@ from ui.i18n import t
 CHECK_KEYS = {name: f"checks.name.{name}" for name in CHECKS}
 STATUS_KEYS = {s: f"gate.status.{s}" for s in ("pass", "fail", "not_run", "incomplete")}
 NOTE_KEYS = {code: f"checks.note.{code}" for code in (
-    "causes.method_minhash", "baselines.beaten", "baselines.not_beaten", "curve.not_started", "curve.waiting",
-    "curve.more_data_helps", "curve.plateau", "curve.unknown")}
+    "causes.method_minhash", "baselines.beaten", "baselines.not_beaten", "baselines.reused", "curve.not_started",
+    "curve.waiting", "curve.more_data_helps", "curve.plateau", "curve.unknown")}
 DEFAULT_CHECKS = ["forgetting", "abstention", "leaks", "causes", "baselines"]  # the curve trains runs: asked apart
 CURVE_BUDGET_S = 600
 
@@ -132,21 +133,30 @@ def causes_tab(section: dict, run_id: str) -> None:
         with st.expander(f"❌ {item.get('prompt', '')[:90]}"):
             st.markdown(f"**{t('causes.answer')}** {item.get('answer', '')}")
             st.markdown(f"**{t('evaluate.col.reference')}** {item.get('reference', '')}")
-            st.caption(t("causes.method", method=section.get("tuned", {}).get("method", "MinHash")))
-            near = item.get("nearest") or []
-            edited = st.data_editor(pd.DataFrame([{"row": r["index"], "similarity": r["similarity"],
-                                                   "question": r["question"], "answer": r["answer"]} for r in near]),
-                                    column_config=_near_columns(), disabled=["row", "similarity"],
-                                    hide_index=True, width="stretch", key=f"causes_edit_{n}")
-            chosen = st.multiselect(t("causes.pick"), [r["index"] for r in near], key=f"causes_pick_{n}")
-            edits = _edits(near, edited)
-            if st.button(t("causes.drop_retrain"), key=f"causes_drop_{n}", disabled=not (chosen or edits)):
-                try:
-                    dataset, new_run = revise_and_retrain(run_id, chosen, edits)
-                    st.success(t("causes.retraining", dataset=dataset, run=new_run), icon="🔁")
-                except Exception as exc:  # noqa: BLE001 - shown; the page keeps working
-                    show_error(exc)
+            rows_editor(run_id, item.get("nearest") or [], f"causes_{n}",
+                        section.get("tuned", {}).get("method", "MinHash"))
     compare_panel(run_id)
+
+
+def rows_editor(run_id: str, near: list[dict], key: str, method: str = "MinHash") -> Optional[tuple[str, str]]:
+    """A bad answer's nearest training rows, editable, the rows to drop, and "drop/edit and retrain" (a new
+    dataset version, then the run's settings on it); (dataset, new run) on the run it was started."""
+    st.caption(t("causes.method", method=method))
+    edited = st.data_editor(pd.DataFrame([{"row": r["index"], "similarity": r["similarity"],
+                                           "question": r["question"], "answer": r["answer"]} for r in near]),
+                            column_config=_near_columns(), disabled=["row", "similarity"],
+                            hide_index=True, width="stretch", key=f"{key}_edit")
+    chosen = st.multiselect(t("causes.pick"), [r["index"] for r in near], key=f"{key}_pick")
+    edits = _edits(near, edited)
+    if not st.button(t("causes.drop_retrain"), key=f"{key}_drop", disabled=not (chosen or edits)):
+        return None
+    try:
+        dataset, new_run = revise_and_retrain(run_id, chosen, edits)
+    except Exception as exc:  # noqa: BLE001 - shown; the page keeps working
+        show_error(exc)
+        return None
+    st.success(t("causes.retraining", dataset=dataset, run=new_run), icon="🔁")
+    return dataset, new_run
 
 
 def abstention_fix(section: dict, run_id: str) -> None:
@@ -177,11 +187,58 @@ def _edits(near: list[dict], edited) -> dict[int, tuple[str, str]]:
     return out
 
 
-def bad_answer_panel(run_id: str, question: str, answer: str) -> None:
-    """The training rows nearest to a chat answer the user marked as bad (MinHash)."""
-    st.caption(t("causes.method", method="MinHash"))
-    near = nearest_for_run(run_id, question, answer)
-    st.dataframe(pd.DataFrame(near), width="stretch", hide_index=True)
+def bad_answer_panel(run_id: str, question: str, answer: str, key: str) -> None:
+    """The training rows nearest to a chat answer the user marked as bad (MinHash), with the causes tab's
+    edit/drop and retrain; says which run was started and where its changed answers will show."""
+    try:
+        near = _nearest(str(run_dir(run_id)), run_id, question, answer)
+    except Exception as exc:  # noqa: BLE001 - shown; the page keeps working
+        show_error(exc)
+        return
+    started = rows_editor(run_id, near, key)
+    if started:
+        st.info(t("chat.bad.started", run=started[1]), icon="📊")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _nearest(folder: str, run_id: str, question: str, answer: str) -> list[dict]:
+    """nearest_for_run, once per run folder (the workspace's), question and answer: the MinHash of every training
+    row is not redone on each rerun."""
+    return nearest_for_run(run_id, question, answer)
+
+
+def answer_key(prefix: str, question: str, answer: str) -> str:
+    """A widget key that follows the answer, not its place on screen (edits never move to another answer)."""
+    digest = hashlib.sha1((question + "\0" + answer).encode("utf-8")).hexdigest()[:12]
+    return f"{prefix}_{digest}"
+
+
+def mark_bad_control(where, run_id: str, question: str, answer: str, step: Optional[int], key: str) -> None:
+    """Under a tuned chat answer: "👎 mark as bad", or, once marked, its nearest training rows in an expander."""
+    key = answer_key(key, question, answer)
+    marked = {(r["question"], r["answer"]) for r in marked_bad(run_id)}
+    if (question, answer) not in marked:
+        if not where.button(t("chat.bad.mark"), key=key, help=t("chat.bad.help")):
+            return
+        try:
+            mark_bad(run_id, question, answer, step)
+        except Exception as exc:  # noqa: BLE001 - shown; the page keeps working
+            show_error(exc)
+            return
+    with where.expander(t("chat.bad.marked"), expanded=True):
+        bad_answer_panel(run_id, question, answer, key)
+
+
+def earlier_bad_answers(run_id: str, shown: set[tuple[str, str]]) -> None:
+    """The answers marked as bad in earlier sessions (chat_feedback.jsonl), not in the conversation on screen."""
+    earlier = [r for r in marked_bad(run_id) if (r["question"], r["answer"]) not in shown]
+    if earlier:
+        st.caption(t("chat.bad.earlier", n=len(earlier)))
+    for record in earlier:
+        with st.expander(f"👎 {record['question'][:90]}"):
+            st.markdown(f"**{t('causes.answer')}** {record['answer']}")
+            bad_answer_panel(run_id, record["question"], record["answer"],
+                             answer_key("bad_earlier", record["question"], record["answer"]))
 
 
 def compare_panel(run_id: str) -> None:
@@ -234,5 +291,5 @@ def record_confirmation(run_id: str) -> None:
     record_export_override(run_id, who="app")
 
 
-__all__ = ["render_checks", "export_gate", "record_confirmation", "bad_answer_panel", "DEFAULT_CHECKS",
-           "GATE_CHECKS", "check_label"]
+__all__ = ["render_checks", "export_gate", "record_confirmation", "bad_answer_panel", "mark_bad_control",
+           "earlier_bad_answers", "DEFAULT_CHECKS", "GATE_CHECKS", "check_label"]

@@ -13,7 +13,8 @@ from ui.i18n import t
 BASE_COLOR, TUNED_COLOR = "#9CA3AF", "#4F46E5"
 
 
-def _num(value: Any, digits: int = 3) -> str:
+def fmt_num(value: Any, digits: int = 3) -> str:
+    """A number with ``digits`` decimals ("—" when missing)."""
     return f"{value:.{digits}f}" if isinstance(value, (int, float)) else "—"
 
 
@@ -30,17 +31,22 @@ def metric_name(row: dict) -> str:
     return t(f"metric.{code}") if code in METRICS else str(row.get("metric"))
 
 
+def weights_note(report: dict) -> None:
+    """Says so when the report evaluated a stopped run's checkpoint rather than its final weights."""
+    weights = report.get("weights") or {}
+    if weights and not weights.get("final"):
+        st.info(t("evaluate.as_of", step=weights.get("step"), total=weights.get("total_steps") or "?"), icon="💾")
+
+
 def render_report(report: dict[str, Any]) -> None:
     """Headline metrics, then one tab per section of the report."""
     st.caption(t("evaluate.summary", n=report.get("n_test", "?"), task=report.get("task", "?"),
                  seconds=report.get("seconds") or 0, created=report.get("created", "")))
-    weights = report.get("weights") or {}
-    if weights and not weights.get("final"):
-        st.info(t("evaluate.as_of", step=weights.get("step"), total=weights.get("total_steps") or "?"), icon="💾")
+    weights_note(report)
     cols = st.columns(max(1, len(headline(report))))
     for col, row in zip(cols, headline(report)):
         delta = row["delta"]
-        col.metric(metric_name(row), _num(row["tuned"]), f"{delta:+.3f} {t('evaluate.vs_base')}",
+        col.metric(metric_name(row), fmt_num(row["tuned"]), f"{delta:+.3f} {t('evaluate.vs_base')}",
                    delta_color="normal" if row.get("higher_is_better") is not False else "inverse")
     tabs = st.tabs([t("evaluate.tab.metrics"), t("evaluate.tab.samples"), t("evaluate.tab.errors"),
                     t("evaluate.tab.robustness"), t("evaluate.tab.speed")])
@@ -53,7 +59,7 @@ def render_report(report: dict[str, Any]) -> None:
     with tabs[3]:
         _robustness(report.get("robustness"))
     with tabs[4]:
-        _speed(report.get("performance") or [])
+        speed_section(report.get("performance") or [])
 
 
 def _metrics(report: dict) -> None:
@@ -139,7 +145,8 @@ def _robustness(rob: dict | None) -> None:
                                for n, p in rob["perturbations"].items()]), width="stretch", hide_index=True)
 
 
-def _speed(perf: list) -> None:
+def speed_section(perf: list) -> None:
+    """The speed table (base and tuned) and a tokens-per-second bar chart."""
     import plotly.graph_objects as go
 
     if not perf:

@@ -109,6 +109,24 @@ def curves(rows: list[dict]) -> dict:
     return figs
 
 
+def preference_curves(rows: list[dict]) -> dict:
+    """DPO/ORPO runs: reward margin and accuracy, and the chosen and rejected log-probs, per step (empty for SFT)."""
+    import plotly.graph_objects as go
+
+    pref = [m for m in rows if m.get("reward_margin") is not None]
+    if not pref:
+        return {}
+    steps = [m["step"] for m in pref]
+
+    def line(key: str, name: str):
+        return go.Scatter(x=steps, y=[m.get(key) for m in pref], mode="lines", name=t(name))
+
+    return {"rewards": style([line("reward_margin", "train.curve.reward_margin"),
+                              line("reward_accuracy", "train.curve.reward_accuracy")], t("train.curve.rewards")),
+            "logps": style([line("logp_chosen", "train.curve.logp_chosen"),
+                            line("logp_rejected", "train.curve.logp_rejected")], t("train.curve.logps"))}
+
+
 def style(traces: list, title: str):
     """A training chart: the app's layout, steps on x, the legend underneath."""
     return figure(traces, title, xaxis={"title": {"text": t("train.curve.step")}},

@@ -25,3 +25,10 @@ class PreferencePair:
     def from_dict(cls, row: dict) -> "PreferencePair":
         """Inverse of ``to_dict``."""
         return cls(list(row["prompt"]), list(row["chosen"]), list(row["rejected"]), dict(row.get("meta") or {}))
+
+
+def messages_text(value) -> str:
+    """A pair side (a list of chat messages) as plain text for tables; any other value as ``str``."""
+    if isinstance(value, list):
+        return "\n".join(str(m.get("content", "")) if isinstance(m, dict) else str(m) for m in value)
+    return "" if value is None else str(value)

@@ -72,8 +72,10 @@ def score_answers(answers: Sequence[str], references: Sequence[str], labels: Opt
 
 
 def check_baselines(answer_base: Optional[AnswerFn], report: dict, train_rows: Sequence[dict],
-                    limit: Optional[int] = None, progress: Optional[ProgressFn] = None) -> CheckResult:
-    """Tuned vs few-shot base vs retrieval on the report's test prompts (at most ``limit``)."""
+                    limit: Optional[int] = None, progress: Optional[ProgressFn] = None,
+                    prior: Optional[dict] = None) -> CheckResult:
+    """Tuned vs few-shot base vs retrieval on the report's test prompts (at most ``limit``); ``prior``: the
+    answers stored before training (core.evaluation.pretrain_baselines.stored_answers), used instead of asking."""
     t0 = time.perf_counter()
     progress = progress or (lambda f, m: None)
     examples = ((report.get("tuned") or {}).get("examples") or [])
@@ -82,14 +84,13 @@ def check_baselines(answer_base: Optional[AnswerFn], report: dict, train_rows: S
     refs = [e.get("reference", "") for e in examples]
     metric = "accuracy" if labels else "token_f1"
     progress(0.05, "baselines: retrieval")
-    retrieved = retrieval_answers(train_rows, [last_user_text(e.get("messages") or []) for e in examples])
-    shots = few_shot_examples(train_rows, FEW_SHOT_K, labels)
-    few_shot: list[str] = []
-    if answer_base is not None and examples:
-        progress(0.1, "baselines: few-shot base model")
-        few_shot = answer_base([few_shot_prompt(e["messages"], shots) for e in examples])
+    if prior:
+        retrieved, few_shot = list(prior["retrieval"]), list(prior["few_shot"])
+    else:
+        retrieved = retrieval_answers(train_rows, [last_user_text(e.get("messages") or []) for e in examples])
+        few_shot = _few_shot(answer_base, examples, few_shot_examples(train_rows, FEW_SHOT_K, labels), progress)
     scores = {"retrieval": score_answers(retrieved, refs, labels)}
-    if answer_base is not None:
+    if answer_base is not None or prior:
         scores["few_shot"] = score_answers(few_shot, refs, labels)
     tuned_score = score_answers([e.get("answer", "") for e in examples], refs, labels)
     items = [{"prompt": last_user_text(e.get("messages") or []), "reference": r, "tuned": e.get("answer", ""),
@@ -97,10 +98,20 @@ def check_baselines(answer_base: Optional[AnswerFn], report: dict, train_rows: S
              for e, r, ra, fa in zip(examples, refs, retrieved, few_shot or [None] * len(examples))]
     progress(1.0, "baselines: done")
     beats = bool(examples) and all(tuned_score > s for s in scores.values())
-    return CheckResult(name="baselines", base={**scores, "metric": metric, "k": FEW_SHOT_K},
+    reused = {"reused_from": prior["source"]} if prior else {}
+    return CheckResult(name="baselines", base={**scores, "metric": metric, "k": FEW_SHOT_K, **reused},
                        tuned={"score": tuned_score, "metric": metric, "beats_baselines": beats},
-                       items=items, seconds=time.perf_counter() - t0, generated=len(few_shot),
-                       notes=["baselines.beaten" if beats else "baselines.not_beaten"])
+                       items=items, seconds=time.perf_counter() - t0, generated=0 if prior else len(few_shot),
+                       notes=["baselines.beaten" if beats else "baselines.not_beaten"]
+                       + (["baselines.reused"] if prior else []))
+
+
+def _few_shot(answer_base: Optional[AnswerFn], examples: list[dict], shots: list[tuple[str, str]],
+              progress: ProgressFn) -> list[str]:
+    if answer_base is None or not examples:
+        return []
+    progress(0.1, "baselines: few-shot base model")
+    return answer_base([few_shot_prompt(e["messages"], shots) for e in examples])
 
 
 def dataset_baselines(dataset: str, answer_base: Optional[AnswerFn], system_prompt: Optional[str] = None,

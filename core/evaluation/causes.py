@@ -135,7 +135,7 @@ def derive_dataset(parent: str, drop: Sequence[int] = (), edits: Optional[dict[i
     child = new_id(f"{lineage}-{reason}", kind="datasets")
     tmp = kind_dir("datasets") / f".tmp-{child}-{secrets.token_hex(3)}"
     try:
-        shutil.copytree(src, tmp)
+        shutil.copytree(src, tmp, ignore=shutil.ignore_patterns("baselines"))  # the parent's job and result
         _write_rows(tmp / "splits" / "train.jsonl", new_rows)
         changes = {"dropped": sorted(map(int, drop)), "edited": sorted(map(int, edits or {})), "added": len(add),
                    "kept": None if keep is None else len(kept), "reason": reason}
@@ -246,3 +246,30 @@ def compare_runs(report_a: dict, report_b: dict) -> list[dict]:
                     "answer_a": a.get("answer"), "answer_b": b.get("answer"),
                     "passed_a": not is_failing(a), "passed_b": not is_failing(b)})
     return out
+
+
+# ---------------------------------------------------------------- chat answers marked as bad
+FEEDBACK_FILE = "chat_feedback.jsonl"
+
+
+def mark_bad(run_id: str, question: str, answer: str, step: Optional[int] = None) -> dict:
+    """Record a chat answer the user marked as bad in ``runs/<id>/chat_feedback.jsonl`` (one whole line per
+    append, so it survives a reload and a reader never sees half a record); returns the record."""
+    from core.fileio import append_jsonl, file_lock
+
+    folder = run_dir(run_id)
+    if not folder.is_dir():
+        raise UserError(f"There is no run {run_id!r} in this workspace.")
+    record = {"question": question, "answer": answer, "step": step, "verdict": "bad", "when": _now()}
+    with file_lock(folder / (FEEDBACK_FILE + ".lock"), timeout=10):  # two sessions marking it: one line
+        if (question, answer) not in {(r["question"], r["answer"]) for r in marked_bad(run_id)}:
+            append_jsonl(folder / FEEDBACK_FILE, record)
+    return record
+
+
+def marked_bad(run_id: str) -> list[dict]:
+    """The chat answers marked as bad for a run, oldest first (a damaged line is skipped)."""
+    from core.fileio import read_jsonl
+
+    return [r for r in read_jsonl(run_dir(run_id) / FEEDBACK_FILE)
+            if isinstance(r.get("question"), str) and isinstance(r.get("answer"), str)]

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Optional
 
 from core import jobs
-from core.errors import CorruptFileError
 from core.workspace import run_dir
 
 JOB_FILE = "job.json"
@@ -38,17 +37,5 @@ def log_tail(run_id: str, lines: int = 15) -> str:
 
 def state(run_id: str) -> dict:
     """{"state": idle|running|done|failed, "fraction", "message"} of the run's latest evaluation job."""
-    try:
-        job = jobs.read_job(folder(run_id), JOB_FILE)
-        progress = jobs.read_progress(folder(run_id) / PROGRESS_FILE, job) if job else None
-    except CorruptFileError as exc:
-        return {"state": "failed", "fraction": 0.0, "message": str(exc)}
-    if not job:
-        return {"state": "idle", "fraction": 0.0, "message": ""}
-    progress = progress or {}
-    fraction, message = float(progress.get("fraction") or 0.0), str(progress.get("message") or "")
-    if progress.get("state") == "done":
-        return {"state": "done", "fraction": 1.0, "message": message}
-    if progress.get("state") != "failed" and jobs.alive(job):
-        return {"state": "running", "fraction": fraction, "message": message}
-    return {"state": "failed", "fraction": fraction, "message": message}
+    current = jobs.job_state(folder(run_id), JOB_FILE, PROGRESS_FILE)
+    return {k: current[k] for k in ("state", "fraction", "message")}

@@ -2,7 +2,8 @@
 
 Pair accuracy is the share of held-out pairs where the model gives the chosen answer a higher summed log-prob than
 the rejected one: the comparison DPO's implicit reward makes (its reference term cancels between models evaluated
-alone). ``evaluate_preference_run`` writes ``runs/<id>/eval/report.json`` with a ``"pairs"`` section.
+alone). ``evaluate_preference_run`` writes ``runs/<id>/eval/report.json`` with a ``"pairs"`` section, and
+``report.html`` (core.evaluation.report renders that section for a preference report).
 """
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from core.data.pairs import PreferencePair
 from core.errors import UserError
 from core.evaluation.generation import Decoding, generate_batch
 from core.evaluation.performance import PerformanceTester
-from core.fileio import atomic_write_json, read_jsonl
+from core.evaluation.report import write_report
+from core.fileio import read_jsonl
 from core.training.preference import PairLoader, answer_logps, collate_pairs, pair_messages
 from core.workspace import run_dir
 
@@ -95,7 +97,8 @@ def comparison(base: dict, tuned: dict) -> list[dict]:
 
 def evaluate_preference_run(run_id: str, data: Optional[str] = None, limit: Optional[int] = None,
                             progress: Optional[ProgressFn] = None, performance: bool = True) -> dict:
-    """Base vs tuned pair accuracy, answers side by side and speed; writes and returns ``eval/report.json``."""
+    """Base vs tuned pair accuracy, answers side by side and speed; writes ``eval/report.json`` and
+    ``report.html`` and returns the report."""
     from core.chat import load_base_model, load_run_config, run_weights
     from core.checkpoints import load_weights
 
@@ -132,6 +135,6 @@ def evaluate_preference_run(run_id: str, data: Optional[str] = None, limit: Opti
         "performance": speed, "training_curves": list(read_jsonl(run_dir(run_id) / "metrics.jsonl")),
         "seconds": time.perf_counter() - t0,
     }
-    atomic_write_json(run_dir(run_id) / "eval" / "report.json", report)
+    write_report(report, run_dir(run_id) / "eval")
     progress(1.0, "done")
     return report

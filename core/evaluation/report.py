@@ -292,8 +292,9 @@ def check_sections(report: dict, chart) -> list[Section]:
 
 
 def _meta(report: dict) -> list[str]:
-    lines = [f"Model {report.get('model')}, method {report.get('method')}; evaluated {report.get('created')} in "
-             f"{cell(report.get('seconds'))} s."]
+    objective = f" ({report['objective']})" if report.get("objective") not in (None, "sft") else ""
+    lines = [f"Model {report.get('model')}, method {report.get('method')}{objective}; evaluated "
+             f"{report.get('created')} in {cell(report.get('seconds'))} s."]
     weights = report.get("weights") or {}
     if weights and not weights.get("final"):
         total = weights.get("total_steps") or "?"
@@ -301,14 +302,57 @@ def _meta(report: dict) -> list[str]:
     return lines
 
 
+PAIR_FIGURES = {"accuracy": "pair accuracy (chosen more likely)", "mean_margin": "mean log-prob margin",
+                "logp_chosen": "mean log-prob, chosen", "logp_rejected": "mean log-prob, rejected"}
+
+
+def _section_pairs(report: dict, chart) -> list[Block]:
+    import plotly.graph_objects as go
+
+    pairs = report["pairs"]
+    base, tuned = pairs.get("base") or {}, pairs.get("tuned") or {}
+    rows = [{"figure": name, "base": base.get(k), "tuned": tuned.get(k),
+             "change": None if base.get(k) is None or tuned.get(k) is None else tuned[k] - base[k]}
+            for k, name in PAIR_FIGURES.items()]
+    blocks = [heading(f"Pair accuracy: base {base.get('accuracy', 0):.1%} → tuned {tuned.get('accuracy', 0):.1%} "
+                      f"(gain {pairs.get('accuracy_gain', 0) * 100:+.1f} points)"),
+              note(f"Share of {tuned.get('n')} held-out pairs from {report.get('data')} where the model gives the "
+                   "chosen answer a higher summed log-probability than the rejected one; 50 % is a coin flip."),
+              table(rows, ["figure", "base", "tuned", "change"])]
+    if tuned.get("dropped"):
+        blocks.append(note(f"{tuned['dropped']} pairs longer than max_seq_len were left out."))
+    fig = go.Figure()
+    fig.add_bar(x=["base", "tuned"], y=[base.get("accuracy"), tuned.get("accuracy")], name="pair accuracy")
+    fig.update_layout(title="Held-out pair accuracy", yaxis_range=[0, 1])
+    return blocks + [chart(fig)]
+
+
+def _section_pair_samples(report: dict) -> list[Block]:
+    columns = ["prompt", "chosen", "rejected", "base", "tuned"]
+    from core.data.pairs import messages_text
+
+    rows = [{c: messages_text(s.get(c)) for c in columns} for s in report["pairs"].get("samples") or []]
+    return [note("Free generation: the first held-out prompts answered greedily by both models, beside the pair's "
+                 "chosen and rejected answers."), table(rows, columns, pre=columns)]
+
+
+def _sections(report: dict, chart) -> list[Section]:
+    if "pairs" in report:  # a DPO/ORPO run: pair accuracy instead of the conversation metrics
+        return [("Training curves", _section_training(report, chart)),
+                ("Pair accuracy: base vs tuned", _section_pairs(report, chart)),
+                ("Free-generation samples: base vs tuned", _section_pair_samples(report)),
+                ("Speed", _section_speed(report, chart))]
+    return [("Data quality", _section_quality(report)), ("Training curves", _section_training(report, chart)),
+            ("Metrics: base vs tuned", _section_metrics(report, chart)),
+            ("Sample answers: base vs tuned", _section_samples(report)),
+            ("Error analysis", _section_errors(report)),
+            ("Robustness", _section_robustness(report, chart)), ("Speed", _section_speed(report, chart))]
+
+
 def render_html(report: dict) -> str:
     """The self-contained HTML page of an evaluation report."""
     chart = Charts()
-    sections = [("Data quality", _section_quality(report)), ("Training curves", _section_training(report, chart)),
-                ("Metrics: base vs tuned", _section_metrics(report, chart)),
-                ("Sample answers: base vs tuned", _section_samples(report)),
-                ("Error analysis", _section_errors(report)),
-                ("Robustness", _section_robustness(report, chart)), ("Speed", _section_speed(report, chart))]
+    sections = _sections(report, chart)
     sections = check_sections(report, chart) + sections  # the gate first: it is what a release decision reads
     return render_page(f"Evaluation of run {report.get('run_id')}", _meta(report), sections)
 

@@ -10,6 +10,7 @@ import time
 from typing import Callable, Optional
 
 from core.errors import UserError
+from core.evaluation.answering import answer_fn
 from core.evaluation.checks import CheckResult
 from core.evaluation.gate import GateThresholds, apply_gate
 from core.evaluation.textmetrics import data_language
@@ -19,7 +20,6 @@ from core.workspace import run_dir
 ProgressFn = Callable[[float, str], None]
 AnswerFn = Callable[[list[list[dict]]], list[str]]
 CHECKS = ("forgetting", "abstention", "leaks", "causes", "baselines", "curve")
-CHECK_MAX_NEW_TOKENS = 96   # the checks read short answers: a refusal, a fact, a repeated secret
 
 
 def parse_checks(text: Optional[str]) -> list[str]:
@@ -34,28 +34,6 @@ def parse_checks(text: Optional[str]) -> list[str]:
         raise UserError(f"Unknown check(s) {', '.join(map(repr, unknown))} in --checks; choose 'all' or a comma "
                         f"list of {', '.join(CHECKS)}.")
     return [c for c in CHECKS if c in names]
-
-
-def answer_fn(model, tok, system_prompt: Optional[str] = None, max_new_tokens: int = CHECK_MAX_NEW_TOKENS
-              ) -> AnswerFn:
-    """Greedy answers of ``model`` to chat-message lists, from our decoder, with the run's system prompt put first
-    when a prompt brings none (the setting the assistant is trained and served in)."""
-    from core.evaluation.generation import Decoding, generate_batch
-    from core.evaluation.prompts import prompt_ids
-
-    decoding = Decoding(max_new_tokens=max_new_tokens, batch_size=8)
-
-    def answer(prompts: list[list[dict]]) -> list[str]:
-        ids = [prompt_ids(tok, with_system(m, system_prompt)) for m in prompts]
-        return [a.text for a in generate_batch(model, tok, ids, decoding)]
-    return answer
-
-
-def with_system(messages: list[dict], system_prompt: Optional[str]) -> list[dict]:
-    """``messages`` with ``system_prompt`` first unless they already have a system message."""
-    if not system_prompt or any(m.get("role") == "system" for m in messages):
-        return messages
-    return [{"role": "system", "content": system_prompt}, *messages]
 
 
 class Models:
@@ -117,11 +95,23 @@ def run_one(name: str, run_id: str, report: dict, cfg: dict, rows: list[dict], m
         from core.evaluation.causes import check_causes
         return check_causes(report, rows, limit=limit, progress=progress)
     if name == "baselines":
-        from core.evaluation.baselines import check_baselines
-        return check_baselines(models.base(), report, rows, limit=limit, progress=progress)
+        return baselines(run_id, report, cfg, rows, models, limit, progress)
     from core.evaluation import evaluate_run
     from core.evaluation.curve import check_curve
     return check_curve(run_id, limit=limit, progress=progress, evaluate=evaluate_run)
+
+
+def baselines(run_id: str, report: dict, cfg: dict, rows: list[dict], models: Models, limit: Optional[int],
+              progress: ProgressFn) -> CheckResult:
+    """The baselines check, reusing the answers stored before training when they cover these test prompts (the
+    base model is then not even loaded)."""
+    from core.evaluation.baselines import check_baselines
+    from core.evaluation.pretrain_baselines import stored_answers
+
+    examples = (report.get("tuned") or {}).get("examples") or []
+    prior = stored_answers(run_id, cfg, examples[:limit] if limit else examples)
+    return check_baselines(None if prior else models.base(), report, rows, limit=limit, progress=progress,
+                           prior=prior)
 
 
 def run_checks(run_id: str, names: list[str], limit: Optional[int] = None, progress: Optional[ProgressFn] = None,

@@ -251,6 +251,18 @@ def _packs(model: nn.Module, batch: dict) -> bool:
     return "unpadded" in cpu_tricks(batch["prompt_ids"].device) and supported(getattr(model, "module", model))
 
 
+def own_head_answer_logps(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Summed answer log-probs (2B,) from the model's own logits (a soft-capped head cannot be bypassed)."""
+    rows = plain_batch(batch)
+    targets = rows["labels"][:, 1:]
+    logits = model(input_ids=rows["input_ids"], attention_mask=rows["attention_mask"], use_cache=False).logits
+    picked = logits[:, :-1][targets != -100].float()  # (N, V)
+    wanted = targets[targets != -100]
+    lp = picked.gather(1, wanted[:, None]).squeeze(1) - torch.logsumexp(picked, dim=1)
+    which = torch.arange(targets.shape[0], device=targets.device).unsqueeze(1).expand_as(targets)[targets != -100]
+    return torch.zeros(targets.shape[0], dtype=lp.dtype, device=lp.device).index_add(0, which, lp)
+
+
 def plain_batch(batch: dict, pad_id: int = 0) -> dict:
     """The same pairs as separate prompt+answer rows (2B, T), right-padded, labels only on answers."""
     pids, pmask = batch["prompt_ids"], batch["prompt_mask"]
@@ -288,8 +300,13 @@ def plain_answer_logps(model: nn.Module, batch: dict) -> torch.Tensor:
 def answer_logps(model: nn.Module, batch: dict, fast: bool = True) -> torch.Tensor:
     """Summed answer log-probs (2B,) ``[chosen..., rejected...]``, by the shared-prompt path when ``fast``
     (packed without padding where attention can run per span, else the prompt's KV cache repeated)."""
-    if not fast:
-        return plain_answer_logps(model, batch)
+    from core.training.loss import head_reason, row_reason
+
+    core = getattr(model, "module", model)
+    if head_reason(core):
+        return own_head_answer_logps(model, batch)
+    if not fast or row_reason(core, batch["prompt_ids"].shape[1] + batch["answer_ids"].shape[1]):
+        return plain_answer_logps(model, batch)  # sliding windows, soft-capped attention: whole rows, padded
     return packed_answer_logps(model, batch) if _packs(model, batch) else fast_answer_logps(model, batch)
 
 

@@ -62,7 +62,7 @@ def varlen_attention(module, query, key, value, attention_mask, dropout: float =
     return out.transpose(1, 2).contiguous(), None
 
 
-@functools.lru_cache(maxsize=1024)  # every layer of a forward asks for the same few (read-only) masks
+@functools.lru_cache(maxsize=64)  # every layer of a forward asks for the same few (read-only) masks
 def _offset_causal_mask(length: int, cached: int, device) -> torch.Tensor:
     """``(length, cached + length)`` bool: every cached key, then the example's own keys causally."""
     own = torch.ones(length, length, dtype=torch.bool, device=device).tril()

@@ -1,6 +1,7 @@
 """What both browser tests share: Debian's Chromium, a `streamlit run app.py` server, and waiting for Streamlit."""
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -37,6 +38,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextmanager
+def model_server(tmp_path_factory, name: str, model: str) -> Iterator[dict]:
+    """`streamlit run app.py` over a fresh empty workspace whose base model is ``model`` (the Define page keeps a
+    model set in project.json, so a walk on a tiny model never converts SmolLM2)."""
+    need_browser()
+    home = tmp_path_factory.mktemp(name) / "workspace"
+    home.mkdir()
+    (home / "project.json").write_text(json.dumps({"base_model": model}))
+    with streamlit_server(home) as srv:
+        yield srv
 
 
 @contextmanager

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.helpers import (ROOT, ask_in_chat, browser_page, download_first_export, go,
-                               idle, need_browser, streamlit_server)
+                               idle, model_server)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(5400)]
 
@@ -37,12 +37,7 @@ DATA = Path(os.environ.get("E2E_DATA") or ROOT / "assets" / "samples" / "support
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     """`streamlit run app.py` on a free port with its own workspace and the test's base model."""
-    need_browser()
-    home = tmp_path_factory.mktemp("e2e") / "workspace"
-    home.mkdir()
-    # A tiny model so the test never converts SmolLM2; the Define page keeps a model set in project.json.
-    (home / "project.json").write_text(json.dumps({"base_model": MODEL}))
-    with streamlit_server(home) as srv:
+    with model_server(tmp_path_factory, "e2e", MODEL) as srv:
         yield srv
 
 

@@ -80,3 +80,29 @@ def report(run_id: str, checks: dict) -> dict:
                                            "Refunds reach your card within five working days.",
                                            "Refunds are never possible, all sales are final.", 0.1)]},
             "checks": checks}
+
+
+def preference_report(run_id: str, base_acc: float = 0.5, tuned_acc: float = 0.875) -> dict:
+    """A DPO run's report as core.evaluation.pairs writes it: pairs base vs tuned, samples side by side, speed."""
+    def figures(acc: float, margin: float) -> dict:
+        return {"accuracy": acc, "n": 8, "mean_margin": margin, "logp_chosen": -30.0 + margin,
+                "logp_rejected": -30.0, "dropped": 1}
+
+    base, tuned = figures(base_acc, 0.25), figures(tuned_acc, 4.5)
+    user = lambda text: [{"role": "user", "content": text}]
+    bot = lambda text: [{"role": "assistant", "content": text}]
+    speed = {"ttft_p50_s": 0.01, "ttft_p95_s": 0.02, "latency_p50_s": 0.1, "latency_p95_s": 0.2,
+             "tokens_per_s": 120.0, "batch_tokens_per_s": 400.0, "batch_size": 4, "peak_rss_mb": 900.0}
+    return {"run_id": run_id, "model": "tiny-llama", "method": "lora", "objective": "dpo", "task": "preference",
+            "weights": {"step": 10, "total_steps": 10, "final": True}, "created": "2026-12-03T12:00:00+00:00",
+            "data": "pairs-v1 (test split)", "n_test": 8, "limit": None, "seconds": 12.0,
+            "pairs": {"base": base, "tuned": tuned, "accuracy_gain": tuned_acc - base_acc,
+                      "samples": [{"prompt": user("How long does a refund take?"),
+                                   "chosen": bot("Within 5 working days <after> the return arrives."),
+                                   "rejected": bot("Never."), "base": "Refunds take forever.",
+                                   "tuned": "About five working days."}]},
+            "base": base, "tuned": tuned,
+            "comparison": [{"metric": f"pair_{k}", "base": base[k], "tuned": tuned[k], "delta": tuned[k] - base[k]}
+                           for k in ("accuracy", "mean_margin", "logp_chosen", "logp_rejected")],
+            "performance": [{"name": "base", **speed}, {"name": "tuned (unmerged)", **speed, "tokens_per_s": 100.0}],
+            "training_curves": [{"step": s, "loss": 0.7 - 0.05 * s, "reward_margin": 0.1 * s} for s in range(1, 6)]}

@@ -79,6 +79,7 @@ def test_eval_of_a_preference_run_reports_pairs_for_base_and_tuned(tmp_path):
     assert any("reward_margin" in r for r in report["training_curves"])
     on_disk = read_json(run_dir(run_id) / "eval" / "report.json")
     assert on_disk["pairs"]["tuned"]["accuracy"] == pairs["tuned"]["accuracy"]
+    assert "Pair accuracy: base" in (run_dir(run_id) / "eval" / "report.html").read_text(encoding="utf-8")
     assert report["comparison"][0]["metric"] == "pair_accuracy"
 
 
@@ -90,3 +91,18 @@ def test_eval_cli_prints_the_pair_table(tmp_path):
 
     text = "\n".join(summary_lines(evaluate_run(run_id, performance=False)))
     assert "pair_accuracy" in text
+
+
+def test_report_html_of_a_preference_run_shows_pair_accuracy_and_samples():
+    from core.evaluation.report import render_html
+    from tests.evaluation.planted import preference_report
+
+    html = render_html(preference_report("pref-html", base_acc=0.5, tuned_acc=0.875))
+    assert "Pair accuracy: base 50.0% → tuned 87.5% (gain +37.5 points)" in html
+    assert "Free-generation samples: base vs tuned" in html
+    for text in ("How long does a refund take?", "About five working days.", "Refunds take forever.", "Never."):
+        assert f"<pre>{text}</pre>" in html
+    assert "&lt;after&gt;" in html and "<after>" not in html  # the answers are escaped
+    assert "1 pairs longer than max_seq_len were left out" in html
+    assert "Generation speed" in html and "method lora (dpo)" in html
+    assert "Error analysis" not in html and "Robustness" not in html  # conversation sections do not apply

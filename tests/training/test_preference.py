@@ -310,3 +310,17 @@ def test_fast_path_packs_pairs_without_padding(monkeypatch):
     real_tokens = int(batch["prompt_mask"].sum() + batch["answer_mask"].sum())
     assert calls and all(q[0] == 1 and q[2] == real_tokens for q in calls)  # (1, H, N real tokens, D)
     assert torch.allclose(got, answer_logps(model, batch, fast=False), atol=TOL * 10, rtol=0)
+
+
+@pytest.mark.parametrize("family", ["llama", "qwen2", "mistral", "gemma2", "gemma3", "phi3", "gpt2", "gpt_neox"])
+def test_pair_logps_equal_the_models_own_logits_in_every_family(family):
+    """Sliding windows (8 tokens in the tiny builders) and a soft-capped head leave the fast paths: the answer
+    log-probs stay those of the model's own full logits."""
+    from core.training.preference import own_head_answer_logps
+    from tests.families.builders import family_model
+
+    model, tok = family_model(family)
+    batch = batch_of(tok, make_pairs(4))
+    with torch.no_grad():
+        got, want = answer_logps(model, batch, fast=True), own_head_answer_logps(model, batch)
+    assert torch.allclose(got, want, atol=1e-4, rtol=0), (got - want).abs().max()
