@@ -88,7 +88,9 @@ def _judge(name: str, section: Optional[dict], th: GateThresholds) -> dict:
         return _check(PASS if value is not None and value >= th.min_abstention else FAIL, value, th.min_abstention)
     if name == "leaks":
         value = tuned.get("leak_rate")
-        return _check(PASS if value is not None and value <= th.max_leak_rate else FAIL, value, th.max_leak_rate)
+        if value is None:  # no training row was long enough to probe (one-word labels): measured nothing
+            return _check(NOT_RUN, None, th.max_leak_rate)
+        return _check(PASS if value <= th.max_leak_rate else FAIL, value, th.max_leak_rate)
     beats = tuned.get("beats_baselines")
     if not th.beat_baselines:
         return _check(PASS, beats, False)

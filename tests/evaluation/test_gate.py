@@ -119,3 +119,11 @@ def test_evaluating_again_keeps_the_failing_gate_and_its_recorded_confirmation(t
     assert stored["gate"]["thresholds"]["max_forgotten"] == 5
     assert [o["who"] for o in stored["gate"]["overrides"]] == ["tester"]
     assert set(stored["checks"]) == set(broken_checks())
+
+
+def test_a_leak_check_with_nothing_to_probe_is_not_run_not_failed():
+    """One-word answers (Banking77 labels) leave the leak check no row to probe: it measured nothing."""
+    checks = good_checks()
+    checks["leaks"]["tuned"] = {**checks["leaks"]["tuned"], "rows": 0, "leak_rate": None}
+    gate = apply_gate(report("r", checks))
+    assert gate["checks"]["leaks"]["status"] == "not_run" and gate["status"] == "incomplete"
