@@ -5,9 +5,10 @@ and each answer as the assistant turn after it, up to and including its end-of-t
 scored). Too long: the prompt is cut from the left first (its end is what the answers follow), then the answers
 from the right.
 
-The prompt is shared by the chosen and the rejected answer, so the fast path runs it ONCE: the batch's prompts go
-through the model with a KV cache, the cache is repeated for the two answers, and the chosen and rejected rows run
-against it (2 forward calls per batch, the prompt's tokens computed once instead of twice). The plain path runs
+The prompt is shared by the chosen and the rejected answer, so the fast path runs it ONCE. On CPU the batch runs
+as one packed row without padding (each prompt, then its two answers, each answer attending to its prompt); where
+per-span attention does not pay (CUDA), the prompts go through the model with a KV cache, repeated for the two
+answers. Sliding-window and soft-capped models take the plain path (their attention and head are the model's own). The plain path runs
 prompt+answer as separate rows, as TRL does; the tests check both give the same numbers.
 
 Losses follow TRL 1.16 exactly (tests/training/test_preference.py compares them):
