@@ -77,5 +77,7 @@ def show_result(record: dict) -> None:
     c2.metric(t("baselines.retrieval"), f"{base['retrieval']:.3f}", metric, delta_color="off", delta_arrow="off",
               border=True)
     st.info(t("baselines.bar", score=best, metric=metric, n=record.get("n")), icon="🎯")
+    if base.get("few_shot_n") and base["few_shot_n"] < (record.get("n") or 0):
+        st.caption(t("baselines.few_shot_sample", asked=base["few_shot_n"], n=record.get("n")))
     st.caption(t("baselines.when", created=record.get("created", ""), model=record.get("model"),
                  seconds=record.get("seconds") or 0))

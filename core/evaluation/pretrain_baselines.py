@@ -75,7 +75,8 @@ def stored(dataset: str, model: str, system_prompt: Optional[str]) -> Optional[d
 
 def stored_answers(run_id: str, cfg: dict, examples: list[dict]) -> Optional[dict]:
     """The stored few-shot and retrieval answers for a run's test ``examples`` (same dataset, model, system
-    prompt, every prompt and reference found), as ``{"few_shot": [...], "retrieval": [...], "source": path}``."""
+    prompt, every prompt and reference found), as ``{"few_shot": [...], "retrieval": [...], "source": path}``;
+    few-shot answers are None for the prompts outside the few-shot sample."""
     from core.evaluation.causes import run_dataset
 
     try:
@@ -87,7 +88,7 @@ def stored_answers(run_id: str, cfg: dict, examples: list[dict]) -> Optional[dic
         return None
     by_prompt = {(i["prompt"], i["reference"]): i for i in (record.get("result") or {}).get("items") or []}
     found = [by_prompt.get((last_user_text(e.get("messages") or []), e.get("reference", ""))) for e in examples]
-    if not examples or None in found or any(i.get("few_shot") is None for i in found):
+    if not examples or None in found or all(i.get("few_shot") is None for i in found):
         return None
     return {"few_shot": [i["few_shot"] for i in found], "retrieval": [i["retrieval"] for i in found],
             "source": str(folder(dataset) / RESULT_FILE)}
@@ -202,7 +203,8 @@ def baselines_command(args) -> int:
     base = record["result"]["base"]
     best, metric = bar(record)
     print(f"dataset {args.dataset}: {record['n']} test examples, {metric}")
-    print(f"few-shot base model ({base['k']} examples): {base.get('few_shot', 0.0):.4f}")
+    print(f"few-shot base model ({base['k']} examples, on {base.get('few_shot_n', 0)} of {record['n']} prompts): "
+          f"{base.get('few_shot', 0.0):.4f}")
     print(f"retrieval (nearest training row's answer): {base['retrieval']:.4f}")
     print(f"to be worth it, tuning should beat {best:.4f} {metric}; stored in {folder(args.dataset) / RESULT_FILE}")
     return 0

@@ -1,6 +1,6 @@
 """Check 5: the few-shot and retrieval baselines, and the learning curve's verdict."""
 from core.evaluation.baselines import (FEW_SHOT_K, check_baselines, few_shot_prompt, few_shot_examples,
-                                       retrieval_answers)
+                                       retrieval_answers, sample_indices)
 from core.evaluation.curve import more_data_verdict, subset_indices
 from tests.evaluation.planted import QA, example, report, train_rows
 
@@ -36,6 +36,29 @@ def test_tuning_beats_the_baselines_only_when_above_both():
     rep["tuned"]["examples"] = [example(0, "What colour is the logo?", "The logo is teal.", "The logo is teal.", 1.0)]
     won = check_baselines(lambda p: ["no idea"] * len(p), rep, train_rows()).to_dict()
     assert won["tuned"]["beats_baselines"] is True and won["tuned"]["score"] == 1.0
+
+
+def test_the_few_shot_sample_spreads_over_the_split_and_is_compared_on_the_same_prompts():
+    assert sample_indices(385, 100)[:3] == [0, 4, 8] and sample_indices(385, 100)[-1] == 384
+    assert len(sample_indices(385, 100)) == 100 and sample_indices(5, 100) == [0, 1, 2, 3, 4]
+    assert sample_indices(9, None) == list(range(9)) and sample_indices(9, 1) == [0]
+    rep = report("r", {})
+    # Six prompts: the tuned model is right on the even ones only; a few-shot sample of 3 asks prompts 0, 2/3, 5.
+    rep["tuned"]["examples"] = [example(i, q, a, a if i % 2 == 0 else "no idea", 0.0)
+                                for i, (q, a) in enumerate(QA[:6])]
+    asked = []
+
+    def half_right(prompts):  # right on every prompt it is asked
+        asked.extend(p[-1]["content"] for p in prompts)
+        return [dict(QA)[p[-1]["content"]] for p in prompts]
+
+    result = check_baselines(half_right, rep, train_rows(), few_shot_max=3).to_dict()
+    assert asked == [QA[i][0] for i in sample_indices(6, 3)] and result["generated"] == 3
+    assert result["base"]["few_shot_n"] == 3 and result["base"]["few_shot"] == 1.0
+    assert [i["few_shot"] is not None for i in result["items"]] == [i in sample_indices(6, 3) for i in range(6)]
+    on_sample = sum(i % 2 == 0 for i in sample_indices(6, 3)) / 3
+    assert result["tuned"]["score_on_few_shot_prompts"] == on_sample
+    assert result["tuned"]["beats_baselines"] is False
 
 
 def test_the_curve_says_more_data_helps_from_the_last_segment():

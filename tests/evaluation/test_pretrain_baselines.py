@@ -95,6 +95,22 @@ def test_the_after_training_check_reuses_the_stored_answers(workspace):
         run_one("baselines", "r1", report, cfg, load_split("faq", "train"), _NoBase(), None, lambda f, m: None)
 
 
+def test_stored_answers_from_a_few_shot_sample_are_reused_with_the_sample(workspace, monkeypatch):
+    from core.data import load_split
+    from core.evaluation import baselines
+    from core.evaluation.runchecks import run_one
+
+    monkeypatch.setattr(baselines, "FEW_SHOT_MAX", 1)  # the base model answers one of the two test prompts
+    assert _compute(workspace) == 0
+    record = json.loads((dataset_dir("faq") / "baselines" / "result.json").read_text())
+    assert [i["few_shot"] is not None for i in record["result"]["items"]] == [True, False]
+    assert record["result"]["base"]["few_shot_n"] == 1
+    cfg, report = _run_and_report(workspace)
+    result = run_one("baselines", "r1", report, cfg, load_split("faq", "train"), _NoBase(), None, lambda f, m: None)
+    assert "baselines.reused" in result.notes and result.base["few_shot_n"] == 1
+    assert result.base["few_shot"] == pytest.approx(record["result"]["base"]["few_shot"])
+
+
 def test_a_new_dataset_version_does_not_inherit_the_parents_baselines(workspace):
     from core.evaluation.causes import derive_dataset
 
