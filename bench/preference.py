@@ -131,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     p.add_argument("--no-base", action="store_true", help="skip the base model's accuracy (known from another run)")
     p.add_argument("--eval-pairs", type=int, default=HOLD_OUT, help="score only the first N held-out pairs")
+    p.add_argument("--keep", type=Path, default=None, help="write the dataset and the runs here (default: a "
+                   "temporary folder, removed at the end)")
     args = p.parse_args(argv)
     from core.defaults import DEFAULT_MODEL
 
@@ -145,6 +147,7 @@ def main(argv: list[str] | None = None) -> int:
           flush=True)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+        tmp = args.keep or Path(tmp)
         data = write_dataset(Path(tmp) / "hh", train, held, n_val=min(32, len(held) // 2))
         base = None
         for objective in args.objectives:
