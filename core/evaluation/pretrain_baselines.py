@@ -6,6 +6,7 @@ dataset, model and system prompt (``stored_answers``) instead of asking the base
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import sys
 import time
@@ -15,7 +16,7 @@ from typing import Optional
 from core import jobs
 from core.defaults import DEFAULT_MODEL
 from core.errors import CorruptFileError, UserError
-from core.evaluation.answering import CHUNK
+from core.evaluation.answering import answer_all
 from core.evaluation.prompts import last_user_text
 from core.fileio import atomic_write_json, read_json
 from core.workspace import dataset_dir, list_ids
@@ -51,7 +52,13 @@ def checked_dataset(dataset: str) -> str:
 
 
 def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    stat = path.stat()  # the Choose page asks on every rerun: hash a split again only when it changed
+    return _sha_of(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha_of(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def fingerprint(dataset: str, model: str, system_prompt: Optional[str]) -> dict:
@@ -146,16 +153,15 @@ class _Progress:
         print(f"[{fraction:4.0%}] {message}", file=sys.stderr, flush=True)
 
     def answers(self, answer, share: tuple[float, float] = (0.1, 1.0)):
-        """``answer`` in chunks of CHUNK prompts, with a progress update after each."""
+        """``answer`` through answer_all (chunks of CHUNK prompts), with the count done after each chunk."""
         def chunked(prompts: list[list[dict]]) -> list[str]:
-            out: list[str] = []
-            self.extra = {"done": 0, "total": len(prompts), "answering_since": time.time()}
-            for i in range(0, len(prompts), CHUNK):
-                out += answer(prompts[i:i + CHUNK])
-                self.extra["done"] = len(out)
-                lo, hi = share
-                self(lo + (hi - lo) * len(out) / max(1, len(prompts)), f"few-shot answers {len(out)}/{len(prompts)}")
-            return out
+            total, (lo, hi) = len(prompts), share
+            self.extra = {"done": 0, "total": total, "answering_since": time.time()}
+
+            def counted(fraction: float, _code: str) -> None:
+                self.extra["done"] = round((fraction - lo) / (hi - lo) * total)
+                self(fraction, f"few-shot answers {self.extra['done']}/{total}")
+            return answer_all(answer, prompts, counted, share)
         return chunked
 
 

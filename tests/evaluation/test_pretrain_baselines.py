@@ -117,3 +117,17 @@ def test_a_new_dataset_version_does_not_inherit_the_parents_baselines(workspace)
     assert _compute(workspace) == 0
     child = derive_dataset("faq", drop=[0])
     assert not (dataset_dir(child) / "baselines").exists()
+
+
+def test_the_job_counts_its_answers_in_progress_json(tmp_path):
+    path = tmp_path / "progress.json"
+    seen = []
+
+    def answer(prompts):
+        seen.append(json.loads(path.read_text())["done"] if path.exists() else None)
+        return ["ok"] * len(prompts)
+
+    out = pre._Progress(path).answers(answer)([[{"role": "user", "content": str(i)}] for i in range(20)])
+    assert out == ["ok"] * 20 and seen == [0, 8, 16]  # the count before each chunk of 8
+    final = json.loads(path.read_text())
+    assert final["done"] == 20 and final["total"] == 20 and final["fraction"] == pytest.approx(1.0)
