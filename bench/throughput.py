@@ -302,6 +302,9 @@ if __name__ == "__main__":
     if args.grid:
         from bench.shapes import main as grid_main
 
+        if args.steps or args.rounds or args.batch != 8 or args.no_generation:
+            parser.error("--grid runs whole epochs at batch 8 of every shape: --steps, --batch, --rounds and "
+                         "--no-generation do not apply (bench/shapes.py takes --shapes, --scale, --threads)")
         grid_main(quick=args.quick)
     elif args.worker:
         spec = json.loads(args.worker)
