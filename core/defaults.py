@@ -24,6 +24,7 @@ TRAIN_DEFAULTS = {
     # this budget, not batch_size x max_seq_len; 1024 keeps CPU matmuls efficient (bench/throughput.py).
     "micro_batch_tokens": 1024,
 }
+EVAL_CAP = 64  # validation examples per pass when train.max_eval_examples is null
 # Minutes of training a recommendation plans for unless the user says otherwise: the whole line (define to chat)
 # on an assets/ sample then fits a sitting on a 2-core laptop.
 DEFAULT_BUDGET_MIN = 6

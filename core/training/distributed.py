@@ -117,3 +117,9 @@ def cleanup(ctx: DistContext) -> None:
     """Leave the process group."""
     if ctx.distributed and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def micro_seed(seed: int, step: int, micro_index: int) -> int:
+    """A distinct, reproducible RNG seed per (run seed, optimizer step, global micro-batch): dropout then depends
+    on which micro-batch runs, not on which process or accumulation slot runs it."""
+    return ((seed * 1_000_003 + step) * 10_007 + micro_index) % (2**63 - 1)
