@@ -9,6 +9,7 @@ The data is read from ../shared/data/preference (never copied into the project).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import random
@@ -146,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"HH-RLHF harmless: {len(pairs)} pairs, {len(train)} train, {len(held)} held out; model {args.model}",
           flush=True)
     rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = args.keep or Path(tmp)
+    if args.keep and args.keep.exists() and any(args.keep.iterdir()):
+        p.error(f"--keep {args.keep}: the folder is not empty (its runs would be trained on again); give a new one")
+    with (contextlib.nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory()) as tmp:
         data = write_dataset(Path(tmp) / "hh", train, held, n_val=min(32, len(held) // 2))
         base = None
         for objective in args.objectives:

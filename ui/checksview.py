@@ -22,7 +22,8 @@ from ui.i18n import t
 CHECK_KEYS = {name: f"checks.name.{name}" for name in CHECKS}
 STATUS_KEYS = {s: f"gate.status.{s}" for s in ("pass", "fail", "not_run", "incomplete")}
 NOTE_KEYS = {code: f"checks.note.{code}" for code in (
-    "causes.method_minhash", "baselines.beaten", "baselines.not_beaten", "baselines.reused", "curve.not_started",
+    "causes.method_minhash", "baselines.beaten", "baselines.not_beaten", "baselines.reused",
+    "baselines.few_shot_sampled", "curve.not_started",
     "curve.waiting", "curve.more_data_helps", "curve.plateau", "curve.unknown")}
 DEFAULT_CHECKS = ["forgetting", "abstention", "leaks", "causes", "baselines"]  # the curve trains runs: asked apart
 CURVE_BUDGET_S = 600

@@ -25,13 +25,13 @@ AnswerFn = Callable[[list[list[dict]]], list[str]]
 ProgressFn = Callable[[float, str], None]
 FEW_SHOT_K = 3   # examples in the few-shot prompt: enough to show the format, short enough for a small context
 # Why a sample: the few-shot prompt is 4x longer and the base model rambles to the token limit, so on Banking77's
-# 385 test prompts this one baseline took 1,298 s, more than the whole evaluation's answers (979 s); 100 prompts
-# put a 0.05 accuracy difference outside one standard error while costing a quarter of that.
+# 385 test prompts this one baseline took 1,298 s on a shared machine, more than the evaluation's base and tuned
+# answers together (979 s); 100 prompts keep the standard error of an accuracy near 0.5 at 0.05.
 FEW_SHOT_MAX = 100
 
 
 def sample_indices(n: int, most: Optional[int]) -> list[int]:
-    """At most ``most`` of ``range(n)``, spread evenly (test splits are often grouped by label)."""
+    """At most ``most`` of ``range(n)``, spread evenly (test splits are often grouped by label); 0 or None: all."""
     if not most or n <= most:
         return list(range(n))
     return sorted({round(i * (n - 1) / (most - 1)) for i in range(most)}) if most > 1 else [0]
@@ -102,8 +102,9 @@ def check_baselines(answer_base: Optional[AnswerFn], report: dict, train_rows: S
         retrieved, few_shot = list(prior["retrieval"]), list(prior["few_shot"])
     else:
         retrieved = retrieval_answers(train_rows, [last_user_text(e.get("messages") or []) for e in examples])
+        most = FEW_SHOT_MAX if few_shot_max is None else few_shot_max
         few_shot = _few_shot(answer_base, examples, few_shot_examples(train_rows, FEW_SHOT_K, labels),
-                             sample_indices(len(examples), few_shot_max or FEW_SHOT_MAX), progress)
+                             sample_indices(len(examples), most), progress)
     asked = [i for i, a in enumerate(few_shot) if a is not None]
     scores = {"retrieval": score_answers(retrieved, refs, labels)}
     on_asked = {}
@@ -125,7 +126,8 @@ def check_baselines(answer_base: Optional[AnswerFn], report: dict, train_rows: S
                        tuned={"score": tuned_score, "metric": metric, "beats_baselines": beats, **on_asked},
                        items=items, seconds=time.perf_counter() - t0, generated=0 if prior else len(asked),
                        notes=["baselines.beaten" if beats else "baselines.not_beaten"]
-                       + (["baselines.reused"] if prior else []))
+                       + (["baselines.reused"] if prior else [])
+                       + (["baselines.few_shot_sampled"] if 0 < len(asked) < len(examples) else []))
 
 
 def _few_shot(answer_base: Optional[AnswerFn], examples: list[dict], shots: list[tuple[str, str]],

@@ -53,11 +53,11 @@ def checked_dataset(dataset: str) -> str:
 
 def _sha(path: Path) -> str:
     stat = path.stat()  # the Choose page asks on every rerun: hash a split again only when it changed
-    return _sha_of(str(path), stat.st_mtime_ns, stat.st_size)
+    return _sha_of(str(path), stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
 
 
 @functools.lru_cache(maxsize=32)
-def _sha_of(path: str, mtime_ns: int, size: int) -> str:
+def _sha_of(path: str, inode: int, mtime_ns: int, ctime_ns: int, size: int) -> str:  # ctime: no utime sets it back
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -84,6 +84,7 @@ def stored_answers(run_id: str, cfg: dict, examples: list[dict]) -> Optional[dic
     """The stored few-shot and retrieval answers for a run's test ``examples`` (same dataset, model, system
     prompt, every prompt and reference found), as ``{"few_shot": [...], "retrieval": [...], "source": path}``;
     few-shot answers are None for the prompts outside the few-shot sample."""
+    from core.evaluation.baselines import FEW_SHOT_MAX, sample_indices
     from core.evaluation.causes import run_dataset
 
     try:
@@ -95,10 +96,13 @@ def stored_answers(run_id: str, cfg: dict, examples: list[dict]) -> Optional[dic
         return None
     by_prompt = {(i["prompt"], i["reference"]): i for i in (record.get("result") or {}).get("items") or []}
     found = [by_prompt.get((last_user_text(e.get("messages") or []), e.get("reference", ""))) for e in examples]
-    if not examples or None in found or all(i.get("few_shot") is None for i in found):
+    # Reused only when the stored answers cover the sample a fresh check would ask (a --limit'ed evaluation asks
+    # other prompts than the whole split's sample); answers outside that sample are left out.
+    asked = set(sample_indices(len(examples), FEW_SHOT_MAX))
+    if not examples or None in found or any(found[i].get("few_shot") is None for i in asked):
         return None
-    return {"few_shot": [i["few_shot"] for i in found], "retrieval": [i["retrieval"] for i in found],
-            "source": str(folder(dataset) / RESULT_FILE)}
+    return {"few_shot": [f["few_shot"] if i in asked else None for i, f in enumerate(found)],
+            "retrieval": [f["retrieval"] for f in found], "source": str(folder(dataset) / RESULT_FILE)}
 
 
 # ---------------------------------------------------------------- the job: start and poll (the page's side)

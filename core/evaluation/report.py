@@ -220,6 +220,9 @@ PLAIN_NOTES = {  # the verdicts a reader looks for, in plain words (the app word
                         "retrieval baseline.",
     "baselines.not_beaten": "Tuning did NOT beat the baselines: a few-shot prompt or retrieving the nearest training "
                             "answer does as well or better.",
+    "baselines.few_shot_sampled": "The few-shot baseline asked the base model on an even sample of the test prompts "
+                                  "(few_shot_n); the tuned model is compared with it on those same prompts "
+                                  "(score_on_few_shot_prompts).",
     "curve.more_data_helps": "More data would likely help: the score still rose from 50 % to 100 % of the data.",
     "curve.plateau": "More data would likely not help much: the score flattened from 50 % to 100 % of the data.",
     "curve.unknown": "Not enough scored learning-curve points for a verdict.",

@@ -109,6 +109,10 @@ def test_stored_answers_from_a_few_shot_sample_are_reused_with_the_sample(worksp
     result = run_one("baselines", "r1", report, cfg, load_split("faq", "train"), _NoBase(), None, lambda f, m: None)
     assert "baselines.reused" in result.notes and result.base["few_shot_n"] == 1
     assert result.base["few_shot"] == pytest.approx(record["result"]["base"]["few_shot"])
+    # A check that would ask both prompts is not served by a stored sample of one: it asks the base model.
+    monkeypatch.setattr(baselines, "FEW_SHOT_MAX", 2)
+    with pytest.raises(AssertionError, match="base model was loaded"):
+        run_one("baselines", "r1", report, cfg, load_split("faq", "train"), _NoBase(), None, lambda f, m: None)
 
 
 def test_a_new_dataset_version_does_not_inherit_the_parents_baselines(workspace):
